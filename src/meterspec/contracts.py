@@ -1,0 +1,109 @@
+"""The wire contracts as msgspec Structs; schemas/ is the source of truth they must agree with.
+
+Fields hold wire values (strings for quantities and timestamps) so a Struct round-trips to the
+same JSON. The pipeline parses them with meterspec.quantity and meterspec.timestamps.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+Aggregation = Literal[
+    "sum", "count", "min", "max", "latest", "time-weighted-avg", "unique-count"]
+WindowSize = Literal["minute", "hour", "day", "month"]
+
+
+class _Wire(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+class EventPayload(_Wire):
+    id: str
+    workspace_id: str = msgspec.field(name="workspaceID")
+    universe_id: str = msgspec.field(name="universeID")
+    type: str
+    subject: str
+    time: str
+    properties: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class Filter(_Wire):
+    """Exactly one condition: property with equals / in / notIn / exists, or allOf / anyOf."""
+
+    property: str | None = None
+    equals: str | None = None
+    in_: list[str] | None = msgspec.field(default=None, name="in")
+    not_in: list[str] | None = msgspec.field(default=None, name="notIn")
+    exists: bool | None = None
+    all_of: list[Filter] | None = msgspec.field(default=None, name="allOf")
+    any_of: list[Filter] | None = msgspec.field(default=None, name="anyOf")
+
+
+class MeasurementSpec(_Wire):
+    unit: str
+    source_property: str | None = msgspec.field(default=None, name="sourceProperty")
+    quantity: str | None = None
+    event_types: list[str] | None = msgspec.field(default=None, name="eventTypes")
+    filter: Filter | None = None
+
+
+class MeteringConfig(_Wire):
+    measurements: list[MeasurementSpec]
+    dimensions: list[str] | None = None
+
+
+class Measurement(_Wire):
+    quantity: str
+    unit: str
+
+
+class MeterRecord(_Wire):
+    id: str
+    workspace_id: str = msgspec.field(name="workspaceID")
+    universe_id: str = msgspec.field(name="universeID")
+    subject: str
+    recorded_at: str = msgspec.field(name="recordedAt")
+    measurement: Measurement
+    dimensions: dict[str, str]
+    source_event_id: str = msgspec.field(name="sourceEventID")
+    metered_at: str | None = msgspec.field(default=None, name="meteredAt")
+
+
+class Window(_Wire):
+    start: str
+    end: str
+
+
+class Tumbling(_Wire):
+    size: WindowSize
+    start: str
+    end: str
+    time_zone: str = msgspec.field(default="UTC", name="timeZone")
+
+
+class AggregationRequest(_Wire):
+    aggregation: Aggregation
+    dimension: str | None = None
+    scale: int | None = None
+    windows: list[Window] | None = None
+    tumbling: Tumbling | None = None
+    group_by: list[str] | None = msgspec.field(default=None, name="groupBy")
+
+
+class ReadingMeasurement(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    quantity: str | None
+    unit: str
+
+
+class MeterReading(_Wire):
+    id: str
+    workspace_id: str = msgspec.field(name="workspaceID")
+    universe_id: str = msgspec.field(name="universeID")
+    subject: str
+    measurement: ReadingMeasurement
+    aggregation: Aggregation
+    window: Window
+    record_count: int = msgspec.field(name="recordCount")
+    group: dict[str, str | None] | None = None

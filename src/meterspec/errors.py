@@ -1,0 +1,45 @@
+"""One error family for every rejected input: a stable code, a JSON Pointer, a requirement id.
+
+Codes are part of the specification (specs/errors.md); messages are for humans and may change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+
+
+class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One thing wrong with one document, as written to an error report."""
+
+    code: str
+    path: str
+    message: str
+    requirement: str
+    event_id: str | None = msgspec.field(default=None, name="eventID")
+    line: int | None = None
+
+
+class MeterspecError(ValueError):
+    """Input rejected by the specification; carries every problem found, never only the first."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        if not self.problems:
+            raise TypeError("MeterspecError needs at least one problem")
+        first = self.problems[0]
+        self.code = first.code
+        self.path = first.path
+        self.requirement = first.requirement
+        more = f" (+{len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
+        super().__init__(f"{first.code} at {first.path or '/'}: {first.message}{more}")
+
+    @classmethod
+    def single(cls, code: str, path: str, message: str, requirement: str) -> MeterspecError:
+        return cls([Problem(code, path, message, requirement)])
+
+
+def pointer(*parts: str | int) -> str:
+    """Build an RFC 6901 JSON Pointer from unescaped reference tokens."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)

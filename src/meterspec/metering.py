@@ -1,0 +1,204 @@
+"""EventPayload -> MeterRecords (MS-EVT, MS-MET): which measurements an event yields, with
+which quantity and dimensions. Pure: the only time it knows is the one the caller passes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import NamedTuple
+
+from meterspec.contracts import (
+    EventPayload,
+    Filter,
+    Measurement,
+    MeasurementSpec,
+    MeteringConfig,
+    MeterRecord,
+)
+from meterspec.errors import MeterspecError, Problem, pointer
+from meterspec.ids import record_id
+from meterspec.quantity import format_quantity, parse_quantity
+from meterspec.timestamps import Micros, format_timestamp, parse_timestamp
+
+Predicate = Callable[[Mapping[str, str]], bool]
+_IDENTITY_FIELDS = ("id", "workspaceID", "universeID", "type", "subject")
+
+
+class Measured(NamedTuple):
+    """One measurement taken from one event, before it is written as a MeterRecord."""
+
+    unit: str
+    quantity: Decimal
+    source: str
+
+
+class _Rule(NamedTuple):
+    unit: str
+    source_property: str | None
+    constant: Decimal | None
+    source: str
+    event_types: frozenset[str] | None
+    matches: Predicate
+
+
+def compile_filter(spec: Filter, path: str) -> Predicate:
+    """MS-MET-004/005: one condition per filter object; missing properties never match
+    `equals`/`in`, always match `notIn`."""
+    conditions = [name for name in ("equals", "in_", "not_in", "exists", "all_of", "any_of")
+                  if getattr(spec, name) is not None]
+    needs_property = conditions and conditions[0] not in ("all_of", "any_of")
+    if len(conditions) != 1 or needs_property != (spec.property is not None):
+        raise MeterspecError.single(
+            "invalid-filter", path, "a filter has exactly one of equals, in, notIn, exists "
+            "(each with property) or allOf, anyOf (without property)", "MS-MET-004")
+    name = spec.property or ""
+    if spec.equals is not None:
+        wanted = spec.equals
+        return lambda props: props.get(name) == wanted
+    if spec.in_ is not None:
+        allowed = frozenset(spec.in_)
+        return lambda props: name in props and props[name] in allowed
+    if spec.not_in is not None:
+        banned = frozenset(spec.not_in)
+        return lambda props: props.get(name) not in banned if name in props else True
+    if spec.exists is not None:
+        present = spec.exists
+        return lambda props: (name in props) == present
+    key = "allOf" if spec.all_of is not None else "anyOf"
+    parts = spec.all_of if spec.all_of is not None else spec.any_of
+    if not parts:
+        raise MeterspecError.single(
+            "invalid-filter", pointer(path, key) if path else f"/{key}",
+            f"{key} needs at least one filter", "MS-MET-004")
+    children = [compile_filter(p, f"{path}/{key}/{i}") for i, p in enumerate(parts)]
+    combine = all if key == "allOf" else any
+    return lambda props: combine(child(props) for child in children)
+
+
+class Meter:
+    """A compiled MeteringConfig: turns events into records, one event at a time."""
+
+    def __init__(self, config: MeteringConfig) -> None:
+        problems: list[Problem] = []
+        rules: list[_Rule] = []
+        seen: set[tuple[str, str]] = set()
+        if not config.measurements:
+            problems.append(Problem("empty-list", "/measurements",
+                                    "a config needs at least one measurement", "MS-MET-001"))
+        for index, spec in enumerate(config.measurements):
+            path = f"/measurements/{index}"
+            try:
+                rules.append(self._rule(spec, path))
+            except MeterspecError as error:
+                problems.extend(error.problems)
+                continue
+            identity = (rules[-1].unit, rules[-1].source)
+            if identity in seen:
+                problems.append(Problem(
+                    "duplicate-measurement", path, "two measurements with the same unit and "
+                    "source would count the same usage twice", "MS-MET-002"))
+            seen.add(identity)
+        if problems:
+            raise MeterspecError(problems)
+        self._rules = tuple(rules)
+        self._sources = frozenset(r.source_property for r in rules if r.source_property)
+        self._dimensions = tuple(config.dimensions) if config.dimensions is not None else None
+
+    @staticmethod
+    def _rule(spec: MeasurementSpec, path: str) -> _Rule:
+        if (spec.source_property is None) == (spec.quantity is None):
+            raise MeterspecError.single(
+                "invalid-measurement", path,
+                "a measurement has exactly one of sourceProperty and quantity", "MS-MET-002")
+        constant = None
+        if spec.quantity is not None:
+            constant = parse_quantity(spec.quantity, path + "/quantity")
+            source = "constant:" + format_quantity(constant)
+        else:
+            source = f"property:{spec.source_property}"
+        matches: Predicate = (
+            compile_filter(spec.filter, path + "/filter") if spec.filter else lambda _: True)
+        types = frozenset(spec.event_types) if spec.event_types is not None else None
+        return _Rule(spec.unit, spec.source_property, constant, source, types, matches)
+
+    def measure(self, event: EventPayload) -> tuple[Micros, list[Measured], dict[str, str]]:
+        """The event's instant, its measurements and its dimensions; raises MeterspecError
+        listing every problem of the event (MS-MET-008), each tagged with the event id."""
+        problems = check_event(event)
+        instant = 0
+        if not problems:
+            try:
+                instant = parse_timestamp(event.time, "/time")
+            except MeterspecError as error:
+                problems.extend(error.problems)
+        props = event.properties
+        measured: list[Measured] = []
+        for rule in self._rules:
+            if rule.event_types is not None and event.type not in rule.event_types:
+                continue
+            if not rule.matches(props):
+                continue
+            if rule.constant is not None:
+                measured.append(Measured(rule.unit, rule.constant, rule.source))
+                continue
+            name = rule.source_property or ""
+            where = pointer("properties", name)
+            if name not in props:
+                problems.append(Problem(
+                    "missing-source-property", where, f"measurement {rule.unit!r} matched but "
+                    f"property {name!r} is missing", "MS-MET-008"))
+                continue
+            try:
+                measured.append(Measured(rule.unit, parse_quantity(props[name], where),
+                                         rule.source))
+            except MeterspecError as error:
+                problems.extend(error.problems)
+        if problems:
+            event_id = event.id if isinstance(event.id, str) and event.id else None
+            raise MeterspecError(
+                [Problem(p.code, p.path, p.message, p.requirement, event_id) for p in problems])
+        return instant, measured, self.dimensions(props)
+
+    def dimensions(self, props: Mapping[str, str]) -> dict[str, str]:
+        """MS-MET-006: the listed properties if the config lists them, else every property
+        that is not the source of any measurement in the config; keys in code-point order."""
+        if self._dimensions is not None:
+            return {k: props[k] for k in sorted(self._dimensions) if k in props}
+        return {k: props[k] for k in sorted(props) if k not in self._sources}
+
+    def records(self, event: EventPayload, metered_at: str | None = None) -> list[MeterRecord]:
+        """MS-MET-007: one MeterRecord per matching measurement, in config order."""
+        instant, measured, dims = self.measure(event)
+        recorded_at = format_timestamp(instant)
+        if metered_at is not None:
+            metered_at = format_timestamp(parse_timestamp(metered_at, "/meteredAt"))
+        return [
+            MeterRecord(
+                id=record_id(event.workspace_id, event.universe_id, event.id, m.unit, m.source),
+                workspace_id=event.workspace_id,
+                universe_id=event.universe_id,
+                subject=event.subject,
+                recorded_at=recorded_at,
+                measurement=Measurement(format_quantity(m.quantity), m.unit),
+                dimensions=dims,
+                source_event_id=event.id,
+                metered_at=metered_at,
+            )
+            for m in measured
+        ]
+
+
+def check_event(event: EventPayload) -> list[Problem]:
+    """MS-EVT-002: identity fields are non-empty strings."""
+    values = (event.id, event.workspace_id, event.universe_id, event.type, event.subject)
+    return [
+        Problem("empty-string", "/" + name, f"{name} must not be empty", "MS-EVT-002")
+        for name, value in zip(_IDENTITY_FIELDS, values, strict=True) if not value
+    ]
+
+
+def meter(
+    event: EventPayload, config: MeteringConfig, metered_at: str | None = None
+) -> list[MeterRecord]:
+    """The MeterRecords one event yields under config (compiles config; use Meter for streams)."""
+    return Meter(config).records(event, metered_at)
