@@ -19,7 +19,7 @@ class _Wire(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaul
     pass
 
 
-class EventPayload(_Wire):
+class EventPayload(_Wire, frozen=True):
     id: str
     workspace_id: str = msgspec.field(name="workspaceID")
     universe_id: str = msgspec.field(name="universeID")
@@ -29,7 +29,7 @@ class EventPayload(_Wire):
     properties: dict[str, str] = msgspec.field(default_factory=dict)
 
 
-class Filter(_Wire):
+class Filter(_Wire, frozen=True):
     """Exactly one condition: property with equals / in / notIn / exists, or allOf / anyOf."""
 
     property: str | None = None
@@ -41,7 +41,7 @@ class Filter(_Wire):
     any_of: list[Filter] | None = msgspec.field(default=None, name="anyOf")
 
 
-class MeasurementSpec(_Wire):
+class MeasurementSpec(_Wire, frozen=True):
     unit: str
     source_property: str | None = msgspec.field(default=None, name="sourceProperty")
     quantity: str | None = None
@@ -49,17 +49,17 @@ class MeasurementSpec(_Wire):
     filter: Filter | None = None
 
 
-class MeteringConfig(_Wire):
+class MeteringConfig(_Wire, frozen=True):
     measurements: list[MeasurementSpec]
     dimensions: list[str] | None = None
 
 
-class Measurement(_Wire):
+class Measurement(_Wire, frozen=True):
     quantity: str
     unit: str
 
 
-class MeterRecord(_Wire):
+class MeterRecord(_Wire, frozen=True):
     id: str
     workspace_id: str = msgspec.field(name="workspaceID")
     universe_id: str = msgspec.field(name="universeID")
@@ -71,19 +71,19 @@ class MeterRecord(_Wire):
     metered_at: str | None = msgspec.field(default=None, name="meteredAt")
 
 
-class Window(_Wire):
+class Window(_Wire, frozen=True):
     start: str
     end: str
 
 
-class Tumbling(_Wire):
+class Tumbling(_Wire, frozen=True):
     size: WindowSize
     start: str
     end: str
     time_zone: str = msgspec.field(default="UTC", name="timeZone")
 
 
-class AggregationRequest(_Wire):
+class AggregationRequest(_Wire, frozen=True):
     aggregation: Aggregation
     dimension: str | None = None
     scale: int | None = None
@@ -97,7 +97,7 @@ class ReadingMeasurement(msgspec.Struct, frozen=True, forbid_unknown_fields=True
     unit: str
 
 
-class MeterReading(_Wire):
+class MeterReading(_Wire, frozen=True):
     id: str
     workspace_id: str = msgspec.field(name="workspaceID")
     universe_id: str = msgspec.field(name="universeID")

@@ -124,13 +124,7 @@ class Meter:
     def measure(self, event: EventPayload) -> tuple[Micros, list[Measured], dict[str, str]]:
         """The event's instant, its measurements and its dimensions; raises MeterspecError
         listing every problem of the event (MS-MET-008), each tagged with the event id."""
-        problems = check_event(event)
-        instant = 0
-        if not problems:
-            try:
-                instant = parse_timestamp(event.time, "/time")
-            except MeterspecError as error:
-                problems.extend(error.problems)
+        instant, problems = check_event(event)
         props = event.properties
         measured: list[Measured] = []
         for rule in self._rules:
@@ -188,13 +182,18 @@ class Meter:
         ]
 
 
-def check_event(event: EventPayload) -> list[Problem]:
-    """MS-EVT-002: identity fields are non-empty strings."""
+def check_event(event: EventPayload) -> tuple[Micros, list[Problem]]:
+    """The event's instant and its problems beyond the Struct's types: identity fields are
+    non-empty (MS-EVT-002) and time is a real instant (MS-TIME-001)."""
     values = (event.id, event.workspace_id, event.universe_id, event.type, event.subject)
-    return [
+    problems = [
         Problem("empty-string", "/" + name, f"{name} must not be empty", "MS-EVT-002")
         for name, value in zip(_IDENTITY_FIELDS, values, strict=True) if not value
     ]
+    try:
+        return parse_timestamp(event.time, "/time"), problems
+    except MeterspecError as error:
+        return 0, problems + list(error.problems)
 
 
 def meter(

@@ -45,7 +45,7 @@ def parse_quantity(text: object, path: str = "") -> Decimal:
     value = Decimal(text)
     if value.is_zero():
         return ZERO
-    sign, digits, exponent = value.as_tuple()
+    _, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)
     # Drop trailing zeros of the coefficient: they do not count against the bounds.
     stripped = len(digits)

@@ -61,10 +61,11 @@ def validator(kind: str) -> jsonschema.Draft202012Validator:
 
 def schema_problems(kind: str, document: object) -> list[Problem]:
     """Every schema violation in document, as Problems sorted by path (MS-ERR-002)."""
-    default_requirement = validator(kind).schema.get("x-requirement", "MS-ERR-001")
+    schema = validator(kind).schema
+    default = schema.get("x-requirement", "MS-ERR-001") if isinstance(schema, dict) else ""
     found: dict[tuple[str, str], Problem] = {}
     for error in validator(kind).iter_errors(document):
-        for problem in _problems(error, default_requirement):
+        for problem in _problems(error, default):
             found.setdefault((problem.path, problem.code), problem)
     return sorted(found.values(), key=lambda p: (p.path, p.code))
 
@@ -75,7 +76,7 @@ def _problems(error: ValidationError, requirement: str) -> Iterator[Problem]:
     base = list(error.absolute_path)
     instance = error.instance
     if error.validator == "required" and isinstance(instance, dict):
-        for name in error.validator_value:
+        for name in error.validator_value:  # type: ignore[union-attr]
             if name not in instance:
                 yield Problem("missing-field", pointer(*base, name),
                               f"required field {name!r} is missing", requirement)
@@ -90,6 +91,8 @@ def _problems(error: ValidationError, requirement: str) -> Iterator[Problem]:
     code = subschema.get("x-code") or _KEYWORD_CODES.get(str(error.validator), "invalid-value")
     if error.validator == "pattern":
         message = f"{str(instance)[:64]!r} does not follow the grammar of {requirement}"
+    elif error.validator in ("oneOf", "anyOf", "not") and "description" in subschema:
+        message = subschema["description"]
     else:
         message = error.message[:200]
     yield Problem(code, pointer(*base), message, requirement)

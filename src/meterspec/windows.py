@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from meterspec.contracts import AggregationRequest, Tumbling
@@ -94,7 +95,7 @@ def tumbling_spans(tumbling: Tumbling) -> list[Span]:
             "unaligned-window", "/tumbling/end",
             f"end is not the beginning of a {tumbling.size} in {tumbling.time_zone}",
             "MS-WIN-003")
-    return list(zip(boundaries, boundaries[1:], strict=False))
+    return list(pairwise(boundaries))
 
 
 def _boundaries(zone: ZoneInfo, size: str, start: Micros, end: Micros) -> list[Micros]:

@@ -1,0 +1,244 @@
+"""The `meterspec` command: the I/O edge around the pure core (files, stdin, exit codes)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import BinaryIO
+
+from meterspec.codec import (
+    STRUCTS,
+    decode,
+    decode_config,
+    decode_event,
+    decode_record,
+    decode_request,
+    encode,
+)
+from meterspec.errors import MeterspecError, Problem
+from meterspec.metering import Meter, check_event
+from meterspec.readings import Aggregator, parse_record
+from meterspec.timestamps import format_timestamp, parse_timestamp
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+PROGRESS_EVERY = 50_000
+
+
+class Report:
+    """Error report (MS-ERR-004): one Problem per line, with line number and event id."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.rejected = 0
+
+    def reject(self, error: MeterspecError, line: int | None = None) -> None:
+        self.rejected += 1
+        for problem in error.problems:
+            self.stream.write(encode(Problem(problem.code, problem.path, problem.message,
+                                             problem.requirement, problem.event_id, line)))
+            self.stream.write(b"\n")
+
+
+def _lines(source: BinaryIO, label: str) -> Iterator[tuple[int, bytes]]:
+    """Non-blank lines with 1-based numbers; progress on stderr when it is a terminal."""
+    show = sys.stderr.isatty() and not os.environ.get("CI")
+    number = 0
+    for number, line in enumerate(source, start=1):
+        if show and number % PROGRESS_EVERY == 0:
+            sys.stderr.write(f"\r{label}: {number:,} lines")
+            sys.stderr.flush()
+        if line.strip():
+            yield number, line
+    if show and number >= PROGRESS_EVERY:
+        sys.stderr.write("\r\033[K")
+
+
+class BadDocumentError(Exception):
+    """A config or request file that cannot be used: nothing can be computed."""
+
+    def __init__(self, path: str, error: MeterspecError) -> None:
+        super().__init__(path)
+        self.path, self.error = path, error
+
+
+def _meter_for(path: str) -> Meter:
+    try:
+        return Meter(decode_config(Path(path).read_bytes()))
+    except MeterspecError as error:
+        raise BadDocumentError(path, error) from None
+
+
+def _aggregator_for(path: str) -> Aggregator:
+    try:
+        return Aggregator(decode_request(Path(path).read_bytes()))
+    except MeterspecError as error:
+        raise BadDocumentError(path, error) from None
+
+
+def _meter(args: argparse.Namespace, source: BinaryIO, out: BinaryIO, report: Report) -> int:
+    meter = _meter_for(args.config)
+    metered_at = args.metered_at
+    count = 0
+    for number, line in _lines(source, "meter"):
+        try:
+            records = meter.records(decode_event(line), metered_at)
+        except MeterspecError as error:
+            report.reject(error, number)
+            continue
+        for record in records:
+            out.write(encode(record))
+            out.write(b"\n")
+        count += len(records)
+    return count
+
+
+def _aggregate(args: argparse.Namespace, source: BinaryIO, out: BinaryIO,
+               report: Report) -> int:
+    aggregator = _aggregator_for(args.request)
+    for number, line in _lines(source, "aggregate"):
+        try:
+            aggregator.add_record(decode_record(line))
+        except MeterspecError as error:
+            report.reject(error, number)
+    return _write_readings(aggregator, out)
+
+
+def _run(args: argparse.Namespace, source: BinaryIO, out: BinaryIO, report: Report) -> int:
+    meter = _meter_for(args.config)
+    aggregator = _aggregator_for(args.request)
+    for number, line in _lines(source, "run"):
+        try:
+            event = decode_event(line)
+            instant, measured, dimensions = meter.measure(event)
+        except MeterspecError as error:
+            report.reject(error, number)
+            continue
+        for m in measured:
+            aggregator.add(event.workspace_id, event.universe_id, event.subject, m.unit,
+                           dimensions, instant, m.quantity)
+    return _write_readings(aggregator, out)
+
+
+def _write_readings(aggregator: Aggregator, out: BinaryIO) -> int:
+    readings = aggregator.readings()
+    for reading in readings:
+        out.write(encode(reading))
+        out.write(b"\n")
+    return len(readings)
+
+
+def _validate(args: argparse.Namespace, source: BinaryIO, out: BinaryIO, report: Report) -> int:
+    struct = STRUCTS[args.kind]
+    lines = args.lines or args.file.endswith((".ndjson", ".jsonl"))
+    documents = _lines(source, "validate") if lines else iter([(1, source.read())])
+    valid = 0
+    for number, data in documents:
+        try:
+            value = decode(args.kind, data, struct, fast=False)
+            _check_semantics(args.kind, value)
+        except MeterspecError as error:
+            report.reject(error, number if lines else None)
+            continue
+        valid += 1
+    return valid
+
+
+def _check_semantics(kind: str, value: object) -> None:
+    """What a schema cannot say: digit bounds, real calendar dates, window order, filters."""
+    if kind == "config":
+        Meter(value)  # type: ignore[arg-type]
+    elif kind == "request":
+        Aggregator(value)  # type: ignore[arg-type]
+    elif kind == "event":
+        problems = check_event(value)[1]  # type: ignore[arg-type]
+        if problems:
+            raise MeterspecError(problems)
+    elif kind == "record":
+        parse_record(value)  # type: ignore[arg-type]
+    elif kind == "reading":
+        window = value.window  # type: ignore[attr-defined]
+        start = parse_timestamp(window.start, "/window/start")
+        if start >= parse_timestamp(window.end, "/window/end"):
+            raise MeterspecError.single("invalid-window", "/window",
+                                        "a window's start must be before its end", "MS-WIN-001")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meterspec", description="Usage events -> meter records -> meter readings.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help_text: str, run: Callable[..., int]) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(run=run)
+        sub.add_argument("--errors", metavar="FILE",
+                         help="write the error report here instead of stderr")
+        return sub
+
+    sub = command("meter", "Write the MeterRecords of NDJSON events as NDJSON.", _meter)
+    sub.add_argument("--config", required=True, help="MeteringConfig JSON file")
+    sub.add_argument("--metered-at", help="RFC 3339 time to stamp as meteredAt")
+    sub.add_argument("file", help="events NDJSON file, '-' for stdin")
+
+    sub = command("aggregate", "Write the MeterReadings of NDJSON records.", _aggregate)
+    sub.add_argument("--request", required=True, help="AggregationRequest JSON file")
+    sub.add_argument("file", help="records NDJSON file, '-' for stdin")
+
+    sub = command("run", "Meter events and aggregate them in one streaming pass.", _run)
+    sub.add_argument("--config", required=True, help="MeteringConfig JSON file")
+    sub.add_argument("--request", required=True, help="AggregationRequest JSON file")
+    sub.add_argument("file", help="events NDJSON file, '-' for stdin")
+
+    sub = command("validate", "Check documents against the schemas and the spec.", _validate)
+    sub.add_argument("kind", choices=sorted(STRUCTS))
+    sub.add_argument("file", help="JSON document, or NDJSON (.ndjson/.jsonl or --lines)")
+    sub.add_argument("--lines", action="store_true", help="one document per line")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if getattr(args, "metered_at", None) is not None:
+        try:
+            args.metered_at = format_timestamp(parse_timestamp(args.metered_at, "--metered-at"))
+        except MeterspecError as error:
+            sys.stderr.write(f"meterspec: {error}\n")
+            return EXIT_USAGE
+    with ExitStack() as stack:
+        try:
+            source = (sys.stdin.buffer if args.file == "-"
+                      else stack.enter_context(open(args.file, "rb")))
+            errors = (sys.stderr.buffer if args.errors is None
+                      else stack.enter_context(open(args.errors, "wb")))
+        except OSError as error:
+            sys.stderr.write(f"meterspec: {error}\n")
+            return EXIT_USAGE
+        report = Report(errors)
+        out = sys.stdout.buffer
+        try:
+            written = args.run(args, source, out, report)
+            out.flush()
+        except BadDocumentError as bad:
+            sys.stderr.write(f"meterspec: {bad.path} is not usable:\n")
+            Report(sys.stderr.buffer).reject(bad.error)
+            return EXIT_USAGE
+        except BrokenPipeError:
+            return EXIT_OK
+        except OSError as error:
+            sys.stderr.write(f"meterspec: {error}\n")
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            return 130
+        errors.flush()
+    noun = {"validate": "valid documents", "aggregate": "readings", "run": "readings"}
+    sys.stderr.write(f"meterspec {args.command}: {written} {noun.get(args.command, 'records')}"
+                     f", {report.rejected} rejected\n")
+    return EXIT_REJECTED if report.rejected else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

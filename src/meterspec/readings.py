@@ -1,0 +1,205 @@
+"""MeterRecords -> MeterReadings (MS-AGG): select records by window, group them by
+(workspaceID, universeID, subject, unit[, groupBy values]) and finish one reading per active
+group and window. Memory grows with groups and windows, not with records (except for
+time-weighted-avg, whose state keeps the distinct instants inside the range)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
+
+from meterspec.aggregations import (
+    Count,
+    Latest,
+    Max,
+    Min,
+    Sum,
+    TimeWeightedAverage,
+    UniqueCount,
+    WindowState,
+)
+from meterspec.contracts import (
+    AggregationRequest,
+    MeterReading,
+    MeterRecord,
+    ReadingMeasurement,
+    Window,
+)
+from meterspec.errors import MeterspecError, Problem
+from meterspec.ids import reading_id
+from meterspec.quantity import format_quantity, parse_quantity
+from meterspec.timestamps import Micros, format_timestamp, parse_timestamp
+from meterspec.windows import request_windows
+
+DEFAULT_SCALE = 6
+GroupKey = tuple[str, str, str, str, tuple[str | None, ...]]
+
+_WINDOW_STATES: dict[str, Callable[[AggregationRequest], WindowState]] = {
+    "sum": lambda _: Sum(),
+    "count": lambda _: Count(),
+    "min": lambda _: Min(),
+    "max": lambda _: Max(),
+    "latest": lambda _: Latest(),
+    "unique-count": lambda r: UniqueCount(r.dimension or ""),
+}
+
+
+class Aggregator:
+    """Streaming, mergeable aggregation of records under one request."""
+
+    def __init__(self, request: AggregationRequest) -> None:
+        problems: list[Problem] = []
+        if request.aggregation == "unique-count" and not request.dimension:
+            problems.append(Problem("missing-field", "/dimension",
+                                    "unique-count needs a dimension", "MS-AGG-016"))
+        if request.aggregation != "unique-count" and request.dimension is not None:
+            problems.append(Problem("invalid-request", "/dimension",
+                                    "dimension applies to unique-count only", "MS-AGG-016"))
+        if request.scale is not None and (
+                request.aggregation != "time-weighted-avg" or not 0 <= request.scale <= 20):
+            problems.append(Problem("invalid-request", "/scale", "scale is an integer 0..20 "
+                                    "and applies to time-weighted-avg only", "MS-AGG-015"))
+        try:
+            self.windows = request_windows(request)
+        except MeterspecError as error:
+            problems.extend(error.problems)
+        if problems:
+            raise MeterspecError(problems)
+        self.request = request
+        self.group_by = tuple(request.group_by or ())
+        self.scale = DEFAULT_SCALE if request.scale is None else request.scale
+        self.weighted = request.aggregation == "time-weighted-avg"
+        self._new_state = _WINDOW_STATES.get(request.aggregation)
+        self._groups: dict[GroupKey, dict[int, WindowState]] = {}
+        self._weighted: dict[GroupKey, TimeWeightedAverage] = {}
+
+    def add(
+        self,
+        workspace: str,
+        universe: str,
+        subject: str,
+        unit: str,
+        dimensions: Mapping[str, str],
+        instant: Micros,
+        quantity: Decimal,
+    ) -> None:
+        """Add one parsed record (MS-AGG-003/004)."""
+        key = (workspace, universe, subject, unit,
+               tuple(dimensions.get(name) for name in self.group_by))
+        if self.weighted:
+            if instant < self.windows.end:
+                state = self._weighted.get(key)
+                if state is None:
+                    state = self._weighted[key] = TimeWeightedAverage(self.windows.start)
+                state.add(instant, quantity)
+            return
+        indexes = self.windows.containing(instant)
+        if not indexes:
+            return
+        states = self._groups.get(key)
+        if states is None:
+            states = self._groups[key] = {}
+        assert self._new_state is not None
+        for index in indexes:
+            window_state = states.get(index)
+            if window_state is None:
+                window_state = states[index] = self._new_state(self.request)
+            window_state.add(instant, quantity, dimensions)
+
+    def add_record(self, record: MeterRecord, path: str = "") -> None:
+        """Parse and add one MeterRecord; raises MeterspecError for a bad quantity or time."""
+        instant, quantity = parse_record(record, path)
+        self.add(record.workspace_id, record.universe_id, record.subject,
+                 record.measurement.unit, record.dimensions, instant, quantity)
+
+    def merge(self, other: Aggregator) -> None:
+        """Fold another aggregator over the same request into this one (MS-AGG-005)."""
+        if other.request != self.request:
+            raise ValueError("only aggregators of the same request merge")
+        for key, theirs in other._weighted.items():
+            mine = self._weighted.get(key)
+            if mine is None:
+                mine = self._weighted[key] = TimeWeightedAverage(self.windows.start)
+            mine.merge(theirs)
+        for key, their_states in other._groups.items():
+            states = self._groups.setdefault(key, {})
+            for index, state in their_states.items():
+                if index in states:
+                    states[index].merge(state)
+                else:
+                    fresh = states[index] = self._new_state(self.request)  # type: ignore[misc]
+                    fresh.merge(state)
+
+    def readings(self) -> list[MeterReading]:
+        """One reading per active group and window, sorted (MS-AGG-017)."""
+        spans = self.windows.spans
+        out: list[MeterReading] = []
+        for key in sorted(set(self._groups) | set(self._weighted), key=_sort_key):
+            if self.weighted:
+                results = self._weighted[key].results(spans, self.scale)
+                for span, (value, count) in zip(spans, results, strict=True):
+                    out.append(self._reading(key, span, value, count))
+                continue
+            states = self._groups[key]
+            for index, span in enumerate(spans):
+                state = states.get(index) or self._new_state(self.request)  # type: ignore[misc]
+                out.append(self._reading(key, span, state.result(), state.count))
+        return out
+
+    def _reading(self, key: GroupKey, span: tuple[Micros, Micros], value: Decimal | None,
+                 count: int) -> MeterReading:
+        workspace, universe, subject, unit, values = key
+        start, end = format_timestamp(span[0]), format_timestamp(span[1])
+        request = self.request
+        parameter = (f"dimension={request.dimension}" if request.aggregation == "unique-count"
+                     else f"scale={self.scale}" if self.weighted else "")
+        group = tuple(zip(self.group_by, values, strict=True))
+        return MeterReading(
+            id=reading_id(workspace, universe, subject, unit, request.aggregation, parameter,
+                          start, end, group),
+            workspace_id=workspace,
+            universe_id=universe,
+            subject=subject,
+            measurement=ReadingMeasurement(
+                None if value is None else format_quantity(value), unit),
+            aggregation=request.aggregation,
+            window=Window(start, end),
+            record_count=count,
+            group=dict(group) if request.group_by is not None else None,
+        )
+
+
+def parse_record(record: MeterRecord, path: str = "") -> tuple[Micros, Decimal]:
+    """A record's instant and quantity, or MeterspecError with every problem in it."""
+    problems: list[Problem] = []
+    quantity, instant = Decimal(0), 0
+    try:
+        quantity = parse_quantity(record.measurement.quantity, path + "/measurement/quantity")
+    except MeterspecError as error:
+        problems.extend(error.problems)
+    try:
+        instant = parse_timestamp(record.recorded_at, path + "/recordedAt")
+    except MeterspecError as error:
+        problems.extend(error.problems)
+    if problems:
+        raise MeterspecError(problems)
+    return instant, quantity
+
+
+def _sort_key(key: GroupKey) -> tuple[str, str, str, str, tuple[tuple[int, str], ...]]:
+    return (*key[:4], tuple((0, "") if v is None else (1, v) for v in key[4]))
+
+
+def aggregate(records: Iterable[MeterRecord], request: AggregationRequest) -> list[MeterReading]:
+    """Readings for records under request; raises MeterspecError listing every bad record
+    (paths prefixed with the record's index) rather than return a partial result."""
+    aggregator = Aggregator(request)
+    problems: list[Problem] = []
+    for index, record in enumerate(records):
+        try:
+            aggregator.add_record(record, f"/{index}")
+        except MeterspecError as error:
+            problems.extend(error.problems)
+    if problems:
+        raise MeterspecError(problems)
+    return aggregator.readings()
