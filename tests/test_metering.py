@@ -378,3 +378,17 @@ def test_huge_exponent_in_a_property_rejects_the_event_not_the_process() -> None
               config(MeasurementSpec("n", source_property="n")))
     assert problems(info) == [("quantity-out-of-range", "/properties/n")]
     assert info.value.problems[0].event_id == "evt-1"
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "bug: metering.compile_filter accepts an empty `in` / `notIn` list from a Struct built in "
+    "code (only the schema checks minItems), though MS-MET-004 says lists are non-empty"))
+@pytest.mark.parametrize("flt", [Filter(property="a", in_=[]), Filter(property="a", not_in=[])])
+def test_empty_in_or_not_in_list_is_invalid(flt: Filter) -> None:
+    try:
+        Meter(config(MeasurementSpec("calls", quantity="1", filter=flt)))
+    except MeterspecError as error:
+        assert [(p.code, p.path) for p in error.problems] == [
+            ("invalid-filter", "/measurements/0/filter")]
+        return
+    raise AssertionError("accepted")
