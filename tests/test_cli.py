@@ -319,9 +319,10 @@ def batch(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_meter_batch_reports_every_bad_line_and_keeps_every_good_one(
         meterspec: Cli, batch: tuple[Path, Path]) -> None:
-    """MS-ERR-004/005: each bad line is reported with its line number, eventID and code; a line
-    that is not JSON (or not UTF-8) is invalid-json at '' (MS-ERR-003); good lines still give
-    their records, with canonical quantities ("2.50" -> "2.5", MS-QTY-004) and times."""
+    """MS-ERR-004, MS-ERR-005: each bad line is reported with its line number, eventID and
+    code; a line that is not JSON (or not UTF-8) is invalid-json at '' (MS-ERR-003); good lines
+    still give their records, with canonical quantities ("2.50" -> "2.5", MS-QTY-004) and
+    times."""
     config, events = batch
     result = meterspec("meter", "--config", config, events)
     assert result.status == 1
@@ -581,7 +582,7 @@ def test_console_script_exits_1_for_a_bad_line_and_0_for_a_clean_file(tmp_path: 
 
 def test_metered_at_stamps_every_record_in_canonical_form(meterspec: Cli) -> None:
     """MS-MET-007: meteredAt only when given, normalised to UTC and truncated to the
-    microsecond (MS-TIME-002/003), written canonically (MS-TIME-004); record ids do not
+    microsecond (MS-TIME-002, MS-TIME-003), written canonically (MS-TIME-004); record ids do not
     depend on it (MS-ID-002)."""
     stamped = meterspec("meter", "--metered-at", "2024-02-01T00:00:00.1234569+01:00",
                         "--config", CONFIG, EVENTS)
