@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import decimal
+import json
 from decimal import Decimal
 
 import pytest
@@ -10,7 +11,8 @@ from conftest import record
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meterspec.contracts import AggregationRequest, Window
+from meterspec.codec import decode
+from meterspec.contracts import AggregationRequest, MeterRecord, Window
 from meterspec.errors import MeterspecError
 from meterspec.quantity import EXACT, canonical, format_quantity, is_quantity, parse_quantity
 from meterspec.readings import aggregate
@@ -257,18 +259,11 @@ def test_exponent_just_below_ten_to_the_eighteen_is_out_of_range() -> None:
         assert info.value.code == "quantity-out-of-range"
 
 
-@pytest.mark.xfail(strict=True, raises=decimal.InvalidOperation, reason=(
-    "bug: quantity.parse_quantity calls Decimal(text) in the default context, which raises "
-    "decimal.InvalidOperation for exponents beyond the C decimal limits (about 10**18 "
-    "upward, 2*10**18 downward); the text is a grammatical zero"))
 @pytest.mark.parametrize("text", ["0e-99999999999999999999", "-0e1000000000000000000"])
 def test_zero_with_a_huge_exponent_is_zero(text: str) -> None:
     assert canonical(text) == "0"
 
 
-@pytest.mark.xfail(strict=True, raises=decimal.InvalidOperation, reason=(
-    "bug: quantity.parse_quantity lets decimal.InvalidOperation escape for exponents beyond "
-    "the C decimal limits instead of reporting quantity-out-of-range"))
 @pytest.mark.parametrize("text", ["1e1000000000000000000", "-1e-9999999999999999999",
                                   "1e99999999999999999999"])
 def test_huge_exponent_is_out_of_range_not_a_crash(text: str) -> None:
@@ -277,11 +272,8 @@ def test_huge_exponent_is_out_of_range_not_a_crash(text: str) -> None:
     assert info.value.code == "quantity-out-of-range"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "bug: schemas/common.schema.json puts x-code invalid-quantity on the whole quantity "
-    "definition, so its maxLength 64 reports invalid-quantity (MS-QTY-001) where "
-    "parse_quantity and MS-QTY-002 say quantity-out-of-range"))
-def test_schema_and_parser_agree_on_the_length_bound_code() -> None:
+def test_decoder_and_parser_agree_on_the_length_bound_code() -> None:
+    """MS-QTY-002: the schema states only the grammar; the decoder adds the bounds."""
     text = "1." + "0" * 63
     with pytest.raises(MeterspecError) as info:
         parse_quantity(text, "/measurement/quantity")
@@ -289,5 +281,9 @@ def test_schema_and_parser_agree_on_the_length_bound_code() -> None:
                 "recordedAt": "2024-01-01T00:00:00Z",
                 "measurement": {"quantity": text, "unit": "c"}, "dimensions": {},
                 "sourceEventID": "e"}
-    assert [(p.code, p.path) for p in schema_problems("record", document)] == [
+    assert schema_problems("record", document) == []
+    with pytest.raises(MeterspecError) as decoded:
+        decode("record", json.dumps(document), MeterRecord, fast=False)
+    assert [(p.code, p.path) for p in decoded.value.problems] == [
         (info.value.code, "/measurement/quantity")]
+    assert info.value.code == "quantity-out-of-range"

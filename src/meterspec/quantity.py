@@ -17,7 +17,7 @@ MAX_INTEGER_DIGITS = 30
 MAX_FRACTION_DIGITS = 20
 
 # MS-QTY-001: optional minus, digits, optional fraction, optional exponent. Nothing else.
-_GRAMMAR = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_GRAMMAR = re.compile(r"-?([0-9]+)(?:\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?")
 
 EXACT = decimal.Context(
     prec=1000,
@@ -35,31 +35,30 @@ def parse_quantity(text: object, path: str = "") -> Decimal:
     if not isinstance(text, str):
         raise MeterspecError.single(
             "wrong-type", path, "a quantity must be a JSON string", "MS-QTY-001")
+    match = _GRAMMAR.fullmatch(text)
+    if match is None:
+        raise MeterspecError.single(
+            "invalid-quantity", path, f"{text[:64]!r} is not a decimal quantity", "MS-QTY-001")
     if len(text) > MAX_TEXT_LENGTH:
-        raise MeterspecError.single(
-            "quantity-out-of-range", path,
-            f"a quantity is at most {MAX_TEXT_LENGTH} characters", "MS-QTY-002")
-    if _GRAMMAR.fullmatch(text) is None:
-        raise MeterspecError.single(
-            "invalid-quantity", path, f"{text!r} is not a decimal quantity", "MS-QTY-001")
-    value = Decimal(text)
-    if value.is_zero():
+        raise _out_of_range(path)
+    # Check the bounds on the text before Decimal sees it: an exponent like 1e10**18 must cost
+    # nothing and must not reach the decimal module's own limits.
+    integer, fraction, exponent_text = match.groups()
+    coefficient = (integer + (fraction or "")).lstrip("0")
+    if not coefficient:
         return ZERO
-    _, digits, exponent = value.as_tuple()
-    assert isinstance(exponent, int)
-    # Drop trailing zeros of the coefficient: they do not count against the bounds.
-    stripped = len(digits)
-    while stripped > 1 and digits[stripped - 1] == 0:
-        stripped -= 1
-    exponent += len(digits) - stripped
-    integer_digits = max(stripped + exponent, 0)
-    fraction_digits = max(-exponent, 0)
-    if integer_digits > MAX_INTEGER_DIGITS or fraction_digits > MAX_FRACTION_DIGITS:
-        raise MeterspecError.single(
-            "quantity-out-of-range", path,
-            f"a quantity has at most {MAX_INTEGER_DIGITS} integer and "
-            f"{MAX_FRACTION_DIGITS} fraction digits", "MS-QTY-002")
-    return value
+    significant = coefficient.rstrip("0")
+    exponent = int(exponent_text or 0) - len(fraction or "") + len(coefficient) - len(significant)
+    if len(significant) + exponent > MAX_INTEGER_DIGITS or -exponent > MAX_FRACTION_DIGITS:
+        raise _out_of_range(path)
+    return Decimal(text)
+
+
+def _out_of_range(path: str) -> MeterspecError:
+    return MeterspecError.single(
+        "quantity-out-of-range", path,
+        f"a quantity has at most {MAX_TEXT_LENGTH} characters, {MAX_INTEGER_DIGITS} integer and "
+        f"{MAX_FRACTION_DIGITS} fraction digits", "MS-QTY-002")
 
 
 def is_quantity(text: object) -> bool:

@@ -3,16 +3,20 @@ explicitly or tumbling calendar periods in an IANA time zone."""
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from datetime import UTC, datetime, timedelta
+from functools import cache
+from importlib import resources
 from itertools import pairwise
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from meterspec.contracts import AggregationRequest, Tumbling
 from meterspec.errors import MeterspecError, Problem
-from meterspec.timestamps import Micros, from_datetime, parse_timestamp, to_datetime
+from meterspec.timestamps import MIN_MICROS, Micros, from_datetime, parse_timestamp, to_datetime
 
 MAX_WINDOWS = 100_000
+_ZONE_PART = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*")
 Span = tuple[Micros, Micros]
 
 
@@ -47,8 +51,10 @@ def request_windows(request: AggregationRequest) -> Windows:
                                     "windows and tumbling", "MS-WIN-002")
     if request.windows is not None:
         if len(request.windows) > MAX_WINDOWS:
-            raise MeterspecError.single("too-many-items", "/windows",
-                                        f"at most {MAX_WINDOWS} windows", "MS-WIN-004")
+            raise _too_many("/windows")
+        if not request.windows:
+            raise MeterspecError.single("empty-list", "/windows",
+                                        "a request needs at least one window", "MS-WIN-002")
         for i, window in enumerate(request.windows):
             try:
                 span = (parse_timestamp(window.start, f"/windows/{i}/start"),
@@ -72,75 +78,127 @@ def request_windows(request: AggregationRequest) -> Windows:
 
 def tumbling_spans(tumbling: Tumbling) -> list[Span]:
     """MS-WIN-003: consecutive calendar periods in the zone, from start to end; both bounds must
-    be period boundaries in that zone."""
+    be period boundaries in that zone. Reports every problem at once."""
+    problems: list[Problem] = []
+    bounds: list[Micros] = []
+    for name in ("start", "end"):
+        try:
+            bounds.append(parse_timestamp(getattr(tumbling, name), f"/tumbling/{name}"))
+        except MeterspecError as error:
+            problems.extend(error.problems)
     try:
-        zone = ZoneInfo(tumbling.time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise MeterspecError.single(
-            "invalid-time-zone", "/tumbling/timeZone",
-            f"{tumbling.time_zone[:64]!r} is not an IANA time zone name", "MS-WIN-003") from None
-    start = parse_timestamp(tumbling.start, "/tumbling/start")
-    end = parse_timestamp(tumbling.end, "/tumbling/end")
+        zone = time_zone(tumbling.time_zone)
+    except MeterspecError as error:
+        problems.extend(error.problems)
+    if problems:
+        raise MeterspecError(problems)
+    start, end = bounds
     if start >= end:
         raise MeterspecError.single("invalid-window", "/tumbling",
                                     "start must be before end", "MS-WIN-001")
     boundaries = _boundaries(zone, tumbling.size, start, end)
-    if boundaries[0] != start:
-        raise MeterspecError.single(
-            "unaligned-window", "/tumbling/start",
-            f"start is not the beginning of a {tumbling.size} in {tumbling.time_zone}",
-            "MS-WIN-003")
-    if boundaries[-1] != end:
-        raise MeterspecError.single(
-            "unaligned-window", "/tumbling/end",
-            f"end is not the beginning of a {tumbling.size} in {tumbling.time_zone}",
-            "MS-WIN-003")
-    return list(pairwise(boundaries))
+    for name, instant in (("start", start), ("end", end)):
+        if instant not in boundaries:
+            problems.append(Problem(
+                "unaligned-window", f"/tumbling/{name}", f"{name} is not the beginning of a "
+                f"{tumbling.size} in {tumbling.time_zone}", "MS-WIN-003"))
+    if problems:
+        raise MeterspecError(problems)
+    spans = list(pairwise(boundaries[boundaries.index(start):boundaries.index(end) + 1]))
+    if len(spans) > MAX_WINDOWS:
+        raise _too_many("/tumbling")
+    return spans
+
+
+@cache
+def time_zone(name: str) -> ZoneInfo:
+    """The IANA zone from the pinned tzdata package, never from the host (MS-WIN-003)."""
+    parts = name.split("/")
+    if not all(_ZONE_PART.fullmatch(part) for part in parts):
+        raise _unknown_zone(name)
+    try:
+        with resources.files("tzdata.zoneinfo").joinpath(*parts).open("rb") as data:
+            return ZoneInfo.from_file(data, key=name)
+    except (OSError, ValueError):
+        raise _unknown_zone(name) from None
+
+
+def _unknown_zone(name: str) -> MeterspecError:
+    return MeterspecError.single("invalid-time-zone", "/tumbling/timeZone",
+                                 f"{name[:64]!r} is not an IANA time zone name", "MS-WIN-003")
+
+
+def _too_many(path: str) -> MeterspecError:
+    return MeterspecError.single("too-many-items", path, f"at most {MAX_WINDOWS} windows",
+                                 "MS-WIN-004")
 
 
 def _boundaries(zone: ZoneInfo, size: str, start: Micros, end: Micros) -> list[Micros]:
-    """Period starts from the one at or before `start` through the first at or after `end`."""
-    local = to_datetime(start).astimezone(zone).replace(tzinfo=None)
-    if size == "minute":
-        period = local.replace(second=0, microsecond=0)
-    elif size == "hour":
-        period = local.replace(minute=0, second=0, microsecond=0)
-    elif size == "day":
-        period = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    else:
-        period = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    out: list[Micros] = []
-    while not out or out[-1] < end:
-        out.extend(i for i in _instants(zone, period, size in ("minute", "hour"))
-                   if not out or i > out[-1])
-        if len(out) > MAX_WINDOWS + 2:
-            raise MeterspecError.single("too-many-items", "/tumbling",
-                                        f"at most {MAX_WINDOWS} windows", "MS-WIN-004")
+    """Sorted period starts from the last one at or before `start` to the first at or after
+    `end` (fewer if the calendar ends first). A period's repeated occurrence can come after a
+    later period's first one (fall back), so instants are collected, then sorted."""
+    # A repeated wall-clock minute or hour lies up to a DST shift (at most 2 hours anywhere)
+    # before the start's own wall time, so minute and hour periods begin 3 hours earlier.
+    lead = 3 * 3_600_000_000 if size in ("minute", "hour") else 0
+    try:
+        moment = to_datetime(max(start - lead, MIN_MICROS))
+        local = moment.astimezone(zone).replace(tzinfo=None)
+    except OverflowError:
+        return []
+    period: datetime | None = _floor(local, size)
+    found: set[Micros] = set()
+    inside = 0
+    while period is not None:
+        instants = _instants(zone, period, size in ("minute", "hour"))
+        found.update(instants)
+        inside += sum(1 for instant in instants if instant > start)
+        if inside > MAX_WINDOWS + 2:
+            raise _too_many("/tumbling")
+        if instants and min(instants) >= end:
+            break
         period = _next(period, size)
-    return out[max(bisect_right(out, start) - 1, 0):]
+    ordered = sorted(found)
+    return ordered[max(bisect_right(ordered, start) - 1, 0):]
+
+
+def _floor(local: datetime, size: str) -> datetime:
+    if size == "minute":
+        return local.replace(second=0, microsecond=0)
+    if size == "hour":
+        return local.replace(minute=0, second=0, microsecond=0)
+    if size == "day":
+        return local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 def _instants(zone: ZoneInfo, wall: datetime, repeat: bool) -> list[Micros]:
     """Instants at which the zone's clock shows `wall`. A skipped wall time yields the instant
     the clock jumps past it (day and month) or nothing (minute and hour); a repeated one
-    yields its first occurrence, and for minute and hour also its second."""
-    first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
-    second = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
-    exists = first.astimezone(zone).replace(tzinfo=None) == wall
-    if not exists:
+    yields its first occurrence, and for minute and hour also its second. Instants outside
+    the supported years yield nothing."""
+    try:
+        first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+        second = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    except OverflowError:
+        return []
+    if first.astimezone(zone).replace(tzinfo=None) != wall:
         return [] if repeat else [from_datetime(first)]
     if repeat and second != first:
         return [from_datetime(first), from_datetime(second)]
     return [from_datetime(first)]
 
 
-def _next(period: datetime, size: str) -> datetime:
-    if size == "minute":
-        return period + timedelta(minutes=1)
-    if size == "hour":
-        return period + timedelta(hours=1)
-    if size == "day":
-        return period + timedelta(days=1)
-    if period.month == 12:
-        return period.replace(year=period.year + 1, month=1)
-    return period.replace(month=period.month + 1)
+def _next(period: datetime, size: str) -> datetime | None:
+    """The next period's local start, or None past year 9999."""
+    try:
+        if size == "minute":
+            return period + timedelta(minutes=1)
+        if size == "hour":
+            return period + timedelta(hours=1)
+        if size == "day":
+            return period + timedelta(days=1)
+        if period.month == 12:
+            return period.replace(year=period.year + 1, month=1)
+        return period.replace(month=period.month + 1)
+    except (OverflowError, ValueError):
+        return None
