@@ -7,7 +7,6 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
-from fractions import Fraction
 from typing import Protocol, Self
 
 from meterspec.quantity import EXACT, ZERO
@@ -197,5 +196,16 @@ class TimeWeightedAverage:
                 count += seen
                 i += 1
             area = EXACT.add(area, EXACT.multiply(level, Decimal(end - since)))
-            scaled = round(Fraction(area) * 10**scale / (end - start))
-            yield EXACT.scaleb(Decimal(scaled), -scale), count
+            yield EXACT.scaleb(Decimal(_divide_half_even(area, end - start, scale)), -scale), count
+
+
+def _divide_half_even(area: Decimal, length: int, scale: int) -> int:
+    """round(area / length * 10**scale), half to even, in integers only (MS-AGG-015)."""
+    numerator, denominator = area.as_integer_ratio()
+
+    denominator *= length
+    scaled: int = numerator * 10**scale
+    quotient, remainder = divmod(scaled, denominator)  # floor division: remainder >= 0
+    if 2 * remainder > denominator or (2 * remainder == denominator and quotient % 2):
+        quotient += 1
+    return quotient

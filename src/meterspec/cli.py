@@ -10,6 +10,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import BinaryIO
 
+from msgspec.structs import replace
+
 from meterspec.codec import (
     STRUCTS,
     decode,
@@ -19,7 +21,7 @@ from meterspec.codec import (
     decode_request,
     encode,
 )
-from meterspec.errors import MeterspecError, Problem
+from meterspec.errors import MeterspecError
 from meterspec.metering import Meter, check_event
 from meterspec.readings import Aggregator, parse_record
 from meterspec.timestamps import format_timestamp, parse_timestamp
@@ -38,8 +40,7 @@ class Report:
     def reject(self, error: MeterspecError, line: int | None = None) -> None:
         self.rejected += 1
         for problem in error.problems:
-            self.stream.write(encode(Problem(problem.code, problem.path, problem.message,
-                                             problem.requirement, problem.event_id, line)))
+            self.stream.write(encode(replace(problem, line=line)))
             self.stream.write(b"\n")
 
 
@@ -124,11 +125,12 @@ def _run(args: argparse.Namespace, source: BinaryIO, out: BinaryIO, report: Repo
 
 
 def _write_readings(aggregator: Aggregator, out: BinaryIO) -> int:
-    readings = aggregator.readings()
-    for reading in readings:
+    written = 0
+    for reading in aggregator.iter_readings():
         out.write(encode(reading))
         out.write(b"\n")
-    return len(readings)
+        written += 1
+    return written
 
 
 def _validate(args: argparse.Namespace, source: BinaryIO, out: BinaryIO, report: Report) -> int:

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
 import msgspec
+from msgspec.structs import replace
 
 from meterspec.contracts import (
     AggregationRequest,
@@ -53,8 +54,7 @@ def decode(kind: str, data: bytes | str, struct: type[T], *, fast: bool = True) 
             problems = [Problem("invalid-value", "", str(error), "MS-ERR-001")]
     event_id = document.get("id") if kind == "event" and isinstance(document, dict) else None
     if isinstance(event_id, str) and event_id:
-        problems = [Problem(p.code, p.path, p.message, p.requirement, event_id)
-                    for p in problems]
+        problems = [replace(p, event_id=event_id) for p in problems]
     raise MeterspecError(problems)
 
 

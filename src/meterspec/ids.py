@@ -12,11 +12,9 @@ from collections.abc import Iterable
 
 
 def digest_id(prefix: str, fields: Iterable[str]) -> str:
-    hasher = hashlib.sha256()
-    for field in fields:
-        data = field.encode("utf-8")
-        hasher.update(b"%d:%b" % (len(data), data))
-    return prefix + hasher.hexdigest()[:32]
+    encoded = [field.encode("utf-8") for field in fields]
+    data = b"".join(b"%d:%b" % (len(field), field) for field in encoded)
+    return prefix + hashlib.sha256(data).hexdigest()[:32]
 
 
 def record_id(workspace: str, universe: str, event_id: str, unit: str, source: str) -> str:

@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import NamedTuple
 
+from msgspec.structs import replace
+
 from meterspec.contracts import (
     EventPayload,
     Filter,
@@ -135,21 +137,23 @@ class Meter:
                 measured.append(Measured(rule.unit, rule.constant, rule.source))
                 continue
             name = rule.source_property or ""
-            where = pointer("properties", name)
-            if name not in props:
+            text = props.get(name)
+            if text is None:
                 problems.append(Problem(
-                    "missing-source-property", where, f"measurement {rule.unit!r} matched but "
-                    f"property {name!r} is missing", "MS-MET-008"))
+                    "missing-source-property", pointer("properties", name),
+                    f"measurement {rule.unit!r} matched but property {name!r} is missing",
+                    "MS-MET-008"))
                 continue
             try:
-                measured.append(Measured(rule.unit, parse_quantity(props[name], where),
-                                         rule.source))
+                quantity = parse_quantity(text)
             except MeterspecError as error:
-                problems.extend(error.problems)
+                where = pointer("properties", name)
+                problems.extend(replace(p, path=where) for p in error.problems)
+                continue
+            measured.append(Measured(rule.unit, quantity, rule.source))
         if problems:
             event_id = event.id if isinstance(event.id, str) and event.id else None
-            raise MeterspecError(
-                [Problem(p.code, p.path, p.message, p.requirement, event_id) for p in problems])
+            raise MeterspecError(replace(p, event_id=event_id) for p in problems)
         return instant, measured, self.dimensions(props)
 
     def dimensions(self, props: Mapping[str, str]) -> dict[str, str]:
@@ -185,7 +189,7 @@ def check_event(event: EventPayload) -> tuple[Micros, list[Problem]]:
     """The event's instant and its problems beyond the Struct's types: identity fields are
     non-empty (MS-EVT-002) and time is a real instant (MS-TIME-001)."""
     values = (event.id, event.workspace_id, event.universe_id, event.type, event.subject)
-    problems = [
+    problems = [] if all(values) else [
         Problem("empty-string", "/" + name, f"{name} must not be empty", "MS-EVT-002")
         for name, value in zip(_IDENTITY_FIELDS, values, strict=True) if not value
     ]

@@ -5,7 +5,7 @@ time-weighted-avg, whose state keeps the distinct instants inside the range)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 
 from meterspec.aggregations import (
@@ -132,24 +132,27 @@ class Aggregator:
 
     def readings(self) -> list[MeterReading]:
         """One reading per active group and window, sorted (MS-AGG-017)."""
+        return list(self.iter_readings())
+
+    def iter_readings(self) -> Iterator[MeterReading]:
+        """readings(), one at a time, so a writer need not hold them all."""
         spans = self.windows.spans
-        out: list[MeterReading] = []
+        windows = [Window(format_timestamp(start), format_timestamp(end)) for start, end in spans]
         for key in sorted(set(self._groups) | set(self._weighted), key=_sort_key):
             if self.weighted:
                 results = self._weighted[key].results(spans, self.scale)
-                for span, (value, count) in zip(spans, results, strict=True):
-                    out.append(self._reading(key, span, value, count))
+                for window, (value, count) in zip(windows, results, strict=True):
+                    yield self._reading(key, window, value, count)
                 continue
             states = self._groups[key]
-            for index, span in enumerate(spans):
+            for index, window in enumerate(windows):
                 state = states.get(index) or self._new_state(self.request)  # type: ignore[misc]
-                out.append(self._reading(key, span, state.result(), state.count))
-        return out
+                yield self._reading(key, window, state.result(), state.count)
 
-    def _reading(self, key: GroupKey, span: tuple[Micros, Micros], value: Decimal | None,
+    def _reading(self, key: GroupKey, window: Window, value: Decimal | None,
                  count: int) -> MeterReading:
         workspace, universe, subject, unit, values = key
-        start, end = format_timestamp(span[0]), format_timestamp(span[1])
+        start, end = window.start, window.end
         request = self.request
         parameter = (f"dimension={request.dimension}" if request.aggregation == "unique-count"
                      else f"scale={self.scale}" if self.weighted else "")
@@ -163,7 +166,7 @@ class Aggregator:
             measurement=ReadingMeasurement(
                 None if value is None else format_quantity(value), unit),
             aggregation=request.aggregation,
-            window=Window(start, end),
+            window=window,
             record_count=count,
             group=dict(group) if request.group_by is not None else None,
         )

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 
 from meterspec.errors import MeterspecError
 
 Micros = int
 
 _RFC3339 = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}"
     r"(?:\.([0-9]{1,9}))?([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -33,30 +34,36 @@ def parse_timestamp(text: object, path: str = "") -> Micros:
         raise MeterspecError.single(
             "invalid-timestamp", path,
             f"{text[:64]!r} is not an RFC 3339 date-time with a UTC offset", "MS-TIME-001")
-    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
-    fraction, offset = match.group(7), match.group(8)
-    try:
-        ordinal = date(year, month, day).toordinal()
-    except ValueError:
-        ordinal = -1
+    fraction, offset = match.groups()
+    days = _epoch_day(text[:10])
+    hour, minute, second = int(text[11:13]), int(text[14:16]), int(text[17:19])
     offset_seconds = 0
     if offset not in ("Z", "z"):
         off_h, off_m = int(offset[1:3]), int(offset[4:6])
         if off_h > 23 or off_m > 59:
-            ordinal = -1
+            days = None
         offset_seconds = (off_h * 3600 + off_m * 60) * (-1 if offset[0] == "-" else 1)
-    if ordinal < 0 or hour > 23 or minute > 59 or second > 59:
+    if days is None or hour > 23 or minute > 59 or second > 59:
         raise MeterspecError.single(
             "invalid-timestamp", path, f"{text!r} names no instant (field out of range; "
             "leap seconds are not accepted)", "MS-TIME-001")
-    seconds = ((ordinal - _EPOCH_ORDINAL) * 86_400 + hour * 3600 + minute * 60 + second
-               - offset_seconds)
+    seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_seconds
     micros = seconds * 1_000_000 + (int((fraction + "00000")[:6]) if fraction else 0)
     if not MIN_MICROS <= micros <= MAX_MICROS:
         raise MeterspecError.single(
             "timestamp-out-of-range", path,
             "timestamps must lie in years 0001..9999 UTC", "MS-TIME-001")
     return micros
+
+
+@lru_cache(maxsize=4096)
+def _epoch_day(text: str) -> int | None:
+    """Days since 1970-01-01 of a YYYY-MM-DD date, None if no such date (cached: events of a
+    batch share few dates)."""
+    try:
+        return date(int(text[:4]), int(text[5:7]), int(text[8:10])).toordinal() - _EPOCH_ORDINAL
+    except ValueError:
+        return None
 
 
 def format_timestamp(micros: Micros) -> str:
