@@ -26,7 +26,7 @@ from meterspec.contracts import (
     Window,
 )
 from meterspec.errors import MeterspecError, Problem
-from meterspec.ids import reading_id
+from meterspec.ids import encode_fields, reading_ids
 from meterspec.quantity import format_quantity, parse_quantity
 from meterspec.timestamps import Micros, format_timestamp, parse_timestamp
 from meterspec.windows import request_windows
@@ -137,39 +137,37 @@ class Aggregator:
     def iter_readings(self) -> Iterator[MeterReading]:
         """readings(), one at a time, so a writer need not hold them all."""
         spans = self.windows.spans
-        windows = [Window(format_timestamp(start), format_timestamp(end)) for start, end in spans]
-        for key in sorted(set(self._groups) | set(self._weighted), key=_sort_key):
-            if self.weighted:
-                results = self._weighted[key].results(spans, self.scale)
-                for window, (value, count) in zip(windows, results, strict=True):
-                    yield self._reading(key, window, value, count)
-                continue
-            states = self._groups[key]
-            for index, window in enumerate(windows):
-                state = states.get(index) or self._new_state(self.request)  # type: ignore[misc]
-                yield self._reading(key, window, state.result(), state.count)
-
-    def _reading(self, key: GroupKey, window: Window, value: Decimal | None,
-                 count: int) -> MeterReading:
-        workspace, universe, subject, unit, values = key
-        start, end = window.start, window.end
+        bounds = [(format_timestamp(start), format_timestamp(end)) for start, end in spans]
+        windows = [(Window(*pair), encode_fields(pair)) for pair in bounds]
         request = self.request
         parameter = (f"dimension={request.dimension}" if request.aggregation == "unique-count"
                      else f"scale={self.scale}" if self.weighted else "")
-        group = tuple(zip(self.group_by, values, strict=True))
-        return MeterReading(
-            id=reading_id(workspace, universe, subject, unit, request.aggregation, parameter,
-                          start, end, group),
-            workspace_id=workspace,
-            universe_id=universe,
-            subject=subject,
-            measurement=ReadingMeasurement(
-                None if value is None else format_quantity(value), unit),
-            aggregation=request.aggregation,
-            window=window,
-            record_count=count,
-            group=dict(group) if request.group_by is not None else None,
-        )
+        for key in sorted(set(self._groups) | set(self._weighted), key=_sort_key):
+            workspace, universe, subject, unit, values = key
+            group = tuple(zip(self.group_by, values, strict=True))
+            ids = reading_ids(workspace, universe, subject, unit, request.aggregation,
+                              parameter, group)
+            if self.weighted:
+                results: Iterable[tuple[Decimal | None, int]] = (
+                    self._weighted[key].results(spans, self.scale))
+            else:
+                states = self._groups[key]
+                empty = self._new_state(request)  # type: ignore[misc]
+                results = ((s.result(), s.count) for s in
+                           (states.get(i, empty) for i in range(len(spans))))
+            for (window, encoded), (value, count) in zip(windows, results, strict=True):
+                yield MeterReading(
+                    id=ids(encoded),
+                    workspace_id=workspace,
+                    universe_id=universe,
+                    subject=subject,
+                    measurement=ReadingMeasurement(
+                        None if value is None else format_quantity(value), unit),
+                    aggregation=request.aggregation,
+                    window=window,
+                    record_count=count,
+                    group=dict(group) if request.group_by is not None else None,
+                )
 
 
 def parse_record(record: MeterRecord, path: str = "") -> tuple[Micros, Decimal]:
