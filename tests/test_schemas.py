@@ -94,9 +94,6 @@ KNOWN_BUGS = {
         " (the x-code of $defs/timestamp overrides `type`; parse_timestamp says wrong-type)",
     "record/invalid/metered-at-null.json":
         f"bug: meteredAt null is reported as invalid-timestamp; {_TYPE_CODE}",
-    "config/invalid/quantity-text-too-long.json":
-        "bug: a 65-character quantity is reported as invalid-quantity (schema maxLength under "
-        "the invalid-quantity x-code); MS-QTY-002 says quantity-out-of-range",
     "config/invalid/every-problem.json":
         "bug: MS-ERR-002 (every problem): when a config has a schema problem (unknown field), "
         "the quantity bounds of its constants (MS-QTY-002) are not checked, so "
@@ -104,9 +101,6 @@ KNOWN_BUGS = {
     "request/invalid/every-problem.json":
         "bug: MS-ERR-002 (every problem): when a request has a schema problem (unknown field), "
         "its window timestamps are not checked, so Feb 30 at /windows/0/start is not reported",
-    "request/invalid/tumbling-unaligned-start-and-end.json":
-        "bug: MS-ERR-002: windows.tumbling_spans stops at the first unaligned bound, so an "
-        "unaligned end is not reported when the start is unaligned too",
     "request/invalid/scale-on-sum.json":
         "inconsistency: decode_request reports invalid-request at '' (the schema's if/else "
         "`not required`), while Aggregator(AggregationRequest(..., scale=2)) reports /scale for "
