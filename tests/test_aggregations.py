@@ -175,6 +175,7 @@ def test_sum_never_mixes_tenants_subjects_or_units() -> None:
 
 
 def test_sum_and_count_of_mixed_spellings() -> None:
+    """MS-AGG-006, MS-AGG-007: exact sum; count ignores quantities."""
     records = [record("2024-01-01T10:00:00Z", q) for q in ("1.50", "-0.5", "1e1", "-0", "0.25")]
     assert values(run("sum", records))[0] == ("11.25", 5)
     assert values(run("count", records))[0] == ("5", 5)
@@ -182,6 +183,7 @@ def test_sum_and_count_of_mixed_spellings() -> None:
 
 @pytest.mark.parametrize("order", list(itertools.permutations(range(4))))
 def test_latest_tie_at_same_instant_picks_greatest_quantity(order: tuple[int, ...]) -> None:
+    """MS-AGG-009: ties at one instant go to the greatest quantity, whatever the order."""
     pool = [record("2024-01-01T10:30:00Z", "3"), record("2024-01-01T10:30:00Z", "7"),
             record("2024-01-01T10:30:00+00:00", "-1"), record("2024-01-01T10:10:00Z", "9")]
     records = [pool[i] for i in order]
@@ -192,12 +194,14 @@ def test_latest_tie_at_same_instant_picks_greatest_quantity(order: tuple[int, ..
 
 @pytest.mark.parametrize("texts", [("1.0", "1"), ("1", "1.0"), ("1.00", "1e0", "1.0")])
 def test_min_max_latest_of_equal_values_are_canonical(texts: tuple[str, ...]) -> None:
+    """MS-AGG-008, MS-AGG-009: equal values written differently give one canonical output."""
     records = [record("2024-01-01T10:30:00Z", t) for t in texts]
     for aggregation in ("min", "max", "latest"):
         assert values(run(aggregation, records))[0] == ("1", len(texts))
 
 
 def test_min_max_are_numeric_not_textual() -> None:
+    """MS-AGG-008: min and max compare numerically."""
     records = [record("2024-01-01T10:30:00Z", t) for t in ("9", "10", "-2.5", "3e1", "-10")]
     assert values(run("min", records))[0] == ("-10", 5)
     assert values(run("max", records))[0] == ("30", 5)
@@ -246,6 +250,7 @@ def test_active_group_rule(aggregation: str) -> None:
 
 
 def test_twa_seats_example() -> None:
+    """MS-AGG-011, MS-AGG-012, MS-AGG-014: step function, carry-in, last value to the end."""
     records = [
         record("2024-01-01T08:00:00Z", "3"),   # superseded by the 09:30 value
         record("2024-01-01T09:30:00Z", "5"),   # carries in at 10:00
@@ -258,6 +263,7 @@ def test_twa_seats_example() -> None:
 
 
 def test_twa_without_carry_in_counts_zero_before_the_first_value() -> None:
+    """MS-AGG-013: nothing carried in counts as level 0."""
     records = [record("2024-01-01T10:30:00Z", "4"), record("2024-01-01T10:45:00Z", "8")]
     # (0*30 + 4*15 + 8*15) / 60 = 3; then 8 carries in
     assert values(run("time-weighted-avg", records)) == [("3", 2), ("8", 0)]
@@ -286,6 +292,7 @@ TWO_MICROS = [Window("2024-01-01T00:00:00Z", "2024-01-01T00:00:00.000002Z")]
     ("0.2", "0.3", 1, "0.2"),                      # 0.25 -> 0.2
 ])
 def test_twa_half_even_ties(first: str, second: str, scale: int | None, expected: str) -> None:
+    """MS-AGG-015: one half-even rounding at the stated scale."""
     records = [record("2024-01-01T00:00:00Z", first),
                record("2024-01-01T00:00:00.000001Z", second)]
     assert values(run("time-weighted-avg", records, windows=TWO_MICROS, scale=scale)) == [

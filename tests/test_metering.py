@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import pytest
 from conftest import ms_id
 
@@ -96,6 +97,8 @@ FILTER_CASES: list[tuple[Filter, dict[str, str], bool]] = [
 
 @pytest.mark.parametrize(("flt", "props", "expected"), FILTER_CASES)
 def test_filter_semantics(flt: Filter, props: dict[str, str], expected: bool) -> None:
+    """MS-MET-005: byte-exact comparisons; a missing property never matches equals/in,
+    always matches notIn."""
     assert matches(flt, props) is expected
 
 
@@ -137,7 +140,7 @@ def test_empty_all_of_is_invalid_with_its_pointer() -> None:
     with pytest.raises(MeterspecError) as info:
         Meter(config(MeasurementSpec("calls", quantity="1", filter=Filter(all_of=[]))))
     # Reported where the schema reports it: the filter object that has no valid shape.
-    assert problems(info) == [("invalid-filter", "/measurements/0/filter")]
+    assert problems(info) == [("empty-list", "/measurements/0/filter/allOf")]
 
 
 # --- eventTypes (MS-MET-003) -----------------------------------------------------------------
@@ -316,7 +319,7 @@ def test_empty_identity_fields_are_reported_all_at_once() -> None:
 def test_metered_at_only_when_given() -> None:
     cfg = config(MeasurementSpec("calls", quantity="1"))
     [plain] = meter(event(), cfg)
-    assert plain.metered_at is None
+    assert plain.metered_at is msgspec.UNSET
     assert b"meteredAt" not in encode(plain)
     [stamped] = meter(event(), cfg, metered_at="2024-01-15T11:30:00.120+01:00")
     assert stamped.metered_at == "2024-01-15T10:30:00.12Z"
@@ -372,12 +375,14 @@ def test_huge_exponent_in_a_property_rejects_the_event_not_the_process() -> None
     assert info.value.problems[0].event_id == "evt-1"
 
 
-@pytest.mark.parametrize("flt", [Filter(property="a", in_=[]), Filter(property="a", not_in=[])])
-def test_empty_in_or_not_in_list_is_invalid(flt: Filter) -> None:
+@pytest.mark.parametrize(("flt", "key"), [(Filter(property="a", in_=[]), "in"),
+                                          (Filter(property="a", not_in=[]), "notIn")])
+def test_empty_in_or_not_in_list_is_invalid(flt: Filter, key: str) -> None:
+    """MS-MET-004: lists are non-empty; reported where the schema reports it."""
     try:
         Meter(config(MeasurementSpec("calls", quantity="1", filter=flt)))
     except MeterspecError as error:
         assert [(p.code, p.path) for p in error.problems] == [
-            ("invalid-filter", "/measurements/0/filter")]
+            ("empty-list", f"/measurements/0/filter/{key}")]
         return
     raise AssertionError("accepted")

@@ -221,6 +221,7 @@ def _unscaled(units: int) -> str:
 
 
 def test_sum_beyond_28_significant_digits_is_exact() -> None:
+    """MS-QTY-003: no silent 28-digit rounding."""
     # 50 significant digits each; the default decimal context (28 digits) would round.
     texts = [
         "123456789012345678901234567890.12345678901234567891",
@@ -241,6 +242,7 @@ def test_sum_beyond_28_significant_digits_is_exact() -> None:
 
 
 def test_exact_context_traps_rounding() -> None:
+    """MS-QTY-003: the arithmetic context raises instead of rounding."""
     assert EXACT.traps[decimal.Inexact]
     assert EXACT.traps[decimal.Rounded]
     with pytest.raises((decimal.Inexact, decimal.Rounded)):

@@ -66,53 +66,14 @@ STRUCTS: dict[str, type[Any]] = {
     "request": AggregationRequest,
     "problem": Problem,
 }
-# specs/errors.md, "Codes": the closed list.
-CODES = {
-    "invalid-json", "wrong-type", "missing-field", "unknown-field", "empty-string", "empty-list",
-    "too-many-items", "duplicate-item", "out-of-range", "invalid-value", "invalid-quantity",
-    "quantity-out-of-range", "invalid-timestamp", "timestamp-out-of-range",
-    "invalid-measurement", "duplicate-measurement", "invalid-filter", "missing-source-property",
-    "invalid-window", "unaligned-window", "invalid-time-zone", "invalid-request",
-    "unknown-aggregation",
-}
+# specs/errors.md, "Codes": the closed list, read from its table.
+CODES = set(re.findall(r"^\| `([a-z-]+)` \|", (ROOT / "specs" / "errors.md").read_text(),
+                       re.MULTILINE))
 POINTER = re.compile(r"^(/([^~/]|~[01])*)*$")
 
 _TYPE_CODE = ("specs/errors.md defines wrong-type as 'a value of the wrong JSON type (e.g. a "
               "quantity as a JSON number)'")
-KNOWN_BUGS = {
-    "config/invalid/quantity-number.json":
-        "bug: a quantity given as a JSON number is reported as invalid-quantity, but MS-QTY-001 "
-        "says wrong-type for a non-string (the x-code of common.schema.json#/$defs/quantity "
-        "overrides the `type` keyword too)",
-    "record/invalid/quantity-number.json":
-        "bug: measurement.quantity as a JSON number is reported as invalid-quantity, not "
-        "wrong-type (MS-QTY-001)",
-    "reading/invalid/quantity-number.json":
-        f"bug: a reading quantity as a JSON number is reported as invalid-value; {_TYPE_CODE}",
-    "event/invalid/time-unix-number.json":
-        f"bug: a timestamp given as a JSON number is reported as invalid-timestamp; {_TYPE_CODE}"
-        " (the x-code of $defs/timestamp overrides `type`; parse_timestamp says wrong-type)",
-    "record/invalid/metered-at-null.json":
-        f"bug: meteredAt null is reported as invalid-timestamp; {_TYPE_CODE}",
-    "config/invalid/every-problem.json":
-        "bug: MS-ERR-002 (every problem): when a config has a schema problem (unknown field), "
-        "the quantity bounds of its constants (MS-QTY-002) are not checked, so "
-        "quantity-out-of-range at /measurements/0/quantity is not reported",
-    "request/invalid/every-problem.json":
-        "bug: MS-ERR-002 (every problem): when a request has a schema problem (unknown field), "
-        "its window timestamps are not checked, so Feb 30 at /windows/0/start is not reported",
-    "request/invalid/scale-on-sum.json":
-        "inconsistency: decode_request reports invalid-request at '' (the schema's if/else "
-        "`not required`), while Aggregator(AggregationRequest(..., scale=2)) reports /scale for "
-        "the same request; the pointer should name the offending field",
-    "request/invalid/dimension-on-sum.json":
-        "inconsistency: decode_request reports invalid-request at '', Aggregator reports "
-        "/dimension for the same request",
-    "config/invalid/filter-nested-invalid.json":
-        "inconsistency: decode_config reports invalid-filter at the outer filter (the schema's "
-        "oneOf fails as a whole), while Meter(MeteringConfig(...)) reports the broken member "
-        "/measurements/0/filter/anyOf/1",
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 # ------------------------------------------------------------------ schemas, built from files
@@ -260,11 +221,6 @@ def test_valid_example_passes_meterspec_validate(key: str,
     assert captured.err == "meterspec validate: 1 valid documents, 0 rejected\n"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: codec.encode promises byte-identical output for equal values (MS-ID-004), but "
-    "msgspec's omit_defaults drops Tumbling.time_zone only when the str object IS the default "
-    "(identity), so equal Structs encode differently: constructed with the literal 'UTC' it is "
-    "omitted, decoded from JSON (a new 'UTC' object) it is written"))
 def test_equal_structs_encode_to_identical_bytes() -> None:
     built = Tumbling(size="day", start="2024-01-15T00:00:00Z", end="2024-01-17T00:00:00Z",
                      time_zone="UTC")
@@ -323,10 +279,6 @@ def test_invalid_example_reports_exactly_the_expected_problems(
             assert "eventID" not in problem
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: `validate event` cites MS-EVT-001 (the schema's x-requirement) for empty id, "
-    "workspaceID, universeID, type and subject, while `meter` (metering.check_event) cites "
-    "MS-EVT-002, the rule that actually requires them non-empty"))
 def test_empty_event_identity_cites_ms_evt_002(tmp_path: Path) -> None:
     problems = _reported("event", EXAMPLES / "event/invalid/empty-identity-fields.json",
                          tmp_path / "errors.ndjson")
@@ -371,10 +323,6 @@ def test_seed_readme_reading_id_is_the_ms_id_003_digest() -> None:
 
 # ------------------------------------------------------------------ schema vs Struct disagreements
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: JSON Schema 2020-12 counts 2.0 as an integer, so the schemas accept scale 2.0, "
-    "recordCount 100.0 and line 3.0, while the Structs (int) reject them; decode then reports "
-    "invalid-value at '' ('schema and Struct disagree')"))
 @pytest.mark.parametrize(("kind", "key", "field", "value"), [
     ("request", "request/valid/time-weighted-avg-scale-20.json", "scale", 2.0),
     ("reading", "reading/valid/seed-readme.json", "recordCount", 100.0),
@@ -541,7 +489,7 @@ records = st.builds(
     subject=identifiers, recorded_at=timestamps(),
     measurement=st.builds(Measurement, quantity=quantities, unit=identifiers),
     dimensions=st.dictionaries(short_text, short_text, max_size=4),
-    source_event_id=identifiers, metered_at=st.none() | timestamps())
+    source_event_id=identifiers, metered_at=st.just(msgspec.UNSET) | timestamps())
 
 windows = st.builds(Window, start=timestamps(), end=timestamps())
 AGGREGATIONS = ["sum", "count", "min", "max", "latest", "time-weighted-avg", "unique-count"]
@@ -649,10 +597,6 @@ MUTATIONS: dict[str, Callable[[st.DataObject, str, dict[str, Any]], tuple[str, s
 }
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: errors.Problem is not declared with forbid_unknown_fields, so the Struct decoder "
-    "accepts a problem with an unknown field that problem.schema.json "
-    "(additionalProperties: false) rejects"))
 def test_problem_struct_rejects_unknown_fields_like_its_schema() -> None:
     document = {**json.loads((EXAMPLES / "problem/valid/whole-document.json").read_bytes()),
                 "severity": "error"}

@@ -21,7 +21,8 @@ from meterspec.codec import (
     decode_request,
     encode,
 )
-from meterspec.errors import MeterspecError
+from meterspec.contracts import MeterReading
+from meterspec.errors import MeterspecError, Problem
 from meterspec.metering import Meter, check_event
 from meterspec.readings import Aggregator, parse_record
 from meterspec.timestamps import format_timestamp, parse_timestamp
@@ -162,11 +163,26 @@ def _check_semantics(kind: str, value: object) -> None:
     elif kind == "record":
         parse_record(value)  # type: ignore[arg-type]
     elif kind == "reading":
-        window = value.window  # type: ignore[attr-defined]
-        start = parse_timestamp(window.start, "/window/start")
-        if start >= parse_timestamp(window.end, "/window/end"):
-            raise MeterspecError.single("invalid-window", "/window",
-                                        "a window's start must be before its end", "MS-WIN-001")
+        _check_reading_window(value)  # type: ignore[arg-type]
+
+
+def _check_reading_window(reading: MeterReading) -> None:
+    """MS-AGG-001: a reading's window is in canonical form (MS-TIME-004) and not empty."""
+    problems: list[Problem] = []
+    instants = []
+    for name in ("start", "end"):
+        text = getattr(reading.window, name)
+        instant = parse_timestamp(text, f"/window/{name}")
+        instants.append(instant)
+        if format_timestamp(instant) != text:
+            problems.append(Problem("not-canonical", f"/window/{name}", f"{text!r} is not "
+                                    f"{format_timestamp(instant)!r}, its canonical form",
+                                    "MS-AGG-001"))
+    if instants[0] >= instants[1]:
+        problems.append(Problem("invalid-window", "/window",
+                                "a window's start must be before its end", "MS-WIN-001"))
+    if problems:
+        raise MeterspecError(problems)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -68,7 +68,7 @@ class MeterRecord(_Wire, frozen=True):
     measurement: Measurement
     dimensions: dict[str, str]
     source_event_id: str = msgspec.field(name="sourceEventID")
-    metered_at: str | None = msgspec.field(default=None, name="meteredAt")
+    metered_at: str | msgspec.UnsetType = msgspec.field(default=msgspec.UNSET, name="meteredAt")
 
 
 class Window(_Wire, frozen=True):
@@ -76,7 +76,10 @@ class Window(_Wire, frozen=True):
     end: str
 
 
-class Tumbling(_Wire, frozen=True):
+class Tumbling(_Wire, frozen=True, omit_defaults=False):
+    """timeZone is always written: msgspec omits a default only when it is the very same
+    object, so equal values could otherwise encode differently."""
+
     size: WindowSize
     start: str
     end: str

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 import msgspec
 
 
-class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
+class Problem(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
     """One thing wrong with one document, as written to an error report."""
 
     code: str

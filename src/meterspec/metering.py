@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import NamedTuple
 
+from msgspec import UNSET
 from msgspec.structs import replace
 
 from meterspec.contracts import (
@@ -49,13 +50,15 @@ def compile_filter(spec: Filter, path: str) -> Predicate:
     conditions = [name for name in ("equals", "in_", "not_in", "exists", "all_of", "any_of")
                   if getattr(spec, name) is not None]
     needs_property = conditions and conditions[0] not in ("all_of", "any_of")
-    lists = (spec.in_, spec.not_in, spec.all_of, spec.any_of)
-    if (len(conditions) != 1 or needs_property != (spec.property is not None)
-            or any(values == [] for values in lists)):
+    if len(conditions) != 1 or needs_property != (spec.property is not None):
         raise MeterspecError.single(
             "invalid-filter", path, "a filter has exactly one of equals, in, notIn, exists "
-            "(each with property) or allOf, anyOf (without property); lists are non-empty",
-            "MS-MET-004")
+            "(each with property) or allOf, anyOf (without property)", "MS-MET-004")
+    for key, values in (("in", spec.in_), ("notIn", spec.not_in), ("allOf", spec.all_of),
+                        ("anyOf", spec.any_of)):
+        if values == []:
+            raise MeterspecError.single("empty-list", f"{path}/{key}",
+                                        f"{key} needs at least one item", "MS-MET-004")
     name = spec.property or ""
     if spec.equals is not None:
         wanted = spec.equals
@@ -167,8 +170,8 @@ class Meter:
         """MS-MET-007: one MeterRecord per matching measurement, in config order."""
         instant, measured, dims = self.measure(event)
         recorded_at = format_timestamp(instant)
-        if metered_at is not None:
-            metered_at = format_timestamp(parse_timestamp(metered_at, "/meteredAt"))
+        stamp = (UNSET if metered_at is None
+                 else format_timestamp(parse_timestamp(metered_at, "/meteredAt")))
         return [
             MeterRecord(
                 id=record_id(event.workspace_id, event.universe_id, event.id, m.unit, m.source),
@@ -179,7 +182,7 @@ class Meter:
                 measurement=Measurement(format_quantity(m.quantity), m.unit),
                 dimensions=dims,
                 source_event_id=event.id,
-                metered_at=metered_at,
+                metered_at=stamp,
             )
             for m in measured
         ]

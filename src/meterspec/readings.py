@@ -170,9 +170,20 @@ class Aggregator:
                 )
 
 
+_RECORD_IDENTITY = (("id", "id"), ("workspaceID", "workspace_id"),
+                    ("universeID", "universe_id"), ("subject", "subject"),
+                    ("sourceEventID", "source_event_id"))
+
+
 def parse_record(record: MeterRecord, path: str = "") -> tuple[Micros, Decimal]:
-    """A record's instant and quantity, or MeterspecError with every problem in it."""
-    problems: list[Problem] = []
+    """A record's instant and quantity, or MeterspecError with every problem in it: what the
+    Struct's types cannot say (non-empty identifiers, real timestamps, quantity grammar)."""
+    problems = [Problem("empty-string", f"{path}/{wire}", f"{wire} must not be empty",
+                        "MS-MET-007")
+                for wire, attribute in _RECORD_IDENTITY if not getattr(record, attribute)]
+    if not record.measurement.unit:
+        problems.append(Problem("empty-string", f"{path}/measurement/unit",
+                                "unit must not be empty", "MS-MET-007"))
     quantity, instant = Decimal(0), 0
     try:
         quantity = parse_quantity(record.measurement.quantity, path + "/measurement/quantity")
@@ -182,6 +193,11 @@ def parse_record(record: MeterRecord, path: str = "") -> tuple[Micros, Decimal]:
         instant = parse_timestamp(record.recorded_at, path + "/recordedAt")
     except MeterspecError as error:
         problems.extend(error.problems)
+    if isinstance(record.metered_at, str):
+        try:
+            parse_timestamp(record.metered_at, path + "/meteredAt")
+        except MeterspecError as error:
+            problems.extend(error.problems)
     if problems:
         raise MeterspecError(problems)
     return instant, quantity

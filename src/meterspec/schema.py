@@ -39,6 +39,13 @@ _KEYWORD_CODES = {
 }
 
 
+# Keywords about a document's structure keep their own code even inside a subschema that names
+# an x-code for its value rules (a quantity given as a JSON number is wrong-type, not
+# invalid-quantity).
+_STRUCTURAL = frozenset({"type", "required", "additionalProperties", "minItems", "maxItems",
+                         "uniqueItems"})
+
+
 def load_schema(name: str) -> dict[str, Any]:
     text = resources.files("meterspec").joinpath(f"schemas/{name}.schema.json").read_text()
     schema: dict[str, Any] = json.loads(text)
@@ -88,7 +95,9 @@ def _problems(error: ValidationError, requirement: str) -> Iterator[Problem]:
                 yield Problem("unknown-field", pointer(*base, name),
                               f"field {name!r} is not part of this contract", requirement)
         return
-    code = subschema.get("x-code") or _KEYWORD_CODES.get(str(error.validator), "invalid-value")
+    keyword = str(error.validator)
+    code = _KEYWORD_CODES.get(keyword) if keyword in _STRUCTURAL else None
+    code = code or subschema.get("x-code") or _KEYWORD_CODES.get(keyword, "invalid-value")
     if error.validator == "pattern":
         message = f"{str(instance)[:64]!r} does not follow the grammar of {requirement}"
     elif error.validator in ("oneOf", "anyOf", "not") and "description" in subschema:
