@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meterspec import cli
-from meterspec.codec import decode, encode
+from meterspec.codec import STRUCTS, decode, encode
 from meterspec.contracts import (
     AggregationRequest,
     EventPayload,
@@ -57,14 +57,6 @@ SCHEMA_FILES = {
     "reading": "meter-reading.schema.json",
     "request": "aggregation-request.schema.json",
     "problem": "problem.schema.json",
-}
-STRUCTS: dict[str, type[Any]] = {
-    "event": EventPayload,
-    "config": MeteringConfig,
-    "record": MeterRecord,
-    "reading": MeterReading,
-    "request": AggregationRequest,
-    "problem": Problem,
 }
 # specs/errors.md, "Codes": the closed list, read from its table.
 CODES = set(re.findall(r"^\| `([a-z-]+)` \|", (ROOT / "specs" / "errors.md").read_text(),
