@@ -21,6 +21,7 @@ from meterspec.codec import (
     decode_request,
     encode,
 )
+from meterspec.conformance import command as conformance
 from meterspec.contracts import MeterReading
 from meterspec.errors import MeterspecError, Problem
 from meterspec.metering import Meter, check_event
@@ -215,11 +216,15 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("kind", choices=sorted(STRUCTS))
     sub.add_argument("file", help="JSON document, or NDJSON (.ndjson/.jsonl or --lines)")
     sub.add_argument("--lines", action="store_true", help="one document per line")
+
+    conformance.register(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "conformance":
+        return conformance.run_command(args)
     if getattr(args, "metered_at", None) is not None:
         try:
             args.metered_at = format_timestamp(parse_timestamp(args.metered_at, "--metered-at"))

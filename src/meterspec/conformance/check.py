@@ -1,0 +1,119 @@
+"""`meterspec conformance check`: is the suite itself sound? (INTERPRETING.md 6)"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from jsonschema.exceptions import ValidationError
+
+from meterspec.conformance.cases import CASES_DIR, case_files
+from meterspec.conformance.data import HarnessError, validator
+from meterspec.schema import schema_problems
+
+DEFINITION = re.compile(r"^\*\*(MS-[A-Z]+-[0-9]{3}) ")
+HEADING = re.compile(r"^#")
+MUST = re.compile(r"\bMUST\b")
+ERROR_CODE = re.compile(r"^\|\s*`([a-z]+(?:-[a-z]+)*)`\s*\|")
+RETIRED_ID = re.compile(r"^([a-z][a-z0-9]*(?:-[a-z0-9]+)*-[0-9]{3})\b")
+OUTPUT_KINDS = {"meter": "record", "aggregate": "reading"}
+
+
+def requirements(specs: Path) -> dict[str, str]:
+    """Every requirement id defined in specs/*.md (a line starting `**MS-XXX-NNN `) with its
+    text: from the definition to the next definition or heading."""
+    files = sorted(specs.glob("*.md"))
+    if not files:
+        raise HarnessError(f"no specs: {specs} has no *.md files")
+    texts: dict[str, list[str]] = {}
+    for path in files:
+        current: list[str] | None = None
+        for line in path.read_text(encoding="utf-8").splitlines():
+            match = DEFINITION.match(line)
+            if match:
+                current = texts.setdefault(match.group(1), [])
+            elif HEADING.match(line):
+                current = None
+            if current is not None:
+                current.append(line)
+    return {rid: "\n".join(lines) for rid, lines in texts.items()}
+
+
+def error_codes(specs: Path) -> set[str]:
+    """The codes of the table in specs/errors.md."""
+    path = specs / "errors.md"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise HarnessError(f"cannot read {path}: {error}") from None
+    return {m.group(1) for line in text.splitlines() if (m := ERROR_CODE.match(line))}
+
+
+def retired_ids(root: Path) -> set[str]:
+    """Ids listed in cases/v1/RETIRED (one per line, first word; # comments)."""
+    path = root / CASES_DIR / "RETIRED"
+    if not path.is_file():
+        return set()
+    return {m.group(1) for line in path.read_text(encoding="utf-8").splitlines()
+            if (m := RETIRED_ID.match(line.strip()))}
+
+
+def _message(error: ValidationError) -> str:
+    """A schema error in a few words (oneOf messages otherwise repeat the whole instance)."""
+    alternatives = error.validator_value if error.validator == "oneOf" else None
+    if isinstance(alternatives, list) and all(
+            isinstance(a, dict) and len(a.get("required", [])) == 1 for a in alternatives):
+        names = " and ".join(str(a["required"][0]) for a in alternatives)
+        return f"needs exactly one of {names}"
+    message = error.message
+    return message if len(message) <= 200 else message[:200] + "..."
+
+
+def check(root: Path, specs: Path) -> Iterator[str]:
+    """Every problem of the suite at root (a conformance/ directory), one message each."""
+    defined = requirements(specs)
+    codes = error_codes(specs)
+    retired = retired_ids(root)
+    schema = validator("case-file")
+    first_seen: dict[str, str] = {}
+    cited: set[str] = set()
+    for name, document in case_files(root).items():
+        errors = sorted(schema.iter_errors(document), key=lambda e: list(map(str, e.path)))
+        for error in errors:
+            where = "".join(f"/{p}" for p in error.absolute_path)
+            yield f"{name}: {where or '/'}: {_message(error)}"
+        if errors:
+            continue
+        area = document["area"]
+        if "/" not in name or name.split("/")[0] != area:
+            yield f"{name}: area {area!r} but the file is not in {area}/"
+        for index, case in enumerate(document["cases"]):
+            yield from _check_case(f"{name}: {case['id']}", case, defined, codes)
+            cited.update(case["requirements"])
+            if case["id"] in first_seen:
+                yield f"{name}: /cases/{index}: id {case['id']} repeats (first in " \
+                      f"{first_seen[case['id']]})"
+            else:
+                first_seen[case["id"]] = name
+            if case["id"] in retired:
+                yield f"{name}: /cases/{index}: id {case['id']} is retired (cases/v1/RETIRED)"
+    for rid in sorted(defined):
+        if MUST.search(defined[rid]) and rid not in cited:
+            yield f"{rid} says MUST but no case cites it"
+
+
+def _check_case(where: str, case: dict[str, Any], defined: dict[str, str],
+                codes: set[str]) -> Iterator[str]:
+    for rid in case["requirements"]:
+        if rid not in defined:
+            yield f"{where}: requirement {rid} is not defined in specs/"
+    for problem in case.get("error", []):
+        if problem["code"] not in codes:
+            yield f"{where}: error code {problem['code']!r} is not in specs/errors.md"
+    kind = OUTPUT_KINDS[case["operation"]]
+    for index, item in enumerate(case.get("output", [])):
+        for problem in schema_problems(kind, item):
+            yield (f"{where}: output/{index}{problem.path}: not a valid {kind}: "
+                   f"{problem.code}: {problem.message}")

@@ -1,0 +1,120 @@
+"""`meterspec conformance check | build | run`: argument parsing and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from meterspec.conformance import build, check, report
+from meterspec.conformance.cases import load_cases, select
+from meterspec.conformance.data import HarnessError, default_root
+from meterspec.conformance.runner import DEFAULT_TIMEOUT, Runner, make_adapter
+
+EXIT_OK, EXIT_FAILED, EXIT_HARNESS = 0, 1, 2
+
+
+def register(commands: Any) -> None:
+    """Add the `conformance` command group to the `meterspec` subcommands."""
+    group = commands.add_parser(
+        "conformance", help="Check, build or run the conformance suite.",
+        description="The conformance suite (conformance/INTERPRETING.md).")
+    group.set_defaults(conformance=run_command)
+    sub = group.add_subparsers(dest="action", required=True)
+    suite_help = ("the conformance directory (with cases/v1/), or for run also a "
+                  "suite-v1.json file; default: the one shipped with meterspec")
+
+    parser = sub.add_parser("check", help="Validate the suite itself.")
+    parser.add_argument("--suite", type=Path, help=suite_help)
+    parser.add_argument("--specs", type=Path,
+                        help="the specs directory; default: specs/ next to the suite")
+
+    parser = sub.add_parser("build", help="Regenerate suite-v1.json and its checksum.")
+    parser.add_argument("--suite", type=Path, help=suite_help)
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 if the files on disk are out of date")
+
+    parser = sub.add_parser("run", help="Drive an implementation through the suite.")
+    parser.add_argument("--impl", required=True, metavar="COMMAND",
+                        help="the adapter's command line, or python:meterspec (in-process)")
+    parser.add_argument("--suite", type=Path, help=suite_help)
+    parser.add_argument("--area", action="append", default=[], help="only this area")
+    parser.add_argument("--feature", action="append", default=[],
+                        help="only cases with this feature")
+    parser.add_argument("--case", action="append", default=[], help="only this case id")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                        help="seconds to wait for each response (default %(default)g)")
+    parser.add_argument("--report", type=Path, metavar="FILE.jsonl",
+                        help="write a JSON-lines report")
+    parser.add_argument("--markdown", type=Path, metavar="FILE.md",
+                        help="write the summary tables as Markdown")
+    parser.add_argument("--validate-protocol", action="store_true",
+                        help="check every message both ways against protocol.schema.json")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    try:
+        root = (args.suite or default_root()).resolve()
+        if args.action == "check":
+            return _check(root, args.specs)
+        if args.action == "build":
+            return _build(root, args.check)
+        return _run(root, args)
+    except HarnessError as error:
+        sys.stderr.write(f"meterspec conformance: {error}\n")
+        return EXIT_HARNESS
+    except KeyboardInterrupt:
+        return 130
+
+
+def _check(root: Path, specs: Path | None) -> int:
+    problems = list(check.check(root, specs or root.parent / "specs"))
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"conformance check: {len(problems)} problem(s)")
+        return EXIT_FAILED
+    print(f"conformance check: {len(load_cases(root))} cases, no problems")
+    return EXIT_OK
+
+
+def _build(root: Path, drift_check: bool) -> int:
+    if drift_check:
+        out_of_date = build.stale(root)
+        if out_of_date:
+            print(f"out of date: {', '.join(out_of_date)}; run `meterspec conformance build`")
+            return EXIT_FAILED
+        print("conformance build: up to date")
+        return EXIT_OK
+    for path in build.write(root):
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _run(root: Path, args: argparse.Namespace) -> int:
+    cases = select(load_cases(root), areas=args.area, features=args.feature, ids=args.case)
+    adapter = make_adapter(args.impl, args.timeout)
+    outputs = []
+    try:
+        for path in (args.report, args.markdown):
+            if path is not None:
+                outputs.append(path.open("w", encoding="utf-8"))
+    except OSError as error:
+        for stream in outputs:
+            stream.close()
+        raise HarnessError(f"cannot write report: {error}") from None
+    with_files = iter(outputs)
+    report_file = next(with_files) if args.report is not None else None
+    markdown_file = next(with_files) if args.markdown is not None else None
+    try:
+        run = Runner(adapter, validate=args.validate_protocol).run(cases)
+        report.print_terminal(run, sys.stdout)
+        if report_file is not None:
+            report.write_jsonl(run, report_file)
+        if markdown_file is not None:
+            report.write_markdown(run, markdown_file)
+    finally:
+        for stream in outputs:
+            stream.close()
+    return EXIT_OK if run.passed else EXIT_FAILED

@@ -1,0 +1,122 @@
+"""What a run prints and writes (INTERPRETING.md 6): failures with diffs, tables per area and
+per feature, a JSON-lines report and a Markdown summary."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+from meterspec.conformance.compare import diff
+from meterspec.conformance.runner import Outcome, Run
+
+RESULTS = ("passed", "failed", "skipped", "errored")
+COLUMNS = (*RESULTS, "percent")
+
+
+def counts(outcomes: Iterable[Outcome]) -> dict[str, int]:
+    tally = dict.fromkeys(RESULTS, 0)
+    for outcome in outcomes:
+        tally[outcome.result] += 1
+    tally["total"] = sum(tally[r] for r in RESULTS)
+    return tally
+
+
+def percent(tally: dict[str, int]) -> str:
+    return f"{100 * tally['passed'] / tally['total']:.1f}%" if tally["total"] else "-"
+
+
+def tables(run: Run) -> list[tuple[str, list[tuple[str, dict[str, int]]]]]:
+    """(heading, rows) for the area table and the feature table; each ends with the total."""
+    by_area: dict[str, list[Outcome]] = {}
+    by_feature: dict[str, list[Outcome]] = {}
+    for outcome in run.outcomes:
+        by_area.setdefault(outcome.case.area, []).append(outcome)
+        for feature in outcome.case.features:
+            by_feature.setdefault(feature, []).append(outcome)
+    total = ("total", counts(run.outcomes))
+    return [
+        ("area", [(name, counts(by_area[name])) for name in sorted(by_area)] + [total]),
+        ("feature", [(name, counts(by_feature[name])) for name in sorted(by_feature)]
+         + [total]),
+    ]
+
+
+def _cells(tally: dict[str, int]) -> list[str]:
+    return [*(str(tally[r]) for r in RESULTS), percent(tally)]
+
+
+def describe(implementation: dict[str, Any]) -> str:
+    name = implementation.get("name", "?")
+    return f"{name} {implementation.get('version', '?')} ({implementation.get('language', '?')})"
+
+
+def print_terminal(run: Run, out: TextIO) -> None:
+    """Failures (id, input, diff), errored cases (id, reason), then the tables."""
+    for outcome in run.outcomes:
+        case = outcome.case
+        if outcome.result == "failed":
+            assert outcome.actual is not None
+            out.write(f"FAILED {case.id} ({case.file}): {case.description}\n")
+            out.write("input:\n")
+            out.write(_indent(json.dumps(case.input, indent=2, ensure_ascii=False)) + "\n")
+            out.write(_indent(diff(case.expected, outcome.actual)) + "\n\n")
+        elif outcome.result == "errored":
+            out.write(f"ERRORED {case.id} ({case.file}): {outcome.reason}\n\n")
+    skipped = sum(1 for o in run.outcomes if o.result == "skipped")
+    if skipped:
+        out.write(f"{skipped} case(s) skipped; the JSON-lines report (--report) says why\n\n")
+    out.write(f"implementation: {describe(run.implementation)}\n")
+    for heading, rows in tables(run):
+        header = [heading, *COLUMNS]
+        body = [[name, *_cells(tally)] for name, tally in rows]
+        widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+        out.write("\n")
+        for row in [header, *body]:
+            cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in
+                                                  zip(row[1:], widths[1:], strict=True)]
+            out.write("  ".join(cells).rstrip() + "\n")
+    total = counts(run.outcomes)
+    verdict = "PASS" if run.passed else "FAIL"
+    out.write(f"\n{verdict}: {total['passed']} of {total['total']} cases passed "
+              f"({percent(total)})\n")
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines())
+
+
+def jsonl_lines(run: Run) -> list[dict[str, Any]]:
+    """One line per case, then the summary line."""
+    lines: list[dict[str, Any]] = []
+    for outcome in run.outcomes:
+        case = outcome.case
+        line: dict[str, Any] = {"id": case.id, "area": case.area,
+                                "features": list(case.features), "result": outcome.result}
+        if outcome.result == "failed":
+            line["expected"] = case.expected
+            line["actual"] = outcome.actual
+        if outcome.reason is not None and outcome.result != "passed":
+            line["reason"] = outcome.reason
+        lines.append(line)
+    tally = counts(run.outcomes)
+    lines.append({"summary": tally, "implementation": run.implementation})
+    return lines
+
+
+def write_jsonl(run: Run, out: TextIO) -> None:
+    for line in jsonl_lines(run):
+        out.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+
+def write_markdown(run: Run, out: TextIO) -> None:
+    total = counts(run.outcomes)
+    out.write(f"# meterspec conformance: {describe(run.implementation)}\n\n")
+    out.write(f"{total['passed']} of {total['total']} cases passed ({percent(total)}).\n")
+    for heading, rows in tables(run):
+        out.write(f"\n## By {heading}\n\n")
+        out.write(f"| {heading} | " + " | ".join(COLUMNS) + " |\n")
+        out.write("|---|" + "---:|" * len(COLUMNS) + "\n")
+        for name, tally in rows:
+            label = f"**{name}**" if name == "total" else f"`{name}`"
+            out.write(f"| {label} | " + " | ".join(_cells(tally)) + " |\n")
