@@ -81,15 +81,20 @@ def check(root: Path, specs: Path) -> Iterator[str]:
     cited: set[str] = set()
     for name, document in case_files(root).items():
         errors = sorted(schema.iter_errors(document), key=lambda e: list(map(str, e.path)))
+        invalid_cases: set[object] = set()
         for error in errors:
             where = "".join(f"/{p}" for p in error.absolute_path)
             yield f"{name}: {where or '/'}: {_message(error)}"
-        if errors:
+            path = list(error.absolute_path)
+            invalid_cases.add(path[1] if len(path) > 1 and path[0] == "cases" else None)
+        if None in invalid_cases:  # the file itself is malformed: nothing more to say
             continue
         area = document["area"]
         if "/" not in name or name.split("/")[0] != area:
             yield f"{name}: area {area!r} but the file is not in {area}/"
         for index, case in enumerate(document["cases"]):
+            if index in invalid_cases:
+                continue
             yield from _check_case(f"{name}: {case['id']}", case, defined, codes)
             cited.update(case["requirements"])
             if case["id"] in first_seen:

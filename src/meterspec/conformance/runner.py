@@ -76,26 +76,30 @@ class Runner:
         self._broken: str | None = None  # set when the adapter cannot be (re)started
 
     def _start(self) -> str | None:
-        """Start the adapter; None, or why its start response is not acceptable."""
+        """Start the adapter; None, or why its start response is not acceptable. A response
+        that is usable but violates the schema (--validate-protocol) still names the
+        implementation, so the report can say whose run it was."""
         try:
             message = self.adapter.start()
         except ProtocolError as error:
             self.adapter.discard()
             return f"start: {error}"
         problem = started_problem(message)
+        if problem is None and not self.implementation:
+            self.implementation = message["implementation"]
         if problem is None and self.validate:
             problem = schema_violation(message, "started")
         if problem is not None:
             self.adapter.discard()
             return f"start: {problem}"
-        if not self.implementation:
-            self.implementation = message["implementation"]
         return None
 
     def run(self, cases: Sequence[Case]) -> Run:
         problem = self._start()
-        if problem is not None:
+        if problem is not None and not self.implementation:
             raise HarnessError(f"the adapter did not start properly: {problem}")
+        if problem is not None:  # usable, but not what the schema says: every case errored
+            self._broken = f"protocol: {problem}"
         outcomes = []
         try:
             for case in cases:

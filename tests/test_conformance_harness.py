@@ -1,0 +1,431 @@
+"""The conformance harness (conformance/INTERPRETING.md): loading, comparing, driving adapters
+through the protocol, reports, `check` and `build`. Tiny hand-written suites in tmp_path; the
+real suite only for the checks that it is sound, built and passed by the reference."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meterspec.cli import main
+from meterspec.conformance.adapter import handle
+from meterspec.conformance.compare import diff, json_equal, judge
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL_CASES = ROOT / "conformance" / "cases" / "v1"
+
+CONFIG = {"measurements": [{"unit": "req", "quantity": "1"},
+                           {"unit": "bytes", "sourceProperty": "size"}]}
+EVENT = {"id": "e1", "workspaceID": "w", "universeID": "u", "type": "t", "subject": "s",
+         "time": "2024-01-01T00:00:00Z", "properties": {"size": "1.50", "region": "eu"}}
+REQUEST = {"aggregation": "sum",
+           "windows": [{"start": "2024-01-01T00:00:00Z", "end": "2024-01-02T00:00:00Z"}]}
+
+SPECS = {
+    "core.md": "# core\n\n"
+               "**MS-TST-001 Metering.** An implementation MUST meter.\n\n"
+               "**MS-TST-002 Aggregating.** An implementation aggregates.\n\n"
+               "**MS-TST-003 Grammar.** Text\n\n```\ncode\n```\n\nand it MUST parse.\n\n"
+               "## Other\n\nNot a requirement: MUST.\n",
+    "errors.md": "# errors\n\n| code | meaning |\n|---|---|\n| `invalid-json` | not JSON |\n"
+                 "| `missing-field` | absent |\n| `invalid-timestamp` | bad time |\n",
+}
+
+# A fake adapter: the reference behind the protocol, misbehaving on the cases its argument
+# names, and logging each start so tests can count restarts.
+FAKE_ADAPTER = '''
+import json, sys, time
+from meterspec.conformance.adapter import handle, implementation
+mode = json.loads(sys.argv[1])
+def send(message):
+    sys.stdout.write(json.dumps(message) + "\\n")
+    sys.stdout.flush()
+for line in sys.stdin:
+    message = json.loads(line)
+    if message["cmd"] == "stop":
+        break
+    if message["cmd"] == "start":
+        with open(mode["log"], "a") as log:
+            log.write("start\\n")
+        send({"ready": True, "implementation": {**implementation(), **mode.get("info", {})}})
+        continue
+    seq, case = message["seq"], message["case"]
+    behaviour = mode.get("cases", {}).get(case["id"])
+    if behaviour == "bad-json":
+        sys.stdout.write("{not json\\n")
+        sys.stdout.flush()
+    elif behaviour == "wrong-seq":
+        send({"seq": seq + 100, **handle(case)})
+    elif behaviour == "two-kinds":
+        send({"seq": seq, "output": [], "skipped": "both"})
+    elif behaviour == "sleep":
+        time.sleep(60)
+    elif behaviour == "exit":
+        sys.exit(3)
+    elif behaviour == "errored":
+        send({"seq": seq, "errored": "boom"})
+    elif behaviour == "skipped":
+        send({"seq": seq, "skipped": "not today"})
+    else:
+        send({"seq": seq, **handle(case)})
+'''
+
+
+def case(case_id: str, operation: str = "meter", *, features: tuple[str, ...] = ("basic",),
+         requirements: tuple[str, ...] = ("MS-TST-001",), **given: Any) -> dict[str, Any]:
+    """A case whose expectation is what the reference answers, unless given."""
+    inputs = {"meter": {"config": CONFIG, "event": EVENT},
+              "aggregate": {"request": REQUEST, "records": []}}
+    item: dict[str, Any] = {"id": case_id, "description": f"case {case_id}",
+                            "operation": operation, "input": given.pop("input", None)
+                            or inputs[operation], "features": list(features),
+                            "requirements": list(requirements)}
+    item.update(given or handle(item))
+    return item
+
+
+def write_suite(root: Path, files: dict[str, list[dict[str, Any]]]) -> Path:
+    """root/cases/v1/<area>/<name>.json for each {"<area>/<name>.json": cases}, and specs."""
+    for name, cases in files.items():
+        path = root / "cases" / "v1" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        document = {"area": name.split("/")[0], "description": "test", "cases": cases}
+        path.write_text(json.dumps(document, indent=1))
+    specs = root.parent / "specs"
+    specs.mkdir(exist_ok=True)
+    for name, text in SPECS.items():
+        (specs / name).write_text(text)
+    return root
+
+
+@pytest.fixture
+def suite(tmp_path: Path) -> Path:
+    record = handle(case("m-001"))["output"][0]
+    return write_suite(tmp_path / "conformance", {
+        "metering/basic.json": [
+            case("m-001"),
+            case("m-002", input={"config": CONFIG, "eventText": "{"}, features=("errors",),
+                 requirements=("MS-TST-003",)),
+        ],
+        "aggregation/sum.json": [
+            case("a-001", "aggregate", input={"request": REQUEST, "records": [record]},
+                 requirements=("MS-TST-002",)),
+        ],
+    })
+
+
+def conformance(*args: str | Path) -> int:
+    return main(["conformance", *map(str, args)])
+
+
+def fake(tmp_path: Path, **mode: Any) -> str:
+    """The --impl command of the fake adapter; starts are logged to tmp_path/starts."""
+    script = tmp_path / "fake_adapter.py"
+    script.write_text(FAKE_ADAPTER)
+    mode.setdefault("log", str(tmp_path / "starts"))
+    return shlex.join([sys.executable, str(script), json.dumps(mode)])
+
+
+def starts(tmp_path: Path) -> int:
+    return len((tmp_path / "starts").read_text().splitlines())
+
+
+def report(path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    return {line["id"]: line for line in lines[:-1]}, lines[-1]
+
+
+# --- comparison (INTERPRETING.md 4) ---------------------------------------------------------
+
+def test_outputs_compare_as_json_values() -> None:
+    assert json_equal({"a": 1, "b": [1, 2]}, {"b": [1, 2], "a": 1})  # member order: no
+    assert not json_equal([1, 2], [2, 1])  # array order: yes
+    assert not json_equal({"quantity": "1.50"}, {"quantity": "1.5"})  # strings exactly
+    assert not json_equal("2024-01-01T00:00:00.000Z", "2024-01-01T00:00:00Z")
+    assert not json_equal({"group": None}, {})  # absent is not null
+    assert not json_equal({"recordCount": 1}, {"recordCount": True})
+    assert not json_equal({"recordCount": 1}, {"recordCount": "1"})
+    assert json_equal({"recordCount": 2}, {"recordCount": 2.0})  # numbers as integers
+
+
+def test_errors_compare_as_sets_of_code_and_path() -> None:
+    expected = {"error": [{"code": "a", "path": "/x"}, {"code": "b", "path": ""}]}
+    actual = {"error": [{"code": "b", "path": "", "message": "m", "requirement": "MS-X-001"},
+                        {"code": "a", "path": "/x"}, {"code": "a", "path": "/x"}]}
+    assert judge(expected, actual) == ("passed", None)
+    assert judge(expected, {"error": [{"code": "a", "path": "/x"}]})[0] == "failed"
+    assert judge(expected, {"error": [{"code": "a", "path": "/y"}, {"code": "b", "path": ""}]}
+                 )[0] == "failed"
+
+
+def test_kinds_must_match_and_skips_and_errors_never_pass() -> None:
+    assert judge({"output": []}, {"error": [{"code": "a", "path": ""}]}) == (
+        "failed", "expected output, got error")
+    assert judge({"output": []}, {"skipped": "no"}) == ("skipped", "no")
+    assert judge({"error": [{"code": "a", "path": ""}]}, {"errored": "boom"}) == (
+        "errored", "boom")
+
+
+def test_diff_shows_only_differences_that_count() -> None:
+    text = diff({"output": [{"a": "1.50", "b": 1}]}, {"output": [{"b": 1, "a": "1.5"}]})
+    assert '-      "a": "1.50"' in text and '+      "a": "1.5"' in text
+    assert '"b"' not in "".join(line for line in text.splitlines() if line[:1] in "+-"
+                                and not line.startswith(("---", "+++")))
+
+
+# --- the reference adapter ------------------------------------------------------------------
+
+def test_reference_adapter_answers_each_kind() -> None:
+    assert handle(case("x-001"))["output"][0]["measurement"] == {"quantity": "1", "unit": "req"}
+    bad_config = {"config": {"measurements": []}, "event": EVENT}
+    assert handle({"operation": "meter", "input": bad_config}) == {
+        "error": [{"code": "empty-list", "path": "/measurements"}]}
+    assert handle({"operation": "meter", "input": {"config": CONFIG, "eventText": "{"}}) == {
+        "error": [{"code": "invalid-json", "path": ""}]}
+    assert "skipped" in handle({"operation": "price", "input": {}})
+    records = [{"id": "r"}, handle(case("x-002"))["output"][0]]
+    records[1]["recordedAt"] = "2024-02-30T00:00:00Z"
+    answer = handle({"operation": "aggregate", "input": {"request": REQUEST, "records": records}})
+    assert {(p["code"], p["path"]) for p in answer["error"]} >= {
+        ("missing-field", "/records/0/workspaceID"),
+        ("invalid-timestamp", "/records/1/recordedAt")}
+
+
+# --- run ------------------------------------------------------------------------------------
+
+def test_reference_passes_in_process_and_through_the_protocol(
+        suite: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert conformance("run", "--impl", "python:meterspec", "--suite", suite) == 0
+    command = shlex.join([sys.executable, "-m", "meterspec.conformance.adapter"])
+    jsonl, markdown = tmp_path / "r.jsonl", tmp_path / "r.md"
+    assert conformance("run", "--impl", command, "--suite", suite, "--validate-protocol",
+                       "--report", jsonl, "--markdown", markdown) == 0
+    lines, summary = report(jsonl)
+    assert lines["m-001"] == {"id": "m-001", "area": "metering", "features": ["basic"],
+                              "result": "passed"}
+    assert summary["summary"] == {"passed": 3, "failed": 0, "skipped": 0, "errored": 0,
+                                  "total": 3}
+    assert summary["implementation"]["name"] == "meterspec"
+    text = markdown.read_text()
+    assert "| `metering` | 2 | 0 | 0 | 0 | 100.0% |" in text
+    assert "| `errors` | 1 | 0 | 0 | 0 | 100.0% |" in text
+    assert "PASS: 3 of 3" in capsys.readouterr().out
+
+
+def test_failures_show_id_input_and_diff_and_exit_1(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    wrong = handle(case("m-001"))["output"]
+    assert wrong[1]["measurement"]["quantity"] == "1.5"  # canonical (MS-QTY-004)
+    wrong[1]["measurement"]["quantity"] = "1.50"
+    root = write_suite(tmp_path / "c", {"metering/a.json": [
+        case("m-001", output=wrong),
+        case("m-002", error=[{"code": "invalid-json", "path": "/x"}],
+             input={"config": CONFIG, "eventText": "{"}),
+        case("m-003")]})
+    jsonl = tmp_path / "r.jsonl"
+    assert conformance("run", "--impl", "python:meterspec", "--suite", root,
+                       "--report", jsonl) == 1
+    out = capsys.readouterr().out
+    assert "FAILED m-001" in out and '"eventText"' not in out.split("FAILED m-002")[0]
+    assert '-        "quantity": "1.50",' in out and '+        "quantity": "1.5",' in out
+    assert "FAILED m-002" in out and '+      "path": ""' in out
+    assert "FAIL: 1 of 3 cases passed (33.3%)" in out
+    lines, summary = report(jsonl)
+    assert lines["m-001"]["result"] == "failed"
+    assert lines["m-001"]["expected"] == {"output": wrong}
+    assert lines["m-001"]["actual"]["output"][1]["measurement"]["quantity"] == "1.5"
+    assert lines["m-003"]["result"] == "passed" and "expected" not in lines["m-003"]
+    assert summary["summary"]["failed"] == 2
+
+
+def test_filters_are_repeatable_and_combine(
+        suite: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    jsonl = tmp_path / "r.jsonl"
+
+    def selected(*filters: str) -> set[str]:
+        assert conformance("run", "--impl", "python:meterspec", "--suite", suite,
+                           "--report", jsonl, *filters) == 0
+        return set(report(jsonl)[0])
+
+    assert selected("--area", "metering") == {"m-001", "m-002"}
+    assert selected("--feature", "errors", "--feature", "basic") == {"m-001", "m-002", "a-001"}
+    assert selected("--area", "metering", "--feature", "basic") == {"m-001"}
+    assert selected("--case", "a-001", "--case", "m-002") == {"a-001", "m-002"}
+    assert conformance("run", "--impl", "python:meterspec", "--suite", suite,
+                       "--case", "nope-001") == 2
+    assert "no case named nope-001" in capsys.readouterr().err
+
+
+def test_unsupported_operations_and_features_are_skipped_and_not_passed(
+        suite: Path, tmp_path: Path) -> None:
+    jsonl = tmp_path / "r.jsonl"
+    command = fake(tmp_path, info={"operations": ["meter"], "features": ["basic"]})
+    assert conformance("run", "--impl", command, "--suite", suite, "--report", jsonl) == 1
+    lines, summary = report(jsonl)
+    assert lines["m-001"]["result"] == "passed"
+    assert lines["m-002"]["result"] == "skipped" and "errors" in lines["m-002"]["reason"]
+    assert lines["a-001"]["result"] == "skipped" and "aggregate" in lines["a-001"]["reason"]
+    assert summary["summary"]["skipped"] == 2
+    assert summary["implementation"]["features"] == ["basic"]
+
+
+def test_protocol_violations_are_errored_and_the_adapter_restarted(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    behaviours = ["bad-json", "wrong-seq", "two-kinds", "exit", "errored", "skipped", "sleep"]
+    cases = [case(f"c-{i:03}") for i in range(2 * len(behaviours) + 1)]
+    root = write_suite(tmp_path / "c", {"metering/a.json": cases})
+    mode = {f"c-{2 * i + 1:03}": b for i, b in enumerate(behaviours)}  # odd ones misbehave
+    jsonl = tmp_path / "r.jsonl"
+    assert conformance("run", "--impl", fake(tmp_path, cases=mode), "--suite", root,
+                       "--timeout", "0.5", "--report", jsonl) == 1
+    lines, summary = report(jsonl)
+    reasons = {mode[i]: lines[i].get("reason", "") for i in mode}
+    assert {b: lines[i]["result"] for i, b in mode.items()} == {
+        **dict.fromkeys(behaviours, "errored"), "skipped": "skipped"}
+    assert "not valid JSON" in reasons["bad-json"]
+    assert "carries seq 104, expected 4" in reasons["wrong-seq"]
+    assert "exactly one of" in reasons["two-kinds"]
+    assert "exited (status 3)" in reasons["exit"]
+    assert reasons["errored"] == "boom"
+    assert "within 0.5 s" in reasons["sleep"]
+    assert all(lines[f"c-{i:03}"]["result"] == "passed" for i in range(0, len(cases), 2))
+    assert summary["summary"] == {"passed": 8, "failed": 0, "skipped": 1, "errored": 6,
+                                  "total": 15}
+    # One start, and one more after each violation that left the adapter unusable.
+    assert starts(tmp_path) == 1 + 5
+    assert "ERRORED c-003" in capsys.readouterr().out
+
+
+def test_validate_protocol_reports_schema_violations_as_errored(
+        suite: Path, tmp_path: Path) -> None:
+    command = fake(tmp_path, info={"vendor": "acme"})  # not in the started schema
+    jsonl = tmp_path / "r.jsonl"
+    assert conformance("run", "--impl", command, "--suite", suite) == 0
+    assert conformance("run", "--impl", command, "--suite", suite, "--validate-protocol",
+                       "--report", jsonl) == 1
+    lines, summary = report(jsonl)
+    assert {line["result"] for line in lines.values()} == {"errored"}
+    assert "'vendor' was unexpected" in lines["m-001"]["reason"]
+    assert summary["implementation"]["vendor"] == "acme"
+
+
+def test_harness_errors_exit_2_without_traceback(
+        suite: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def fails(*args: str | Path, says: str) -> None:
+        assert conformance(*args) == 2
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err
+
+    fails("run", "--impl", "python:meterspec", "--suite", tmp_path / "none", says="no suite")
+    fails("run", "--impl", str(tmp_path / "no-such-adapter"), "--suite", suite,
+          says="cannot start adapter")
+    fails("run", "--impl", "python:other", "--suite", suite, says="unknown in-process")
+    fails("run", "--impl", "'unbalanced", "--suite", suite, says="cannot parse --impl")
+    fails("run", "--impl", shlex.join([sys.executable, "-c", "print('hello')"]),
+          "--suite", suite, says="did not start properly")
+    fails("run", "--impl", "python:meterspec", "--suite", suite, "--report",
+          tmp_path / "no" / "r.jsonl", says="cannot write report")
+    fails("check", "--suite", tmp_path / "none", says="no case files")
+    (suite / "cases" / "v1" / "metering" / "basic.json").write_text("{")
+    fails("run", "--impl", "python:meterspec", "--suite", suite, says="not valid JSON")
+    fails("build", "--suite", suite, says="not valid JSON")
+
+
+# --- check and build ------------------------------------------------------------------------
+
+def test_check_accepts_a_sound_suite(suite: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert conformance("check", "--suite", suite) == 0
+    assert "3 cases, no problems" in capsys.readouterr().out
+
+
+def test_check_reports_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad_record = handle(case("x-001"))["output"]
+    bad_record[0]["recordedAt"] = "yesterday"
+    root = write_suite(tmp_path / "c", {
+        "metering/a.json": [
+            case("m-001", requirements=("MS-TST-001", "MS-TST-009")),
+            case("m-001"),
+            case("m-002", error=[{"code": "no-such-code", "path": ""}]),
+            case("m-003", output=bad_record),
+            case("m-004", output=[], error=[{"code": "invalid-json", "path": ""}]),
+            case("Bad id", requirements=("MS-TST-003",)),
+            case("m-005"),
+        ],
+        "other/b.json": [case("o-001")],
+    })
+    moved = root / "cases" / "v1" / "other" / "b.json"
+    moved.write_text(moved.read_text().replace('"area": "other"', '"area": "metering"'))
+    (root / "cases" / "v1" / "RETIRED").write_text("# retired ids\nm-005 was wrong\n")
+    assert conformance("check", "--suite", root) == 1
+    out = capsys.readouterr().out
+    for message in ["requirement MS-TST-009 is not defined",
+                    "id m-001 repeats (first in metering/a.json)",
+                    "error code 'no-such-code' is not in specs/errors.md",
+                    "m-003: output/0/recordedAt: not a valid record",
+                    "/cases/4: needs exactly one of output and error",
+                    "/cases/5/id: 'Bad id' does not match",
+                    "id m-005 is retired",
+                    "other/b.json: area 'metering' but the file is not in metering/"]:
+        assert message in out, message
+    # An invalid case's citations do not count, so MS-TST-003 (MUST after a code block)
+    # is reported; MS-TST-002 has no MUST and the MUST under "## Other" belongs to no id.
+    assert "MS-TST-003 says MUST but no case cites it" in out
+    assert "MS-TST-002" not in out.replace("MS-TST-009", "")
+
+
+def test_build_is_deterministic_and_check_finds_drift(
+        suite: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (suite / "cases" / "v1" / "aggregation" / "Z.json").write_text(
+        (suite / "cases" / "v1" / "aggregation" / "sum.json").read_text()
+        .replace('"a-001"', '"a-002"'))
+    assert conformance("build", "--check", "--suite", suite) == 1
+    assert conformance("build", "--suite", suite) == 0
+    data = (suite / "suite-v1.json").read_bytes()
+    assert conformance("build", "--suite", suite) == 0
+    assert (suite / "suite-v1.json").read_bytes() == data
+    assert conformance("build", "--check", "--suite", suite) == 0
+    assert (suite / "suite-v1.json.sha256").read_text() == (
+        f"{hashlib.sha256(data).hexdigest()}  suite-v1.json\n")
+    built = json.loads(data)
+    assert built["version"] == 1
+    assert list(built["files"]) == ["aggregation/Z.json", "aggregation/sum.json",
+                                    "metering/basic.json"]  # code-point order
+    assert list(built["files"]["metering/basic.json"]["cases"][0])[:3] == [
+        "id", "description", "operation"]  # members as written
+    assert data.endswith(b"}\n") and b'\n "version": 1' in data
+    # The built file runs like the case files it came from.
+    assert conformance("run", "--impl", "python:meterspec",
+                       "--suite", suite / "suite-v1.json") == 0
+    (suite / "cases" / "v1" / "metering" / "basic.json").write_text(
+        (suite / "cases" / "v1" / "metering" / "basic.json").read_text().replace("test", "T"))
+    capsys.readouterr()
+    assert conformance("build", "--check", "--suite", suite) == 1
+    assert "out of date: suite-v1.json, suite-v1.json.sha256" in capsys.readouterr().out
+
+
+# --- the real suite -------------------------------------------------------------------------
+
+needs_real_suite = pytest.mark.skipif(not REAL_CASES.is_dir(),
+                                      reason="conformance/cases/v1 not written yet")
+
+
+@needs_real_suite
+def test_real_suite_is_sound_and_built(capsys: pytest.CaptureFixture[str]) -> None:
+    assert conformance("check") == 0, capsys.readouterr().out
+    assert conformance("build", "--check") == 0, capsys.readouterr().out
+
+
+@needs_real_suite
+def test_reference_passes_the_whole_real_suite(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    jsonl = tmp_path / "r.jsonl"
+    code = conformance("run", "--impl", "python:meterspec", "--report", jsonl)
+    assert code == 0, capsys.readouterr().out
+    _, summary = report(jsonl)
+    assert summary["summary"]["passed"] == summary["summary"]["total"] > 0
