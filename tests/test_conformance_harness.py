@@ -407,6 +407,10 @@ def test_build_is_deterministic_and_check_finds_drift(
     capsys.readouterr()
     assert conformance("build", "--check", "--suite", suite) == 1
     assert "out of date: suite-v1.json, suite-v1.json.sha256" in capsys.readouterr().out
+    (suite / "suite-v1.json").write_bytes(data.replace(b"case m-001", b"case m-00l"))
+    assert conformance("run", "--impl", "python:meterspec",
+                       "--suite", suite / "suite-v1.json") == 2
+    assert "does not match its checksum" in capsys.readouterr().err
 
 
 # --- the real suite -------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,7 @@ def load_files(source: Path) -> dict[str, Any]:
     if not source.is_file():
         raise HarnessError(f"no suite at {source}: expected a conformance directory with "
                            f"{CASES_DIR.as_posix()}/ or a {SUITE_FILE} file")
+    _verify_checksum(source)
     suite = read_json(source)
     if not isinstance(suite, dict) or suite.get("version") != SUITE_VERSION or not isinstance(
             suite.get("files"), dict):
@@ -59,6 +61,17 @@ def load_files(source: Path) -> dict[str, Any]:
                            '({"version": 1, "files": {...}})')
     files: dict[str, Any] = suite["files"]
     return files
+
+
+def _verify_checksum(path: Path) -> None:
+    """A vendored suite file with its .sha256 next to it must match it (INTERPRETING.md 1)."""
+    checksum = path.with_name(path.name + ".sha256")
+    if not checksum.is_file():
+        return
+    words = checksum.read_text(encoding="utf-8").split()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if not words or words[0].lower() != digest:
+        raise HarnessError(f"{path} does not match its checksum in {checksum}")
 
 
 def load_cases(source: Path) -> list[Case]:
