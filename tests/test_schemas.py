@@ -27,6 +27,7 @@ import pytest
 import referencing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_pricing import plans, rated_charges
 
 from meterspec import cli
 from meterspec.codec import STRUCTS, decode, encode
@@ -49,7 +50,7 @@ from meterspec.metering import meter
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "schemas"
 EXAMPLES = SCHEMAS / "examples"
-KINDS = ("event", "config", "record", "reading", "request", "problem")
+KINDS = ("event", "config", "record", "reading", "request", "problem", "plan", "rated-charge")
 SCHEMA_FILES = {
     "event": "event-payload.schema.json",
     "config": "metering-config.schema.json",
@@ -57,6 +58,8 @@ SCHEMA_FILES = {
     "reading": "meter-reading.schema.json",
     "request": "aggregation-request.schema.json",
     "problem": "problem.schema.json",
+    "plan": "plan.schema.json",
+    "rated-charge": "rated-charge.schema.json",
 }
 # specs/errors.md, "Codes": the closed list, read from its table.
 CODES = set(re.findall(r"^\| `([a-z-]+)` \|", (ROOT / "specs" / "errors.md").read_text(),
@@ -533,7 +536,7 @@ problems = st.builds(
 
 INSTANCES: dict[str, st.SearchStrategy[Any]] = {
     "event": events, "config": configs, "record": records, "reading": readings,
-    "request": requests(), "problem": problems,
+    "request": requests(), "problem": problems, "plan": plans(), "rated-charge": rated_charges(),
 }
 FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import msgspec
@@ -16,6 +16,14 @@ from meterspec.contracts import (
     MeterRecord,
 )
 from meterspec.errors import MeterspecError, Problem
+from meterspec.plans import (
+    Plan,
+    RatedCharge,
+    plan_semantic_problems,
+    plan_value_problems,
+    rated_charge_semantic_problems,
+    rated_charge_value_problems,
+)
 from meterspec.quantity import parse_quantity
 from meterspec.schema import schema_problems
 from meterspec.timestamps import parse_timestamp
@@ -28,6 +36,18 @@ STRUCTS: dict[str, type[Any]] = {
     "reading": MeterReading,
     "request": AggregationRequest,
     "problem": Problem,
+    "plan": Plan,
+    "rated-charge": RatedCharge,
+}
+# Kinds whose own module checks their values (on the raw document, beside schema problems) and
+# their semantics (on the decoded Struct, once nothing else is wrong): MS-ERR-002.
+_OWN_VALUE_CHECKS: dict[str, Callable[[object, set[str]], list[Problem]]] = {
+    "plan": plan_value_problems,
+    "rated-charge": rated_charge_value_problems,
+}
+_SEMANTIC_CHECKS: dict[str, Callable[[Any], list[Problem]]] = {
+    "plan": plan_semantic_problems,
+    "rated-charge": rated_charge_semantic_problems,
 }
 _encoder = msgspec.json.Encoder()
 
@@ -51,9 +71,13 @@ def decode(kind: str, data: bytes | str, struct: type[T], *, fast: bool = True) 
         try:
             # strict=False only lets 2.0 be the integer 2, as JSON Schema says it is; the
             # schema has already checked every type.
-            return msgspec.convert(document, type=struct, strict=False)
+            value = msgspec.convert(document, type=struct, strict=False)
         except msgspec.ValidationError as error:  # schema and Struct disagree: a bug, say so
             problems = [Problem("invalid-value", "", str(error), "MS-ERR-001")]
+        else:
+            problems = _SEMANTIC_CHECKS[kind](value) if kind in _SEMANTIC_CHECKS else []
+            if not problems:
+                return value
     event_id = document.get("id") if kind == "event" and isinstance(document, dict) else None
     if isinstance(event_id, str) and event_id:
         problems = [replace(p, event_id=event_id) for p in problems]
@@ -86,6 +110,8 @@ def _value_problems(kind: str, document: object, reported: set[str]) -> list[Pro
                 check(value, path)
             except MeterspecError as error:
                 problems.extend(error.problems)
+    if kind in _OWN_VALUE_CHECKS:
+        problems += _OWN_VALUE_CHECKS[kind](document, reported)
     return problems
 
 
@@ -113,6 +139,14 @@ def decode_config(data: bytes | str) -> MeteringConfig:
 
 def decode_request(data: bytes | str) -> AggregationRequest:
     return decode("request", data, AggregationRequest, fast=False)
+
+
+def decode_plan(data: bytes | str) -> Plan:
+    return decode("plan", data, Plan, fast=False)
+
+
+def decode_rated_charge(data: bytes | str) -> RatedCharge:
+    return decode("rated-charge", data, RatedCharge, fast=False)
 
 
 def encode(value: object) -> bytes:

@@ -21,6 +21,8 @@ KINDS = {
     "reading": "meter-reading",
     "request": "aggregation-request",
     "problem": "problem",
+    "plan": "plan",
+    "rated-charge": "rated-charge",
 }
 _BASE = "https://meterspec.dev/schemas/v1/"
 

@@ -1,0 +1,312 @@
+"""Price plans and rated charges: the wire Structs, their checks, version selection (MS-PRC).
+
+Like meterspec.contracts, the Structs hold wire values (decimal strings, timestamps as text) so
+they round-trip to the same JSON; schemas/plan.schema.json and rated-charge.schema.json are the
+source of truth they agree with. meterspec.pricing rates them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from decimal import Decimal
+from typing import Literal
+
+import msgspec
+
+from meterspec.errors import MeterspecError, Problem, pointer
+from meterspec.money import Amount, currency, parse_money, round_money
+from meterspec.quantity import EXACT, ZERO, parse_quantity
+from meterspec.schema import schema_problems
+from meterspec.timestamps import Micros, parse_timestamp
+
+Model = Literal["per-unit", "graduated", "volume", "package", "flat"]
+TIERED: frozenset[str] = frozenset({"graduated", "volume"})
+
+
+class _Wire(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+class Tier(_Wire, frozen=True):
+    """One tier: units in (previous upTo, upTo] (MS-PRC-007); upTo null = no upper bound."""
+
+    up_to: str | None = msgspec.field(name="upTo")
+    unit_price: str = msgspec.field(name="unitPrice")
+    flat_fee: str | None = msgspec.field(default=None, name="flatFee")
+
+
+class Charge(_Wire, frozen=True, kw_only=True):
+    """One priced thing of a plan: a model and the fields that model uses (MS-PRC-004)."""
+
+    id: str
+    model: Model
+    unit: str | None = None
+    unit_price: str | None = msgspec.field(default=None, name="unitPrice")
+    tiers: list[Tier] | None = None
+    package_size: str | None = msgspec.field(default=None, name="packageSize")
+    package_price: str | None = msgspec.field(default=None, name="packagePrice")
+    amount: str | None = None
+    included_quantity: str | None = msgspec.field(default=None, name="includedQuantity")
+    minimum_amount: str | None = msgspec.field(default=None, name="minimumAmount")
+    maximum_amount: str | None = msgspec.field(default=None, name="maximumAmount")
+
+
+class Plan(_Wire, frozen=True, kw_only=True):
+    """One version of a plan, effective over [effectiveFrom, effectiveTo) (MS-PRC-001/002)."""
+
+    id: str
+    version: int
+    currency: str
+    effective_from: str = msgspec.field(name="effectiveFrom")
+    effective_to: str | None = msgspec.field(default=None, name="effectiveTo")
+    charges: list[Charge]
+
+
+class RatedTier(_Wire, frozen=True, kw_only=True):
+    """One row of a rated charge's breakdown (MS-PRC-016): the tier's bounds as defined, the
+    units it priced, its unit price, the flat fee charged (0 when not entered) and the exact
+    amount units x unitPrice + flatFee."""
+
+    tier: int
+    from_: str = msgspec.field(name="from")
+    to: str | None
+    units: str
+    unit_price: str = msgspec.field(name="unitPrice")
+    flat_fee: str = msgspec.field(name="flatFee")
+    amount: str
+
+
+class RatedCharge(_Wire, frozen=True, kw_only=True):
+    """One charge rated for one period: an invoice line's numbers (MS-PRC-016)."""
+
+    charge_id: str = msgspec.field(name="chargeID")
+    model: Model
+    currency: str
+    unit: str | None = None
+    quantity: str | None = None
+    included_quantity: str | None = msgspec.field(default=None, name="includedQuantity")
+    billable_quantity: str | None = msgspec.field(default=None, name="billableQuantity")
+    packages: str | None = None
+    tiers: list[RatedTier] | None = None
+    subtotal: str
+    amount: Amount
+
+
+# ------------------------------------------------------------------ value checks
+
+_Check = Callable[[object, str], object]
+
+# Where a plan holds quantities, amounts and timestamps ('*' = every list item). These checks
+# run on the raw document even beside schema problems (MS-ERR-002).
+_PLAN_VALUES: tuple[tuple[tuple[str, ...], _Check], ...] = (
+    (("effectiveFrom",), parse_timestamp),
+    (("effectiveTo",), parse_timestamp),
+    (("currency",), currency),
+    (("charges", "*", "includedQuantity"), parse_quantity),
+    (("charges", "*", "packageSize"), parse_quantity),
+    (("charges", "*", "tiers", "*", "upTo"), parse_quantity),
+    (("charges", "*", "unitPrice"), parse_money),
+    (("charges", "*", "packagePrice"), parse_money),
+    (("charges", "*", "amount"), parse_money),
+    (("charges", "*", "minimumAmount"), parse_money),
+    (("charges", "*", "maximumAmount"), parse_money),
+    (("charges", "*", "tiers", "*", "unitPrice"), parse_money),
+    (("charges", "*", "tiers", "*", "flatFee"), parse_money),
+)
+
+
+def _walk(value: object, fields: tuple[str, ...], path: str) -> Iterator[tuple[str, object]]:
+    if not fields:
+        yield path, value
+    elif fields[0] == "*" and isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _walk(item, fields[1:], f"{path}/{index}")
+    elif isinstance(value, dict) and fields[0] in value:
+        yield from _walk(value[fields[0]], fields[1:], path + pointer(fields[0]))
+
+
+def _value_problems(document: object, reported: set[str],
+                    where: tuple[tuple[tuple[str, ...], _Check], ...]) -> list[Problem]:
+    problems: list[Problem] = []
+    for fields, check in where:
+        for path, value in _walk(document, fields, ""):
+            # Strings only: a value of another type is the schema's wrong-type (or, for upTo,
+            # the null that means "no bound").
+            if not isinstance(value, str) or path in reported:
+                continue
+            try:
+                check(value, path)
+            except MeterspecError as error:
+                problems.extend(error.problems)
+    return problems
+
+
+def plan_value_problems(document: object, reported: set[str]) -> list[Problem]:
+    """Quantity, amount, timestamp and currency problems in a raw plan document that its
+    schema cannot state (MS-QTY-002, MS-MNY-001, MS-MNY-002, MS-TIME-001)."""
+    return _value_problems(document, reported, _PLAN_VALUES)
+
+
+def rated_charge_value_problems(document: object, reported: set[str]) -> list[Problem]:
+    """A rated charge's currency must be a known one (MS-MNY-001)."""
+    return _value_problems(document, reported, ((("currency",), currency),))
+
+
+# ------------------------------------------------------------------ plan checks
+
+
+def _quantity(text: str | None) -> Decimal | None:
+    return None if text is None else parse_quantity(text)
+
+
+def _money(text: str | None) -> Decimal | None:
+    return None if text is None else parse_money(text)
+
+
+def tier_problems(tiers: list[Tier], path: str) -> list[Problem]:
+    """MS-PRC-006: upTo values are positive and strictly increasing, and exactly the last tier
+    is open (upTo null). Every offending upTo is reported, once, with every reason."""
+    problems: list[Problem] = []
+    previous = ZERO
+    last = len(tiers) - 1
+    for index, tier in enumerate(tiers):
+        reasons: list[str] = []
+        if tier.up_to is None:
+            if index != last:
+                reasons.append("only the last tier may be open (upTo null)")
+        else:
+            bound = parse_quantity(tier.up_to)
+            if bound <= previous:
+                reasons.append("upTo must be positive" if index == 0 else
+                               "upTo must be greater than the previous tier's upTo")
+            if index == last:
+                reasons.append("the last tier must be open (upTo null) so that every quantity "
+                               "has a price")
+            previous = bound
+        if reasons:
+            problems.append(Problem("invalid-tiers", f"{path}/{index}/upTo", "; ".join(reasons),
+                                    "MS-PRC-006"))
+    return problems
+
+
+def charge_problems(charge: Charge, path: str = "") -> list[Problem]:
+    """Checks of one charge that need values, not only shape (MS-PRC-005/006/012/014).
+    Assumes the charge's values parse (plan_value_problems found nothing)."""
+    problems: list[Problem] = []
+    if charge.tiers is not None:
+        problems += tier_problems(charge.tiers, f"{path}/tiers")
+    size = _quantity(charge.package_size)
+    if size is not None and size <= 0:
+        problems.append(Problem("out-of-range", f"{path}/packageSize",
+                                "a package size must be greater than 0", "MS-PRC-012"))
+    included = _quantity(charge.included_quantity)
+    if included is not None and included < 0:
+        problems.append(Problem("out-of-range", f"{path}/includedQuantity",
+                                "an included quantity cannot be negative", "MS-PRC-005"))
+    low, high = _money(charge.minimum_amount), _money(charge.maximum_amount)
+    if low is not None and high is not None and low > high:
+        problems.append(Problem("out-of-range", f"{path}/maximumAmount",
+                                "maximumAmount must not be less than minimumAmount",
+                                "MS-PRC-014"))
+    return problems
+
+
+def plan_semantic_problems(plan: Plan) -> list[Problem]:
+    """Checks of a schema-valid plan whose values parse: effective period (MS-PRC-002), unique
+    charge ids (MS-PRC-001), tiers, package sizes, included quantities and bounds."""
+    problems: list[Problem] = []
+    if plan.effective_to is not None and (parse_timestamp(plan.effective_to)
+                                          <= parse_timestamp(plan.effective_from)):
+        problems.append(Problem("invalid-window", "/effectiveTo", "effectiveTo must be after "
+                                "effectiveFrom", "MS-PRC-002"))
+    seen: set[str] = set()
+    for index, charge in enumerate(plan.charges):
+        if charge.id in seen:
+            problems.append(Problem("duplicate-item", f"/charges/{index}/id",
+                                    f"charge id {charge.id!r} is used twice", "MS-PRC-001"))
+        seen.add(charge.id)
+        problems += charge_problems(charge, f"/charges/{index}")
+    return sorted(problems, key=lambda p: (p.path, p.code))
+
+
+def plan_problems(plan: Plan) -> list[Problem]:
+    """Every problem of a plan built in code or decoded: its schema, its values, then the
+    checks that need a well-formed plan (MS-ERR-002)."""
+    document = msgspec.to_builtins(plan)
+    problems = schema_problems("plan", document)
+    problems += plan_value_problems(document, {p.path for p in problems})
+    if problems:
+        return sorted(problems, key=lambda p: (p.path, p.code))
+    return plan_semantic_problems(plan)
+
+
+def check_plan(plan: Plan) -> Plan:
+    """The plan itself, or MeterspecError with every problem in it."""
+    problems = plan_problems(plan)
+    if problems:
+        raise MeterspecError(problems)
+    return plan
+
+
+# ------------------------------------------------------------------ version selection
+
+
+def effective_at(plan: Plan, at: Micros) -> bool:
+    """MS-PRC-002: a version is effective over [effectiveFrom, effectiveTo)."""
+    return parse_timestamp(plan.effective_from) <= at and (
+        plan.effective_to is None or at < parse_timestamp(plan.effective_to))
+
+
+def select_plan(versions: Iterable[Plan], plan_id: str, window_start: str | Micros) -> Plan | None:
+    """MS-PRC-003: the version of plan `plan_id` that rates a window is the one effective at
+    the window's start: of the versions effective then, the one with the latest effectiveFrom,
+    then the highest version. A version that starts inside the window applies from the next
+    window on. None when no version is effective."""
+    at = (parse_timestamp(window_start, "windowStart") if isinstance(window_start, str)
+          else window_start)
+    candidates = [p for p in versions if p.id == plan_id]
+    numbers: dict[int, Plan] = {}
+    for plan in candidates:
+        if numbers.setdefault(plan.version, plan) != plan:
+            raise MeterspecError.single(
+                "duplicate-item", "", f"plan {plan_id!r} has two different versions numbered "
+                f"{plan.version}", "MS-PRC-003")
+    effective = [p for p in numbers.values() if effective_at(p, at)]
+    if not effective:
+        return None
+    return max(effective, key=lambda p: (parse_timestamp(p.effective_from), p.version))
+
+
+# ------------------------------------------------------------------ rated-charge checks
+
+
+def rated_charge_semantic_problems(rated: RatedCharge) -> list[Problem]:
+    """MS-PRC-017: a rated charge's numbers agree with each other: billable = quantity -
+    included, each row's amount = units x unitPrice + flatFee, the subtotal of a tiered model is
+    the sum of its rows, and the rounded amount is the precise one rounded half to even."""
+    problems: list[Problem] = []
+
+    def disagree(path: str, message: str) -> None:
+        problems.append(Problem("inconsistent-amount", path, message, "MS-PRC-017"))
+
+    number = Decimal
+    if (rated.quantity is not None and rated.included_quantity is not None
+            and rated.billable_quantity is not None
+            and number(rated.billable_quantity) != EXACT.subtract(
+                number(rated.quantity), number(rated.included_quantity))):
+        disagree("/billableQuantity", "billableQuantity is not quantity - includedQuantity")
+    if rated.tiers is not None:
+        total = ZERO
+        for index, row in enumerate(rated.tiers):
+            expected = EXACT.add(EXACT.multiply(number(row.units), number(row.unit_price)),
+                                 number(row.flat_fee))
+            if number(row.amount) != expected:
+                disagree(f"/tiers/{index}/amount", "amount is not units x unitPrice + flatFee")
+            total = EXACT.add(total, number(row.amount))
+        if number(rated.subtotal) != total:
+            disagree("/subtotal", "subtotal is not the sum of the tier amounts")
+    if number(rated.amount.rounded) != round_money(number(rated.amount.precise),
+                                                   rated.currency):
+        disagree("/amount/rounded", "rounded is not precise rounded half to even to the "
+                 "currency's minor units")
+    return problems
