@@ -345,18 +345,32 @@ function* walk(value, fields, at) {
   }
 }
 
+// Try a parse; on rejection, add its problems to `problems` and return null.
+function attempt(problems, parse) {
+  try {
+    return parse();
+  } catch (e) {
+    if (!(e instanceof Rejected)) throw e;
+    problems.push(...e.problems);
+    return null;
+  }
+}
+
+// MS-ERR-002: the schema's problems, and the value problems of every quantity and timestamp
+// the document holds that the schema did not already report.
 function documentProblems(kind, document) {
-  const problems = schemaProblems(kind, document);
-  const reported = new Set(problems.map((p) => p.path));
+  const structural = schemaProblems(kind, document);
+  const reported = new Set(structural.map((p) => p.path));
+  const values = [];
   for (const fields of VALUE_FIELDS[kind]) {
     for (const [at, value] of walk(document, fields, [])) {
       const where = pointer(...at);
       if (typeof value !== 'string' || reported.has(where)) continue;
       const check = fields[fields.length - 1] === 'quantity' ? parseQuantity : parseTimestamp;
-      try { check(value, where); } catch (e) { if (e instanceof Rejected) problems.push(...e.problems); else throw e; }
+      attempt(values, () => check(value, where));
     }
   }
-  return problems;
+  return { structural, values, all: [...structural, ...values] };
 }
 
 // Whether a document has the plain shape of its type (right members, right JSON types). Such
@@ -403,12 +417,16 @@ function compileFilter(filter) {
     : (props) => children.some((child) => child(props));
 }
 
+// The config's problems: if it does not match its schema, the schema's and the values'; if it
+// does, the values' and those of checks that need a well-formed config (MS-ERR-002).
 function compileConfig(config) {
-  const problems = documentProblems('config', config);
-  if (problems.length) throw new Rejected(problems);
+  const { structural, values } = documentProblems('config', config);
+  if (structural.length) throw new Rejected([...structural, ...values]);
+  const problems = [...values];
   const seen = new Set();
   const rules = config.measurements.map((m, i) => {
-    const constant = has(m, 'quantity') ? parseQuantity(m.quantity) : null;
+    const constant = has(m, 'quantity') ? attempt([], () => parseQuantity(m.quantity)) : null;
+    if (has(m, 'quantity') && constant === null) return null; // already a value problem
     const source = constant ? `constant:${formatQuantity(constant)}` : `property:${m.sourceProperty}`;
     const identity = JSON.stringify([m.unit, source]);
     if (seen.has(identity)) problems.push(problem('duplicate-measurement', `/measurements/${i}`));
@@ -441,12 +459,11 @@ function meter(input) {
     event = has(input, 'event') ? input.event : null;
   }
   if (!plainEvent(event)) {
-    const problems = documentProblems('event', event);
+    const problems = documentProblems('event', event).all;
     if (problems.length) throw new Rejected(problems);
   }
   const problems = IDENTITY.filter((n) => event[n] === '').map((n) => problem('empty-string', `/${n}`));
-  let instant = 0n;
-  try { instant = parseTimestamp(event.time, '/time'); } catch (e) { if (!(e instanceof Rejected)) throw e; problems.push(...e.problems); }
+  const instant = attempt(problems, () => parseTimestamp(event.time, '/time'));
   const props = event.properties || {};
   const measured = [];
   for (const rule of meterConfig.rules) {
@@ -461,12 +478,8 @@ function meter(input) {
       problems.push(problem('missing-source-property', at));
       continue;
     }
-    try {
-      measured.push([rule, parseQuantity(props[rule.property], at)]);
-    } catch (e) {
-      if (!(e instanceof Rejected)) throw e;
-      problems.push(...e.problems);
-    }
+    const quantity = attempt(problems, () => parseQuantity(props[rule.property], at));
+    if (quantity !== null) measured.push([rule, quantity]);
   }
   // MS-MET-008: one bad measurement rejects the whole event.
   if (problems.length) throw new Rejected(problems);
@@ -513,10 +526,12 @@ function periodStart(size, index) {
   return BigInt(daysFromCivil(Math.floor(months / 12), (months % 12) + 1, 1)) * MICROS_PER_DAY;
 }
 
-function tumblingWindows(tumbling) {
+// `problems`: the request's value problems so far (MS-ERR-002: reported with these checks).
+function tumblingWindows(tumbling, problems) {
   if ((has(tumbling, 'timeZone') ? tumbling.timeZone : 'UTC') !== 'UTC') {
     throw new Skip('tumbling windows in time zones other than UTC are not implemented');
   }
+  if (problems.length) throw new Rejected(problems);
   const start = parseTimestamp(tumbling.start, '/tumbling/start');
   const end = parseTimestamp(tumbling.end, '/tumbling/end');
   if (start >= end) reject('invalid-window', '/tumbling');
@@ -524,10 +539,10 @@ function tumblingWindows(tumbling) {
   let last = periodOf(tumbling.size, end);
   if (periodStart(tumbling.size, last) < end) last += 1n;
   if (last - first > BigInt(MAX_WINDOWS + 2)) reject('too-many-items', '/tumbling');
-  const problems = [['start', start], ['end', end]]
+  const unaligned = [['start', start], ['end', end]]
     .filter(([, t]) => periodStart(tumbling.size, periodOf(tumbling.size, t)) !== t)
     .map(([name]) => problem('unaligned-window', `/tumbling/${name}`));
-  if (problems.length) throw new Rejected(problems);
+  if (unaligned.length) throw new Rejected(unaligned);
   const windows = [];
   for (let i = first; i < periodOf(tumbling.size, end); i += 1n) {
     windows.push([periodStart(tumbling.size, i), periodStart(tumbling.size, i + 1n)]);
@@ -536,11 +551,12 @@ function tumblingWindows(tumbling) {
   return windows;
 }
 
-function explicitWindows(list) {
-  const problems = [];
+function explicitWindows(list, problems) {
   const windows = list.map((w, i) => {
-    const span = [parseTimestamp(w.start), parseTimestamp(w.end)];
-    if (span[0] >= span[1]) problems.push(problem('invalid-window', `/windows/${i}`));
+    const span = [attempt([], () => parseTimestamp(w.start)), attempt([], () => parseTimestamp(w.end))];
+    if (span[0] !== null && span[1] !== null && span[0] >= span[1]) {
+      problems.push(problem('invalid-window', `/windows/${i}`));
+    }
     return span;
   });
   if (problems.length) throw new Rejected(problems);
@@ -550,7 +566,7 @@ function explicitWindows(list) {
 
 function parseRecord(record, prefix) {
   if (!plainRecord(record)) {
-    const problems = documentProblems('record', record);
+    const problems = documentProblems('record', record).all;
     if (problems.length) {
       throw new Rejected(problems.map((p) => problem(p.code, prefix + p.path)));
     }
@@ -558,27 +574,29 @@ function parseRecord(record, prefix) {
   const problems = ['id', 'workspaceID', 'universeID', 'subject', 'sourceEventID']
     .filter((n) => record[n] === '').map((n) => problem('empty-string', `${prefix}/${n}`));
   if (record.measurement.unit === '') problems.push(problem('empty-string', `${prefix}/measurement/unit`));
-  const attempt = (check) => {
-    try { return check(); } catch (e) { if (!(e instanceof Rejected)) throw e; problems.push(...e.problems); return null; }
-  };
-  const quantity = attempt(() => parseQuantity(record.measurement.quantity, `${prefix}/measurement/quantity`));
-  const instant = attempt(() => parseTimestamp(record.recordedAt, `${prefix}/recordedAt`));
-  if (has(record, 'meteredAt')) attempt(() => parseTimestamp(record.meteredAt, `${prefix}/meteredAt`));
+  const quantity = attempt(problems,
+    () => parseQuantity(record.measurement.quantity, `${prefix}/measurement/quantity`));
+  const instant = attempt(problems, () => parseTimestamp(record.recordedAt, `${prefix}/recordedAt`));
+  if (has(record, 'meteredAt')) {
+    attempt(problems, () => parseTimestamp(record.meteredAt, `${prefix}/meteredAt`));
+  }
   if (problems.length) throw new Rejected(problems);
   return { record, quantity, instant };
 }
 
 function aggregate(input) {
   const request = has(input, 'request') ? input.request : null;
-  const requestProblems = documentProblems('request', request);
-  if (requestProblems.length) throw new Rejected(requestProblems);
-  const windows = has(request, 'tumbling') ? tumblingWindows(request.tumbling)
-    : explicitWindows(request.windows);
+  // As for a config: checks that need a well-formed request run only if it matches its schema.
+  const { structural, values } = documentProblems('request', request);
+  if (structural.length) throw new Rejected([...structural, ...values]);
+  const windows = has(request, 'tumbling') ? tumblingWindows(request.tumbling, values)
+    : explicitWindows(request.windows, values);
   if (!Array.isArray(input.records)) throw new Error('records is not a JSON array');
   const parsed = [];
   const problems = [];
   input.records.forEach((record, i) => {
-    try { parsed.push(parseRecord(record, `/records/${i}`)); } catch (e) { if (!(e instanceof Rejected)) throw e; problems.push(...e.problems); }
+    const one = attempt(problems, () => parseRecord(record, `/records/${i}`));
+    if (one !== null) parsed.push(one);
   });
   if (problems.length) throw new Rejected(problems);
   if (request.aggregation !== 'sum') {

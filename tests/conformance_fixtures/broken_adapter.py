@@ -15,17 +15,20 @@ import argparse
 import json
 import re
 import sys
+import unicodedata
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from meterspec import aggregations, codec, ids, metering, timestamps, windows
+import msgspec
+
+from meterspec import aggregations, codec, ids, metering, readings, timestamps, windows
 from meterspec import quantity as quantities
-from meterspec.aggregations import Latest, Max, Min, Sum, TimeWeightedAverage
+from meterspec.aggregations import Latest, Max, Min, Sum, TimeWeightedAverage, UniqueCount
 from meterspec.conformance import adapter
-from meterspec.contracts import Filter, MeasurementSpec, MeterReading
+from meterspec.contracts import Filter, MeasurementSpec, MeterReading, MeterRecord
 from meterspec.errors import MeterspecError
 from meterspec.metering import Meter
 from meterspec.quantity import EXACT, ZERO
@@ -197,6 +200,99 @@ def _fixed_length_days() -> None:
         start = spans[0][0]
         return [(start + k * day, start + (k + 1) * day) for k in range(len(spans))]
     replace_everywhere(original, tumbling_spans)
+
+
+@fault("twa-tie-last-seen", "time-weighted-avg keeps the last-seen of two records at one instant "
+       "instead of the greatest quantity (MS-AGG-011)")
+def _twa_tie_last_seen() -> None:
+    def add(self: TimeWeightedAverage, instant: Micros, quantity: Decimal) -> None:
+        if instant < self.range_start:
+            if self.before is None or instant >= self.before[0]:
+                self.before = (instant, quantity)
+            return
+        held = self.points.get(instant)
+        self.points[instant] = (quantity, 1 if held is None else held[1] + 1)
+    TimeWeightedAverage.add = add  # type: ignore[method-assign]
+
+
+@fault("twa-covered-span", "time-weighted-avg divides by the time since the window's first "
+       "record instead of the whole window (MS-AGG-013)")
+def _twa_covered_span() -> None:
+    original = TimeWeightedAverage.results
+
+    def results(self: TimeWeightedAverage, spans: list[tuple[Micros, Micros]],
+                scale: int) -> Iterator[tuple[Decimal, int]]:
+        times = sorted(self.points)
+        for start, end in spans:
+            i = bisect_left(times, start)
+            carried = self.before is not None or i > 0
+            first = times[i] if i < len(times) and times[i] < end else end
+            begin = start if carried or first == end else first
+            yield next(original(self, [(begin, end)], scale))
+    TimeWeightedAverage.results = results  # type: ignore[method-assign]
+
+
+@fault("twa-scale-ignored", "time-weighted-avg always rounds to 6 digits, whatever the "
+       "request's scale (MS-AGG-015)")
+def _twa_scale_ignored() -> None:
+    original = Aggregator.__init__
+
+    def init(self: Aggregator, request: Any) -> None:
+        original(self, request)
+        self.scale = 6
+    Aggregator.__init__ = init  # type: ignore[method-assign]
+
+
+@fault("empty-sum-null", "sum over an empty window is null, as SQL's SUM of no rows "
+       "(MS-AGG-005, MS-AGG-010)")
+def _empty_sum_null() -> None:
+    def result(self: Sum) -> Decimal | None:
+        return self.total if self.count else None
+    Sum.result = result  # type: ignore[method-assign]
+
+
+@fault("unique-count-counts-missing", "unique-count counts records without the dimension as one "
+       "more distinct value (MS-AGG-016)")
+def _unique_count_counts_missing() -> None:
+    def add(self: UniqueCount, instant: Micros, quantity: Decimal,
+            dimensions: Mapping[str, str]) -> None:
+        self.values.add(dimensions.get(self.dimension, "\x00missing"))
+        self.count += 1
+    UniqueCount.add = add  # type: ignore[method-assign]
+
+
+@fault("overlap-first-window-only", "a record inside overlapping windows counts only in the "
+       "first of them (MS-WIN-002)")
+def _overlap_first_window_only() -> None:
+    original = windows.Windows.containing
+
+    def containing(self: windows.Windows, instant: Micros) -> list[int]:
+        return original(self, instant)[:1]
+    windows.Windows.containing = containing  # type: ignore[method-assign]
+
+
+@fault("readings-in-input-order", "readings come out in the order their groups first appear in "
+       "the input, not sorted (MS-AGG-017)")
+def _readings_in_input_order() -> None:
+    first_seen: dict[object, int] = {}
+    init, add = Aggregator.__init__, Aggregator.add
+
+    def start(self: Aggregator, request: Any) -> None:
+        first_seen.clear()
+        init(self, request)
+
+    def remember(self: Aggregator, workspace: str, universe: str, subject: str, unit: str,
+                 dimensions: Mapping[str, str], instant: Micros, quantity: Decimal) -> None:
+        key = (workspace, universe, subject, unit,
+               tuple(dimensions.get(name) for name in self.group_by))
+        first_seen.setdefault(key, len(first_seen))
+        add(self, workspace, universe, subject, unit, dimensions, instant, quantity)
+
+    def sort_key(key: object) -> int:
+        return first_seen.get(key, len(first_seen))
+    Aggregator.__init__ = start  # type: ignore[method-assign]
+    Aggregator.add = remember  # type: ignore[method-assign]
+    readings._sort_key = sort_key  # type: ignore[assignment]
 
 
 # --- quantities and timestamps -------------------------------------------------------------
@@ -377,6 +473,53 @@ def _event_types_ignored() -> None:
     def rule(spec: MeasurementSpec, path: str) -> Any:
         return original(spec, path)._replace(event_types=None)
     Meter._rule = staticmethod(rule)  # type: ignore[method-assign]
+
+
+@fault("metered-at-verbatim", "meteredAt is copied as given, not written in canonical form "
+       "(MS-MET-007, MS-TIME-004)")
+def _metered_at_verbatim() -> None:
+    original = Meter.records
+
+    def records(self: Meter, event: Any, metered_at: str | None = None) -> list[MeterRecord]:
+        made = original(self, event, metered_at)
+        if metered_at is None:
+            return made
+        return [msgspec.structs.replace(r, metered_at=metered_at) for r in made]
+    Meter.records = records  # type: ignore[method-assign]
+
+
+@fault("record-id-constant-raw", "a constant measurement's record id uses the quantity as written "
+       "in the config ('constant:1.0'), not its canonical form (MS-ID-002)")
+def _record_id_constant_raw() -> None:
+    original = Meter._rule
+
+    def rule(spec: MeasurementSpec, path: str) -> Any:
+        made = original(spec, path)
+        if spec.quantity is None:
+            return made
+        return made._replace(source="constant:" + spec.quantity)
+    Meter._rule = staticmethod(rule)  # type: ignore[method-assign]
+
+
+@fault("id-length-in-characters", "ids length-prefix each field with its length in characters, "
+       "not UTF-8 bytes, as JavaScript's string.length would (MS-ID-001)")
+def _id_length_in_characters() -> None:
+    def encode_fields(fields: Iterable[str]) -> bytes:
+        return b"".join(b"%d:%b" % (len(f), f.encode()) for f in fields)
+    replace_everywhere(ids.encode_fields, encode_fields)
+
+
+@fault("unicode-normalized", "identifiers are NFC-normalised on the way in, so composed and "
+       "decomposed spellings meet (MS-EVT-002)")
+def _unicode_normalized() -> None:
+    original = codec.decode_event
+
+    def decode_event(data: bytes | str) -> Any:
+        event = original(data)
+        fields = {name: unicodedata.normalize("NFC", getattr(event, name)) for name in
+                  ("id", "workspace_id", "universe_id", "type", "subject")}
+        return msgspec.structs.replace(event, **fields)
+    replace_everywhere(original, decode_event)
 
 
 @fault("partial-event-billed", "an event whose measurement has a bad or missing source "

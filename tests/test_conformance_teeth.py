@@ -1,0 +1,218 @@
+"""The conformance suite has teeth: it fails implementations that are wrong in ways real
+metering systems are wrong, passes the reference, and scores a second implementation.
+
+The reference and the Node.js adapter (examples/node-adapter) go through the command line an
+implementer would use, `meterspec conformance run --impl COMMAND --report FILE.jsonl`, against
+the real suite in conformance/cases/v1. The wrong implementations are
+tests/conformance_fixtures/broken_adapter.py, the reference adapter with one injected fault
+each, run as subprocesses through the runner's Python API (the same Runner the command uses,
+without paying its start-up once per fault). All runs start together (module fixture) so the
+file stays fast, and a fault whose mistake is local runs only the cases that should catch it."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meterspec.conformance import report
+from meterspec.conformance.cases import Case, load_cases, select
+from meterspec.conformance.runner import Runner, make_adapter
+
+ROOT = Path(__file__).resolve().parents[1]
+BROKEN = ROOT / "tests" / "conformance_fixtures" / "broken_adapter.py"
+NODE_ADAPTER = ROOT / "examples" / "node-adapter" / "adapter.js"
+NODE = shutil.which("node")
+RUN = "import sys; from meterspec.cli import main; sys.exit(main(sys.argv[1:]))"
+TIMEOUT = 300
+
+# What the Node adapter passes today. Raise it when the adapter learns more; a drop is a
+# regression (in the adapter, or a suite change that the adapter's README must explain).
+NODE_MIN_PASSED = 0
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Where the suite should catch a fault: the cases to run (the areas of the rules it
+    breaks, or features; the run stays fast), the cases known to catch it (at least one of them
+    must fail), and, if the suite has no case for it yet, what case would catch it."""
+
+    areas: tuple[str, ...] = ()
+    features: tuple[str, ...] = ()
+    catchers: tuple[str, ...] = ()
+    gap: str | None = None
+
+
+FAULTS: dict[str, Fault] = {
+    # aggregation
+    "twa-half-up": Fault(("aggregation",)),
+    "twa-no-carry-in": Fault(("aggregation",)),
+    "twa-tie-last-seen": Fault(("aggregation",)),
+    "twa-covered-span": Fault(("aggregation",)),
+    "twa-scale-ignored": Fault(("aggregation",)),
+    "latest-last-seen": Fault(("aggregation",)),
+    "min-max-lexicographic": Fault(("aggregation",)),
+    "float-sum": Fault(("aggregation", "quantity")),
+    "empty-sum-null": Fault(("aggregation",)),
+    "unique-count-counts-missing": Fault(("aggregation",)),
+    "tenants-merged-workspace": Fault(("aggregation",)),
+    "tenants-merged-universe": Fault(("aggregation",)),
+    "group-missing-as-empty": Fault(("aggregation",)),
+    "readings-in-input-order": Fault(("aggregation",)),
+    "empty-window-omitted": Fault(("aggregation", "windows")),
+    # windows
+    "window-end-inclusive": Fault(("windows",)),
+    "overlap-first-window-only": Fault(("windows",)),
+    "fixed-length-days": Fault(features=("time-zones",)),
+    # quantities and timestamps
+    "exponent-output": Fault(("quantity",)),
+    "trailing-zeros-kept": Fault(("quantity",)),
+    "accept-nan": Fault(("quantity",)),
+    "lenient-quantity": Fault(("quantity",)),
+    "quantity-bounds-ignored": Fault(("quantity",)),
+    "timestamp-rounded": Fault(("time",)),
+    "offset-ignored": Fault(("time",)),
+    "calendar-rollover": Fault(("time",)),
+    # metering, events and ids
+    "record-id-no-tenant": Fault(("ids",)),
+    "record-id-constant-raw": Fault(("ids", "metering")),
+    "id-length-in-characters": Fault(("ids",)),
+    "notin-missing-no-match": Fault(("metering",)),
+    "dimensions-include-source": Fault(("metering",)),
+    "event-types-ignored": Fault(("metering",)),
+    "partial-event-billed": Fault(("metering",)),
+    "metered-at-verbatim": Fault(("metering", "time")),
+    "unknown-field-ignored": Fault(("events",)),
+    "unicode-normalized": Fault(("events", "metering", "ids"), gap=(
+        "no meter case has an identifier in decomposed form (NFD), so normalising event "
+        "identifiers on intake passes; a case metering an event with subject 'cafe\\u0301' "
+        "expecting that subject and its id unchanged would catch it (MS-EVT-002)")),
+    # errors
+    "first-problem-only": Fault(("errors",)),
+}
+
+
+@dataclass
+class Result:
+    """One `meterspec conformance run`: its exit status, the report's case lines and summary."""
+
+    status: int
+    cases: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    output: str = ""
+
+    def ids(self, *results: str) -> list[str]:
+        return [line["id"] for line in self.cases if line["result"] in results]
+
+    def explain(self) -> str:
+        return f"exit {self.status}, summary {self.summary}\n{self.output[-3000:]}"
+
+
+def conformance_run(impl: str, report: Path, *options: str) -> Result:
+    process = subprocess.run(
+        [sys.executable, "-c", RUN, "conformance", "run", "--impl", impl,
+         "--report", str(report), *options],
+        cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    lines = ([json.loads(line) for line in report.read_text(encoding="utf-8").splitlines()]
+             if report.is_file() else [])
+    summary = lines.pop()["summary"] if lines and "summary" in lines[-1] else {}
+    return Result(process.returncode, lines, summary, process.stdout + process.stderr)
+
+
+def api_run(impl: str, cases: list[Case]) -> Result:
+    """What `meterspec conformance run` does, through the runner's Python API: the status is
+    the command's (0 only if every selected case passed)."""
+    run = Runner(make_adapter(impl, 60.0)).run(cases)
+    lines = report.jsonl_lines(run)
+    summary = lines.pop()["summary"]
+    failing = [f"{line['id']}: {line.get('reason')}" for line in lines
+               if line["result"] != "passed"]
+    return Result(0 if run.passed else 1, lines, summary, "\n".join(failing))
+
+
+def fault_cases(cases: list[Case], fault: Fault) -> list[Case]:
+    """The cases a fault runs: its areas or features, without the MS-WIN-004 cases (100 000
+    windows cost the reference seconds each, and no fault here is about that bound)."""
+    chosen = select(cases, areas=fault.areas, features=fault.features)
+    return [case for case in chosen if "MS-WIN-004" not in case.requirements]
+
+
+def broken(fault: str) -> str:
+    return f"{shlex.quote(sys.executable)} {shlex.quote(str(BROKEN))} --fault {fault}"
+
+
+REFERENCE_SUBPROCESS = f"{shlex.quote(sys.executable)} -m meterspec.conformance.adapter"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Result]]:
+    """Every run this file needs, started together: the suite's cost is the reference's own
+    work on a few large cases, so running them side by side is what keeps this file fast."""
+    folder = tmp_path_factory.mktemp("teeth")
+    commands: dict[str, tuple[str, tuple[str, ...]]] = {
+        "reference": ("python:meterspec", ()),
+        "reference-subprocess": (REFERENCE_SUBPROCESS, ("--validate-protocol",)),
+    }
+    if NODE is not None:
+        commands["node"] = (f"{shlex.quote(NODE)} {shlex.quote(str(NODE_ADAPTER))}",
+                            ("--validate-protocol",))
+    cases = load_cases(ROOT / "conformance")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {key: pool.submit(conformance_run, impl, folder / f"{key}.jsonl", *options)
+                   for key, (impl, options) in commands.items()}
+        futures.update({f"fault:{name}": pool.submit(api_run, broken(name),
+                                                     fault_cases(cases, fault))
+                        for name, fault in FAULTS.items()})
+        yield {key: future.result() for key, future in futures.items()}
+
+
+def test_every_fault_of_the_broken_adapter_is_tested() -> None:
+    listing = subprocess.run([sys.executable, str(BROKEN), "--list"], capture_output=True,
+                             text=True, check=True, timeout=60).stdout
+    assert sorted(line.split("\t")[0] for line in listing.splitlines()) == sorted(FAULTS)
+
+
+@pytest.mark.parametrize("impl", ["reference", "reference-subprocess"])
+def test_the_reference_passes_every_case(runs: dict[str, Result], impl: str) -> None:
+    result = runs[impl]
+    assert result.status == 0, result.explain()
+    assert result.summary["total"] > 0
+    assert result.summary["passed"] == result.summary["total"], result.explain()
+
+
+def _fault_params() -> Iterator[Any]:
+    for name, fault in FAULTS.items():
+        gap = pytest.mark.xfail(strict=True, reason=f"suite gap: {fault.gap}")
+        yield pytest.param(name, marks=[gap] if fault.gap else [], id=name)
+
+
+@pytest.mark.parametrize("fault", list(_fault_params()))
+def test_the_suite_catches_the_fault(runs: dict[str, Result], fault: str) -> None:
+    result = runs[f"fault:{fault}"]
+    assert result.summary, f"no report for {fault}: {result.explain()}"
+    # Only cases the reference passes count: a case that is itself wrong catches nothing.
+    unreliable = set(runs["reference"].ids("failed", "errored"))
+    caught = [case for case in result.ids("failed") if case not in unreliable]
+    assert result.status != 0, f"{fault}: exit 0, the suite passed a broken implementation"
+    assert caught, f"{fault} is caught by no case (suite gap): {result.explain()}"
+    catchers = FAULTS[fault].catchers
+    assert not catchers or set(catchers) & set(caught), (
+        f"{fault} is no longer caught by any of {catchers}; now caught by {caught}")
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not on PATH")
+def test_the_node_adapter_fails_nothing_and_keeps_its_score(runs: dict[str, Result]) -> None:
+    result = runs["node"]
+    assert result.summary, result.explain()
+    assert result.ids("failed") == [], result.explain()
+    assert result.ids("errored") == [], result.explain()
+    assert result.summary["passed"] >= NODE_MIN_PASSED, result.explain()
