@@ -21,7 +21,7 @@ const IMPLEMENTATION = {
   operations: ['meter', 'aggregate'],
   // Only what this adapter implements; the runner skips cases that need anything else.
   features: ['errors', 'events', 'metering', 'event-types', 'filters', 'dimensions', 'ids', 'quantity',
-    'timestamps', 'unicode', 'windows', 'sum'],
+    'timestamps', 'unicode', 'windows', 'sum', 'grouping', 'tenancy'],
 };
 
 const SCHEMA_DIR = process.env.METERSPEC_SCHEMAS
