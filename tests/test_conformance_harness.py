@@ -33,6 +33,8 @@ SPECS = {
                "**MS-TST-002 Aggregating.** An implementation aggregates.\n\n"
                "**MS-TST-003 Grammar.** Text\n\n```\ncode\n```\n\nand it MUST parse.\n\n"
                "## Other\n\nNot a requirement: MUST.\n",
+    "later.md": "# a spec area with no operation yet\n\n"
+                "**MS-LTR-001 Later.** An implementation MUST do this later.\n",
     "errors.md": "# errors\n\n| code | meaning |\n|---|---|\n| `invalid-json` | not JSON |\n"
                  "| `missing-field` | absent |\n| `invalid-timestamp` | bad time |\n",
 }
@@ -341,7 +343,10 @@ def test_harness_errors_exit_2_without_traceback(
 
 def test_check_accepts_a_sound_suite(suite: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert conformance("check", "--suite", suite) == 0
-    assert "3 cases, no problems" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "3 cases, no problems" in out
+    # No case cites later.md, so its MUST is out of scope, and said to be.
+    assert "not in the suite's scope (no case cites them): later.md" in out
 
 
 def test_check_reports_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -69,7 +69,11 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _check(root: Path, specs: Path | None) -> int:
-    problems = list(check.check(root, specs or root.parent / "specs"))
+    specs = specs or root.parent / "specs"
+    problems = list(check.check(root, specs))
+    uncovered = check.uncovered_specs(root, specs)
+    if uncovered:
+        print(f"not in the suite's scope (no case cites them): {', '.join(uncovered)}")
     for problem in problems:
         print(problem)
     if problems:
