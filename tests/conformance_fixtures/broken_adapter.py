@@ -295,6 +295,70 @@ def _readings_in_input_order() -> None:
     readings._sort_key = sort_key  # type: ignore[assignment]
 
 
+@fault("twa-float", "time-weighted-avg divides in binary floating point, then rounds "
+       "(MS-AGG-015)")
+def _twa_float() -> None:
+    def divide_float(area: Decimal, length: int, scale: int) -> int:
+        factor: int = 10**scale
+        return round(float(area) / length * factor)
+    aggregations._divide_half_even = divide_float
+
+
+@fault("reading-id-no-group", "reading ids leave out the groupBy values, so the groups of one "
+       "subject share ids (MS-ID-003)")
+def _reading_id_no_group() -> None:
+    original = ids.reading_ids
+
+    def reading_ids(workspace: str, universe: str, subject: str, unit: str, aggregation: str,
+                    parameter: str, group: tuple[tuple[str, str | None], ...] = (),
+                    ) -> Callable[[bytes], str]:
+        return original(workspace, universe, subject, unit, aggregation, parameter, ())
+    replace_everywhere(original, reading_ids)
+
+
+@fault("fixed-length-months", "tumbling months are 30 days from the start (MS-WIN-003)")
+def _fixed_length_months() -> None:
+    original = windows.tumbling_spans
+    month = 30 * 86_400_000_000
+
+    def tumbling_spans(tumbling: Any) -> list[tuple[Micros, Micros]]:
+        spans = original(tumbling)
+        if tumbling.size != "month":
+            return spans
+        start = spans[0][0]
+        return [(start + k * month, start + (k + 1) * month) for k in range(len(spans))]
+    replace_everywhere(original, tumbling_spans)
+
+
+def _lenient_windows(accept: Callable[[list[tuple[Micros, Micros]]], bool]) -> None:
+    """Explicit windows the reference rejects are accepted when `accept` says so."""
+    original = windows.request_windows
+
+    def request_windows(request: Any) -> windows.Windows:
+        if request.windows and request.tumbling is None:
+            try:
+                spans = [(timestamps.parse_timestamp(w.start), timestamps.parse_timestamp(w.end))
+                         for w in request.windows]
+            except MeterspecError:
+                return original(request)
+            if all(start <= end for start, end in spans) and accept(spans):
+                return windows.Windows(spans)
+        return original(request)
+    replace_everywhere(original, request_windows)
+
+
+@fault("zero-length-window-accepted", "a window whose start equals its end is accepted and "
+       "yields empty readings (MS-WIN-001)")
+def _zero_length_window_accepted() -> None:
+    _lenient_windows(lambda spans: len(set(spans)) == len(spans))
+
+
+@fault("duplicate-window-accepted", "the same window listed twice is accepted and read once, "
+       "as a set would (MS-WIN-002)")
+def _duplicate_window_accepted() -> None:
+    _lenient_windows(lambda spans: all(start < end for start, end in spans))
+
+
 # --- quantities and timestamps -------------------------------------------------------------
 
 @fault("exponent-output", "quantities are printed with Decimal's str(), so 1000 becomes '1E+3' "
@@ -365,6 +429,30 @@ def _quantity_bounds_ignored() -> None:
                 raise  # 1e999999999 would cost this process gigabytes to print
             return value
     replace_everywhere(original, parse_quantity)
+
+
+@fault("negative-rejected", "negative quantities are rejected as invalid, as a validator that "
+       "thinks usage cannot go down would (MS-QTY-001)")
+def _negative_rejected() -> None:
+    original = quantities.parse_quantity
+
+    def parse_quantity(text: object, path: str = "") -> Decimal:
+        value = original(text, path)
+        if value < 0:
+            raise MeterspecError.single("invalid-quantity", path, "negative", "MS-QTY-001")
+        return value
+    replace_everywhere(original, parse_quantity)
+
+
+@fault("millisecond-precision", "timestamps keep milliseconds only, as JavaScript's Date and "
+       "Java's toEpochMilli do (MS-TIME-003)")
+def _millisecond_precision() -> None:
+    original = timestamps.parse_timestamp
+
+    def parse_timestamp(text: object, path: str = "") -> Micros:
+        micros = original(text, path)
+        return micros - micros % 1000
+    replace_everywhere(original, parse_timestamp)
 
 
 _FRACTION = re.compile(r"\.([0-9]{7,9})(?=[Zz+-])")
