@@ -19,6 +19,7 @@ from meterspec.conformance.data import HarnessError, loads, validator
 START: dict[str, Any] = {"cmd": "start", "version": 1}
 STOP: dict[str, Any] = {"cmd": "stop"}
 STOP_GRACE = 5.0
+START_TIMEOUT = 30.0  # at least: an adapter's runtime may be slow to start, not to answer
 
 
 class ProtocolError(Exception):
@@ -132,12 +133,13 @@ class SubprocessAdapter:
         except OSError as error:
             raise HarnessError(f"cannot start adapter {self.argv[0]!r}: "
                                f"{error.strerror or error}") from None
-        return self.exchange(START)
+        return self.exchange(START, max(self.timeout, START_TIMEOUT))
 
     def restart_needed(self) -> bool:
         return self._process is None or self._process.poll() is not None
 
-    def exchange(self, message: dict[str, Any]) -> Any:
+    def exchange(self, message: dict[str, Any], timeout: float | None = None) -> Any:
+        timeout = self.timeout if timeout is None else timeout
         process = self._process
         if process is None:
             raise ProtocolError("adapter is not running")
@@ -148,7 +150,7 @@ class SubprocessAdapter:
             expired.set()
             self._kill(process)
 
-        timer = threading.Timer(self.timeout, expire)
+        timer = threading.Timer(timeout, expire)
         timer.start()
         try:
             try:
@@ -163,7 +165,7 @@ class SubprocessAdapter:
             timer.cancel()
         if expired.is_set():
             self.discard()
-            raise ProtocolError(f"no response within {self.timeout:g} s")
+            raise ProtocolError(f"no response within {timeout:g} s")
         if not line:
             status = process.wait()
             self.discard()
