@@ -27,6 +27,7 @@ import pytest
 import referencing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_ingestion import ingestion_states
 from test_pricing import plans, rated_charges
 
 from meterspec import cli
@@ -50,7 +51,8 @@ from meterspec.metering import meter
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "schemas"
 EXAMPLES = SCHEMAS / "examples"
-KINDS = ("event", "config", "record", "reading", "request", "problem", "plan", "rated-charge")
+KINDS = ("event", "config", "record", "reading", "request", "problem", "plan", "rated-charge",
+         "ingestion-state")
 SCHEMA_FILES = {
     "event": "event-payload.schema.json",
     "config": "metering-config.schema.json",
@@ -60,6 +62,7 @@ SCHEMA_FILES = {
     "problem": "problem.schema.json",
     "plan": "plan.schema.json",
     "rated-charge": "rated-charge.schema.json",
+    "ingestion-state": "ingestion-state.schema.json",
 }
 # specs/errors.md, "Codes": the closed list, read from its table.
 CODES = set(re.findall(r"^\| `([a-z-]+)` \|", (ROOT / "specs" / "errors.md").read_text(),
@@ -537,6 +540,7 @@ problems = st.builds(
 INSTANCES: dict[str, st.SearchStrategy[Any]] = {
     "event": events, "config": configs, "record": records, "reading": readings,
     "request": requests(), "problem": problems, "plan": plans(), "rated-charge": rated_charges(),
+    "ingestion-state": ingestion_states,
 }
 FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 import msgspec
 from msgspec.structs import replace
 
+from meterspec import ingestion
 from meterspec.contracts import (
     AggregationRequest,
     EventPayload,
@@ -38,16 +39,19 @@ STRUCTS: dict[str, type[Any]] = {
     "problem": Problem,
     "plan": Plan,
     "rated-charge": RatedCharge,
+    "ingestion-state": ingestion.IngestionState,
 }
 # Kinds whose own module checks their values (on the raw document, beside schema problems) and
 # their semantics (on the decoded Struct, once nothing else is wrong): MS-ERR-002.
 _OWN_VALUE_CHECKS: dict[str, Callable[[object, set[str]], list[Problem]]] = {
     "plan": plan_value_problems,
     "rated-charge": rated_charge_value_problems,
+    "ingestion-state": ingestion.state_value_problems,
 }
 _SEMANTIC_CHECKS: dict[str, Callable[[Any], list[Problem]]] = {
     "plan": plan_semantic_problems,
     "rated-charge": rated_charge_semantic_problems,
+    "ingestion-state": ingestion.state_problems,
 }
 _encoder = msgspec.json.Encoder()
 

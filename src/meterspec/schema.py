@@ -23,6 +23,7 @@ KINDS = {
     "problem": "problem",
     "plan": "plan",
     "rated-charge": "rated-charge",
+    "ingestion-state": "ingestion-state",
 }
 _BASE = "https://meterspec.dev/schemas/v1/"
 

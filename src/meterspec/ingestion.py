@@ -1,0 +1,465 @@
+"""Idempotent ingestion and corrections (specs/ingestion.md, MS-ING).
+
+`ingest` is a pure function of a batch and a SeenState: it never reads a clock and never mutates
+its input. Identity is (workspaceID, universeID, id); "identical" means the same SHA-256 digest
+over the canonical encoding of MS-ING-002. Corrections (retract, amend) are events themselves;
+`apply_corrections` turns an event log into the effective events that metering should see.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Literal, NamedTuple
+
+import msgspec
+from msgspec.structs import replace
+
+from meterspec.contracts import EventPayload
+from meterspec.errors import MeterspecError, Problem, pointer
+from meterspec.ids import encode_fields
+from meterspec.metering import check_event
+from meterspec.timestamps import Micros, format_timestamp, parse_timestamp
+
+Identity = tuple[str, str, str]
+"""(workspaceID, universeID, id): MS-ING-001."""
+
+DIGEST_TAG = "meterspec/event/v1"
+RESERVED_PREFIX = "meterspec."
+RETRACT = "meterspec.retract"
+AMEND = "meterspec.amend"
+TARGET = "meterspec.target"
+CORRECTION_TYPES = frozenset({RETRACT, AMEND})
+RECOMMENDED_RETENTION = 35 * 86_400_000_000
+"""MS-ING-009: 35 days in microseconds (Stripe accepts events 35 days back, Metronome 34)."""
+
+Outcome = Literal["accepted", "duplicate", "conflict", "late-beyond-retention", "rejected"]
+
+
+# ------------------------------------------------------------------ digest (MS-ING-002)
+
+def digest_fields(event: EventPayload, instant: Micros) -> list[str]:
+    """The MS-ING-002 field list: tag, identity, type, subject, canonical time, the number of
+    properties, then each property's key and value in code-point order of the keys."""
+    props = event.properties
+    fields = [DIGEST_TAG, event.workspace_id, event.universe_id, event.id, event.type,
+              event.subject, format_timestamp(instant), str(len(props))]
+    for key in sorted(props):
+        fields += (key, props[key])
+    return fields
+
+
+def event_digest(event: EventPayload) -> str:
+    """MS-ING-002: 64 lowercase hex digits of SHA-256 over the MS-ID-001 encoding of the
+    digest fields. Raises MeterspecError when the event's time is not a timestamp."""
+    return _digest(event, parse_timestamp(event.time, "/time"))
+
+
+def _digest(event: EventPayload, instant: Micros) -> str:
+    return hashlib.sha256(encode_fields(digest_fields(event, instant))).hexdigest()
+
+
+def identity(event: EventPayload) -> Identity:
+    return (event.workspace_id, event.universe_id, event.id)
+
+
+# ------------------------------------------------------------------ the seen state (MS-ING-007)
+
+class Seen(NamedTuple):
+    """What the state remembers of one accepted identity."""
+
+    digest: str
+    time: Micros
+
+
+class SeenEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    workspace_id: str = msgspec.field(name="workspaceID")
+    universe_id: str = msgspec.field(name="universeID")
+    id: str
+    time: str
+    digest: str
+
+
+class IngestionState(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
+                     omit_defaults=True):
+    """The wire form of a SeenState (schemas/ingestion-state.schema.json)."""
+
+    events: list[SeenEvent]
+    horizon: str | None = None
+
+
+class SeenState:
+    """Identities accepted so far, each with its payload digest and event time, and the
+    retention horizon. Immutable: `ingest` and `expire` return new states."""
+
+    __slots__ = ("_horizon", "_seen")
+
+    def __init__(self, seen: Mapping[Identity, Seen] | None = None,
+                 horizon: Micros | None = None) -> None:
+        entries = dict(seen or {})
+        if horizon is not None and any(s.time < horizon for s in entries.values()):
+            raise ValueError("a SeenState holds no event older than its horizon (MS-ING-009)")
+        self._seen = entries
+        self._horizon = horizon
+
+    @classmethod
+    def _own(cls, seen: dict[Identity, Seen], horizon: Micros | None) -> SeenState:
+        state = cls.__new__(cls)
+        state._seen = seen
+        state._horizon = horizon
+        return state
+
+    @property
+    def horizon(self) -> Micros | None:
+        """Events before this instant are no longer remembered (MS-ING-009, MS-ING-010)."""
+        return self._horizon
+
+    def get(self, key: Identity) -> Seen | None:
+        return self._seen.get(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._seen
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def __iter__(self) -> Iterator[Identity]:
+        return iter(sorted(self._seen))
+
+    def items(self) -> list[tuple[Identity, Seen]]:
+        """Entries in the document's order: by workspaceID, universeID, id (code points)."""
+        return sorted(self._seen.items())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SeenState):
+            return NotImplemented
+        return self._horizon == other._horizon and self._seen == other._seen
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"SeenState({len(self._seen)} identities, horizon={self._horizon!r})"
+
+    def to_wire(self) -> IngestionState:
+        """MS-ING-007: the deterministic document; equal states encode to identical bytes."""
+        return IngestionState(
+            events=[SeenEvent(ws, uni, ident, format_timestamp(seen.time), seen.digest)
+                    for (ws, uni, ident), seen in self.items()],
+            horizon=None if self._horizon is None else format_timestamp(self._horizon))
+
+    @classmethod
+    def from_wire(cls, document: IngestionState) -> SeenState:
+        """Resume from a stored document, checking what its schema cannot (MS-ING-007): times
+        in canonical form, entries strictly ordered by identity, none before the horizon."""
+        problems = state_problems(document)
+        if problems:
+            raise MeterspecError(problems)
+        horizon = None if document.horizon is None else parse_timestamp(document.horizon)
+        return cls._own({(e.workspace_id, e.universe_id, e.id):
+                         Seen(e.digest, parse_timestamp(e.time)) for e in document.events},
+                        horizon)
+
+
+EMPTY = SeenState()
+
+
+def state_problems(document: IngestionState) -> list[Problem]:
+    """Every MS-ING-007 problem of a decoded ingestion-state document."""
+    problems: list[Problem] = []
+    horizon = None
+    if document.horizon is not None:
+        horizon = _canonical_instant(document.horizon, "/horizon", problems)
+    previous: Identity | None = None
+    for index, entry in enumerate(document.events):
+        path = f"/events/{index}"
+        for name in ("workspace_id", "universe_id", "id"):
+            if not getattr(entry, name):
+                wire = {"workspace_id": "workspaceID", "universe_id": "universeID"}.get(name, name)
+                problems.append(Problem("empty-string", f"{path}/{wire}",
+                                        f"{wire} must not be empty", "MS-ING-001"))
+        if not _is_digest(entry.digest):
+            problems.append(Problem("invalid-value", f"{path}/digest",
+                                    "a digest is 64 lowercase hex digits", "MS-ING-002"))
+        instant = _canonical_instant(entry.time, f"{path}/time", problems)
+        if instant is not None and horizon is not None and instant < horizon:
+            problems.append(Problem("invalid-value", f"{path}/time", "an entry before the "
+                                    "horizon should have expired", "MS-ING-009"))
+        key = (entry.workspace_id, entry.universe_id, entry.id)
+        if previous is not None and key == previous:
+            problems.append(Problem("duplicate-item", path, "the same identity twice",
+                                    "MS-ING-007"))
+        elif previous is not None and key < previous:
+            problems.append(Problem("not-canonical", path, "entries are ordered by "
+                                    "workspaceID, universeID, id", "MS-ING-007"))
+        previous = key
+    return problems
+
+
+def _is_digest(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def _canonical_instant(text: str, path: str, problems: list[Problem]) -> Micros | None:
+    try:
+        instant = parse_timestamp(text, path)
+    except MeterspecError as error:
+        problems.extend(error.problems)
+        return None
+    if format_timestamp(instant) != text:
+        problems.append(Problem("not-canonical", path, "a stored time is in the canonical "
+                                "form of MS-TIME-004", "MS-ING-007"))
+    return instant
+
+
+def state_value_problems(document: object, reported: set[str]) -> list[Problem]:
+    """Timestamp problems of a raw ingestion-state document beyond its schema (for the codec,
+    which reports them beside schema problems: MS-ERR-002)."""
+    problems: list[Problem] = []
+    if not isinstance(document, dict):
+        return problems
+    candidates: list[tuple[str, object]] = [("/horizon", document.get("horizon"))]
+    events = document.get("events")
+    if isinstance(events, list):
+        candidates += [(f"/events/{i}/time", e.get("time")) for i, e in enumerate(events)
+                       if isinstance(e, dict)]
+    for path, value in candidates:
+        if isinstance(value, str) and path not in reported:
+            try:
+                parse_timestamp(value, path)
+            except MeterspecError as error:
+                problems.extend(error.problems)
+    return problems
+
+
+# ------------------------------------------------------------------ ingest (MS-ING-003..006)
+
+class Duplicate(NamedTuple):
+    position: int
+    identity: Identity
+    digest: str
+
+
+class Conflict(NamedTuple):
+    """Same identity, different payload: the accepted payload stays (MS-ING-004)."""
+
+    position: int
+    identity: Identity
+    accepted_digest: str
+    conflicting_digest: str
+
+    def problem(self, requirement: str = "MS-ING-004") -> Problem:
+        return Problem("event-conflict", "", f"event {self.identity[2]!r} in workspace "
+                       f"{self.identity[0]!r}, universe {self.identity[1]!r} was accepted with "
+                       f"digest {self.accepted_digest}; this payload has digest "
+                       f"{self.conflicting_digest}", requirement, event_id=self.identity[2])
+
+
+class Late(NamedTuple):
+    """An unknown identity older than the retention horizon (MS-ING-010)."""
+
+    position: int
+    identity: Identity
+    time: str
+    horizon: str
+
+    def problem(self) -> Problem:
+        return Problem("late-beyond-retention", "/time", f"event time {self.time} is before the "
+                       f"retention horizon {self.horizon}: a repeat can no longer be told from "
+                       "a new event", "MS-ING-010", event_id=self.identity[2])
+
+
+class Rejected(NamedTuple):
+    position: int
+    problems: tuple[Problem, ...]
+
+
+class IngestResult(NamedTuple):
+    accepted: tuple[EventPayload, ...]
+    duplicates: tuple[Duplicate, ...]
+    conflicts: tuple[Conflict, ...]
+    late: tuple[Late, ...]
+    rejected: tuple[Rejected, ...]
+    outcomes: tuple[Outcome, ...]
+    """One outcome per input event, in input order."""
+    state: SeenState
+
+    def problems(self) -> list[tuple[int, Problem]]:
+        """(position, problem) for every conflict, late and rejected event, by position."""
+        found = [(c.position, c.problem()) for c in self.conflicts]
+        found += [(late.position, late.problem()) for late in self.late]
+        found += [(r.position, p) for r in self.rejected for p in r.problems]
+        return sorted(found, key=lambda item: item[0])
+
+
+def ingest(batch: Iterable[EventPayload], state: SeenState = EMPTY) -> IngestResult:
+    """MS-ING-003: classify each event of the batch, in order, against the state and the
+    events before it in the batch; return the accepted events and the new state. The input
+    state is not modified."""
+    seen = dict(state._seen)
+    horizon = state.horizon
+    accepted: list[EventPayload] = []
+    duplicates: list[Duplicate] = []
+    conflicts: list[Conflict] = []
+    late: list[Late] = []
+    rejected: list[Rejected] = []
+    outcomes: list[Outcome] = []
+    for index, event in enumerate(batch):
+        instant, problems = check_event(event)
+        problems += correction_problems(event)
+        if problems:
+            event_id = event.id if isinstance(event.id, str) and event.id else None
+            rejected.append(Rejected(index, tuple(replace(p, event_id=event_id)
+                                                  for p in problems)))
+            outcomes.append("rejected")
+            continue
+        key = identity(event)
+        digest = _digest(event, instant)
+        prior = seen.get(key)
+        if prior is not None:
+            if prior.digest == digest:
+                duplicates.append(Duplicate(index, key, digest))
+                outcomes.append("duplicate")
+            else:
+                conflicts.append(Conflict(index, key, prior.digest, digest))
+                outcomes.append("conflict")
+            continue
+        if horizon is not None and instant < horizon:
+            late.append(Late(index, key, format_timestamp(instant), format_timestamp(horizon)))
+            outcomes.append("late-beyond-retention")
+            continue
+        seen[key] = Seen(digest, instant)
+        accepted.append(event)
+        outcomes.append("accepted")
+    return IngestResult(tuple(accepted), tuple(duplicates), tuple(conflicts), tuple(late),
+                        tuple(rejected), tuple(outcomes), SeenState._own(seen, horizon))
+
+
+def expire(state: SeenState, before: Micros) -> SeenState:
+    """MS-ING-009: forget identities whose event time is before `before` and raise the horizon
+    to it (never lower it). Idempotent; expire(expire(s, a), b) == expire(s, max(a, b))."""
+    horizon = before if state.horizon is None else max(state.horizon, before)
+    return SeenState._own({k: v for k, v in state._seen.items() if v.time >= horizon}, horizon)
+
+
+# ------------------------------------------------------------------ corrections (MS-ING-011..)
+
+def is_correction(event: EventPayload) -> bool:
+    """True for every event whose type is in the reserved `meterspec.` namespace."""
+    return event.type.startswith(RESERVED_PREFIX)
+
+
+def correction_problems(event: EventPayload) -> list[Problem]:
+    """MS-ING-012: the shape of a correction event (nothing for ordinary events)."""
+    if not isinstance(event.type, str) or not is_correction(event):
+        return []
+    problems: list[Problem] = []
+    if event.type not in CORRECTION_TYPES:
+        problems.append(Problem("invalid-correction", "/type", f"{event.type[:64]!r}: the "
+                                f"type namespace {RESERVED_PREFIX!r} is reserved for {RETRACT} "
+                                f"and {AMEND}", "MS-ING-011"))
+    props = event.properties if isinstance(event.properties, dict) else {}
+    target = props.get(TARGET)
+    where = pointer("properties", TARGET)
+    if target is None:
+        problems.append(Problem("missing-field", where, f"a correction names its target in "
+                                f"property {TARGET!r}", "MS-ING-012"))
+    elif target == "":
+        problems.append(Problem("empty-string", where, "the target id must not be empty",
+                                "MS-ING-012"))
+    elif target == event.id:
+        problems.append(Problem("invalid-correction", where, "a correction cannot target "
+                                "itself", "MS-ING-017"))
+    for key in sorted(props):
+        if key.startswith(RESERVED_PREFIX) and key != TARGET:
+            problems.append(Problem("unknown-field", pointer("properties", key),
+                                    f"property names starting with {RESERVED_PREFIX!r} are "
+                                    "reserved in corrections", "MS-ING-012"))
+    return problems
+
+
+class Issue(NamedTuple):
+    """A correction that had no effect, and why (MS-ING-016, MS-ING-017)."""
+
+    correction: Identity
+    problem: Problem
+
+
+class Corrected(NamedTuple):
+    effective: tuple[EventPayload, ...]
+    """Ordinary events after corrections, in log order; no correction events (MS-ING-013)."""
+    retracted: tuple[tuple[Identity, str], ...]
+    """(target, id of the retraction that applies), by target identity (MS-ING-014)."""
+    amended: tuple[tuple[Identity, str], ...]
+    """(target, id of the amendment in force), by target identity (MS-ING-015)."""
+    issues: tuple[Issue, ...]
+    """Corrections without effect, by correction identity then problem."""
+
+
+def apply_corrections(log: Iterable[EventPayload]) -> Corrected:
+    """MS-ING-013: the effective events of an event log. Identical repeats in the log count
+    once; two different payloads for one identity reject the log (MS-ING-019)."""
+    events: dict[Identity, tuple[EventPayload, Micros, str]] = {}
+    conflicts: list[Problem] = []
+    issues: list[Issue] = []
+    for event in log:
+        instant, problems = check_event(event)
+        key = identity(event)
+        if problems:
+            issues += [Issue(key, replace(p, event_id=event.id or None)) for p in problems]
+            continue
+        digest = _digest(event, instant)
+        prior = events.get(key)
+        if prior is None:
+            events[key] = (event, instant, digest)
+        elif prior[2] != digest:
+            conflicts.append(Conflict(0, key, prior[2], digest).problem("MS-ING-019"))
+    if conflicts:
+        raise MeterspecError(conflicts)
+    by_target: dict[Identity, list[tuple[EventPayload, Micros]]] = {}
+    for key, (event, instant, _) in events.items():
+        if not is_correction(event):
+            continue
+        problems = correction_problems(event)
+        if not problems:
+            target_key = (event.workspace_id, event.universe_id, event.properties[TARGET])
+            problems = _target_problems(event, events.get(target_key))
+            if not problems:
+                by_target.setdefault(target_key, []).append((event, instant))
+        issues += [Issue(key, replace(p, event_id=event.id)) for p in problems]
+    effective: list[EventPayload] = []
+    retracted: list[tuple[Identity, str]] = []
+    amended: list[tuple[Identity, str]] = []
+    for key, (event, _, _) in events.items():
+        if is_correction(event):
+            continue
+        corrections = by_target.get(key)
+        if not corrections:
+            effective.append(event)
+            continue
+        retractions = [c for c in corrections if c[0].type == RETRACT]
+        if retractions:
+            first = min(retractions, key=lambda c: (c[1], c[0].id))
+            retracted.append((key, first[0].id))
+            continue
+        latest = max(corrections, key=lambda c: (c[1], c[0].id))[0]
+        props = {k: v for k, v in latest.properties.items() if k != TARGET}
+        effective.append(replace(event, properties=props))
+        amended.append((key, latest.id))
+    issues.sort(key=lambda i: (i.correction, i.problem.path, i.problem.code))
+    return Corrected(tuple(effective), tuple(sorted(retracted)), tuple(sorted(amended)),
+                     tuple(issues))
+
+
+def _target_problems(correction: EventPayload,
+                     target: tuple[EventPayload, Micros, str] | None) -> list[Problem]:
+    where = pointer("properties", TARGET)
+    if target is None:
+        return [Problem("unknown-target", where, f"no event {correction.properties[TARGET]!r} "
+                        "in this workspace and universe", "MS-ING-016")]
+    if is_correction(target[0]):
+        return [Problem("invalid-correction", where, "a correction cannot correct a "
+                        "correction", "MS-ING-017")]
+    if target[0].subject != correction.subject:
+        return [Problem("invalid-correction", "/subject", "a correction has its target's "
+                        "subject", "MS-ING-011")]
+    return []
