@@ -29,6 +29,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_ingestion import ingestion_states
 from test_pricing import plans, rated_charges
+from test_quotas import quota_checks, quota_decisions, quota_policies
+from test_ratelimit import rate_policies, rate_states
 
 from meterspec import cli
 from meterspec.codec import STRUCTS, decode, encode
@@ -52,7 +54,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "schemas"
 EXAMPLES = SCHEMAS / "examples"
 KINDS = ("event", "config", "record", "reading", "request", "problem", "plan", "rated-charge",
-         "ingestion-state")
+         "ingestion-state", "quota-policy", "quota-check", "quota-decision", "rate-limit-policy",
+         "rate-limit-state")
 SCHEMA_FILES = {
     "event": "event-payload.schema.json",
     "config": "metering-config.schema.json",
@@ -63,6 +66,11 @@ SCHEMA_FILES = {
     "plan": "plan.schema.json",
     "rated-charge": "rated-charge.schema.json",
     "ingestion-state": "ingestion-state.schema.json",
+    "quota-policy": "quota-policy.schema.json",
+    "quota-check": "quota-check.schema.json",
+    "quota-decision": "quota-decision.schema.json",
+    "rate-limit-policy": "rate-limit-policy.schema.json",
+    "rate-limit-state": "rate-limit-state.schema.json",
 }
 # specs/errors.md, "Codes": the closed list, read from its table.
 CODES = set(re.findall(r"^\| `([a-z-]+)` \|", (ROOT / "specs" / "errors.md").read_text(),
@@ -540,7 +548,9 @@ problems = st.builds(
 INSTANCES: dict[str, st.SearchStrategy[Any]] = {
     "event": events, "config": configs, "record": records, "reading": readings,
     "request": requests(), "problem": problems, "plan": plans(), "rated-charge": rated_charges(),
-    "ingestion-state": ingestion_states,
+    "ingestion-state": ingestion_states, "quota-policy": quota_policies(),
+    "quota-check": quota_checks(), "quota-decision": quota_decisions,
+    "rate-limit-policy": rate_policies, "rate-limit-state": rate_states,
 }
 FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import msgspec
 from msgspec.structs import replace
 
-from meterspec import ingestion
+from meterspec import ingestion, quotas, ratelimit
 from meterspec.contracts import (
     AggregationRequest,
     EventPayload,
@@ -40,6 +40,11 @@ STRUCTS: dict[str, type[Any]] = {
     "plan": Plan,
     "rated-charge": RatedCharge,
     "ingestion-state": ingestion.IngestionState,
+    "quota-policy": quotas.QuotaPolicy,
+    "quota-check": quotas.QuotaCheck,
+    "quota-decision": quotas.QuotaDecision,
+    "rate-limit-policy": ratelimit.RateLimitPolicy,
+    "rate-limit-state": ratelimit.RateLimitState,
 }
 # Kinds whose own module checks their values (on the raw document, beside schema problems) and
 # their semantics (on the decoded Struct, once nothing else is wrong): MS-ERR-002.
@@ -47,11 +52,19 @@ _OWN_VALUE_CHECKS: dict[str, Callable[[object, set[str]], list[Problem]]] = {
     "plan": plan_value_problems,
     "rated-charge": rated_charge_value_problems,
     "ingestion-state": ingestion.state_value_problems,
+    "quota-policy": quotas.policy_value_problems,
+    "quota-check": quotas.check_value_problems,
+    "quota-decision": quotas.decision_value_problems,
+    "rate-limit-state": ratelimit.state_value_problems,
 }
 _SEMANTIC_CHECKS: dict[str, Callable[[Any], list[Problem]]] = {
     "plan": plan_semantic_problems,
     "rated-charge": rated_charge_semantic_problems,
     "ingestion-state": ingestion.state_problems,
+    "quota-policy": quotas.policy_semantic_problems,
+    "quota-check": quotas.check_problems,
+    "rate-limit-policy": ratelimit.policy_problems,
+    "rate-limit-state": ratelimit.state_problems,
 }
 _encoder = msgspec.json.Encoder()
 

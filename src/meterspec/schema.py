@@ -24,6 +24,11 @@ KINDS = {
     "plan": "plan",
     "rated-charge": "rated-charge",
     "ingestion-state": "ingestion-state",
+    "quota-policy": "quota-policy",
+    "quota-check": "quota-check",
+    "quota-decision": "quota-decision",
+    "rate-limit-policy": "rate-limit-policy",
+    "rate-limit-state": "rate-limit-state",
 }
 _BASE = "https://meterspec.dev/schemas/v1/"
 
