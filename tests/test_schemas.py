@@ -16,7 +16,7 @@ import json
 import re
 import types
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
@@ -25,7 +25,7 @@ import jsonschema
 import msgspec
 import pytest
 import referencing
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from test_ingestion import ingestion_states
 from test_pricing import plans, rated_charges
@@ -49,6 +49,7 @@ from meterspec.contracts import (
 )
 from meterspec.errors import MeterspecError, Problem
 from meterspec.metering import meter
+from meterspec.timestamps import parse_timestamp
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "schemas"
@@ -482,7 +483,8 @@ def measurement_specs(draw: st.DrawFn) -> MeasurementSpec:
 
 configs = st.builds(
     MeteringConfig,
-    measurements=st.lists(measurement_specs(), min_size=1, max_size=3),
+    # Distinct units, so no two measurements repeat a (unit, source) pair (MS-MET-002).
+    measurements=st.lists(measurement_specs(), min_size=1, max_size=3, unique_by=lambda m: m.unit),
     dimensions=st.none() | st.lists(identifiers, max_size=3, unique=True))
 
 events = st.builds(
@@ -502,17 +504,44 @@ AGGREGATIONS = ["sum", "count", "min", "max", "latest", "time-weighted-avg", "un
 
 
 @st.composite
+def explicit_windows(draw: st.DrawFn) -> list[Window]:
+    """Windows with start before end (MS-WIN-001), none listed twice (MS-WIN-002)."""
+    spans: dict[tuple[int, int], Window] = {}
+    for _ in range(draw(st.integers(1, 3))):
+        first, second = draw(timestamps()), draw(timestamps())
+        a, b = parse_timestamp(first), parse_timestamp(second)
+        if a != b:
+            spans[(min(a, b), max(a, b))] = Window(*((first, second) if a < b
+                                                     else (second, first)))
+    assume(spans)
+    return list(spans.values())
+
+
+@st.composite
+def tumbling_ranges(draw: st.DrawFn) -> Tumbling:
+    """Aligned UTC ranges (MS-WIN-003): whole minutes, hours, days or months."""
+    size = draw(st.sampled_from(["minute", "hour", "day", "month"]))
+    day = draw(st.dates(min_value=date(1, 1, 1), max_value=date(9998, 1, 1)))
+    count = draw(st.integers(1, 40))
+    start = datetime(day.year, day.month, 1 if size == "month" else day.day)
+    if size == "month":
+        months = start.month - 1 + count
+        end = start.replace(year=start.year + months // 12, month=months % 12 + 1)
+    else:
+        end = start + timedelta(**{f"{size}s": count})
+    return Tumbling(size=size, start=start.isoformat() + "Z",  # type: ignore[arg-type]
+                    end=end.isoformat() + "Z", time_zone="UTC")
+
+
+@st.composite
 def requests(draw: st.DrawFn) -> AggregationRequest:
     aggregation = draw(st.sampled_from(AGGREGATIONS))
     tumbling = None
     window_list = None
     if draw(st.booleans()):
-        window_list = draw(st.lists(windows, min_size=1, max_size=3))
+        window_list = draw(explicit_windows())
     else:
-        tumbling = Tumbling(size=draw(st.sampled_from(["minute", "hour", "day", "month"])),
-                            start=draw(timestamps()), end=draw(timestamps()),
-                            time_zone=draw(st.sampled_from(["UTC", "America/New_York"])
-                                           | identifiers))
+        tumbling = draw(tumbling_ranges())
     return AggregationRequest(
         aggregation=aggregation,  # type: ignore[arg-type]
         dimension=draw(identifiers) if aggregation == "unique-count" else None,

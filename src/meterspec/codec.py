@@ -17,6 +17,7 @@ from meterspec.contracts import (
     MeterRecord,
 )
 from meterspec.errors import MeterspecError, Problem
+from meterspec.metering import Meter
 from meterspec.plans import (
     Plan,
     RatedCharge,
@@ -26,6 +27,7 @@ from meterspec.plans import (
     rated_charge_value_problems,
 )
 from meterspec.quantity import parse_quantity
+from meterspec.readings import Aggregator
 from meterspec.schema import schema_problems
 from meterspec.timestamps import parse_timestamp
 
@@ -57,7 +59,18 @@ _OWN_VALUE_CHECKS: dict[str, Callable[[object, set[str]], list[Problem]]] = {
     "quota-decision": quotas.decision_value_problems,
     "rate-limit-state": ratelimit.state_value_problems,
 }
+def _problems_of(check: Callable[[], object]) -> list[Problem]:
+    """The problems a check returns (a list) or raises (MeterspecError)."""
+    try:
+        found = check()
+    except MeterspecError as error:
+        return list(error.problems)
+    return found if isinstance(found, list) else []
+
+
 _SEMANTIC_CHECKS: dict[str, Callable[[Any], list[Problem]]] = {
+    "config": lambda config: _problems_of(lambda: Meter(config)),
+    "request": lambda request: _problems_of(lambda: Aggregator(request)),
     "plan": plan_semantic_problems,
     "rated-charge": rated_charge_semantic_problems,
     "ingestion-state": ingestion.state_problems,
@@ -83,8 +96,10 @@ def decode(kind: str, data: bytes | str, struct: type[T], *, fast: bool = True) 
     except msgspec.DecodeError as error:
         raise MeterspecError.single("invalid-json", "", str(error), "MS-ERR-003") from None
     problems = schema_problems(kind, document)
-    problems += _value_problems(kind, document, {p.path for p in problems})
-    if not problems:
+    values = _value_problems(kind, document, {p.path for p in problems})
+    if problems:
+        problems += values
+    else:  # well formed: the rules that need a Struct run even beside bad values (MS-ERR-002)
         try:
             # strict=False only lets 2.0 be the integer 2, as JSON Schema says it is; the
             # schema has already checked every type.
@@ -92,7 +107,11 @@ def decode(kind: str, data: bytes | str, struct: type[T], *, fast: bool = True) 
         except msgspec.ValidationError as error:  # schema and Struct disagree: a bug, say so
             problems = [Problem("invalid-value", "", str(error), "MS-ERR-001")]
         else:
-            problems = _SEMANTIC_CHECKS[kind](value) if kind in _SEMANTIC_CHECKS else []
+            check = _SEMANTIC_CHECKS.get(kind)
+            semantic = _problems_of(lambda: check(value)) if check else []
+            # A rule check that trips over a value already reported adds nothing new.
+            seen = {p.code for p in values}
+            problems = values + [p for p in semantic if p.code not in seen]
             if not problems:
                 return value
     event_id = document.get("id") if kind == "event" and isinstance(document, dict) else None
