@@ -110,10 +110,7 @@ FAULTS: dict[str, Fault] = {
     "partial-event-billed": Fault(("metering",), catchers=("met-015",)),
     "metered-at-verbatim": Fault(("metering", "time"), catchers=("time-021",)),
     "unknown-field-ignored": Fault(("events",), catchers=("evt-003", "evt-004", "evt-017")),
-    "unicode-normalized": Fault(("events", "metering", "ids"), gap=(
-        "no meter case has an identifier in decomposed form (NFD), so normalising event "
-        "identifiers on intake passes; a case metering an event with subject 'cafe\\u0301' "
-        "expecting that subject and its id unchanged would catch it (MS-EVT-002)")),
+    "unicode-normalized": Fault(("events",), catchers=("evt-031",)),
     # errors
     "first-problem-only": Fault(("errors",), catchers=("err-004", "err-017", "err-027")),
 }
