@@ -264,11 +264,12 @@ def _reported(kind: str, path: Path, report: Path) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("key", _params(INVALID))
 def test_invalid_example_reports_exactly_the_expected_problems(
         key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The examples exercise the quantity and timestamp grammars and bounds (MS-QTY-001, MS-QTY-002,
-    MS-TIME-001), event identity (MS-EVT-002), measurements and filters (MS-MET-002, MS-MET-004),
-    windows (MS-WIN-001: order; MS-WIN-002: windows xor tumbling, no duplicates; MS-WIN-003:
-    alignment and zones; MS-WIN-004: bound) and request fields (MS-AGG-002, scale MS-AGG-015,
-    dimension MS-AGG-016)."""
+    """Codes and paths of schema failures (MS-ERR-006). The examples exercise the quantity and
+    timestamp grammars and bounds (MS-QTY-001, MS-QTY-002, MS-TIME-001), event identity
+    (MS-EVT-002), measurements and filters (MS-MET-002, MS-MET-004), windows (MS-WIN-001: order;
+    MS-WIN-002: windows xor tumbling, no duplicates; MS-WIN-003: alignment and zones;
+    MS-WIN-004: bound) and request fields (MS-AGG-002, scale MS-AGG-015, dimension
+    MS-AGG-016)."""
     kind = key.split("/")[0]
     problems = _reported(kind, EXAMPLES / key, tmp_path / "errors.ndjson")
     assert capsys.readouterr().err == "meterspec validate: 0 valid documents, 1 rejected\n"

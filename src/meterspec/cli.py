@@ -223,8 +223,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "conformance":
-        return conformance.run_command(args)
+    try:
+        if args.command == "conformance":
+            return conformance.run_command(args)
+        return _main(args)
+    except BrokenPipeError:  # `meterspec ... | head`: the reader left; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _main(args: argparse.Namespace) -> int:
     if getattr(args, "metered_at", None) is not None:
         try:
             args.metered_at = format_timestamp(parse_timestamp(args.metered_at, "--metered-at"))
@@ -250,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             Report(sys.stderr.buffer).reject(bad.error)
             return EXIT_USAGE
         except BrokenPipeError:
-            return EXIT_OK
+            raise  # handled in main(), not an unreadable file
         except OSError as error:
             sys.stderr.write(f"meterspec: {error}\n")
             return EXIT_USAGE
