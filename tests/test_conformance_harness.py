@@ -342,11 +342,18 @@ def test_harness_errors_exit_2_without_traceback(
 # --- check and build ------------------------------------------------------------------------
 
 def test_check_accepts_a_sound_suite(suite: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pending = suite / "cases" / "v1" / "PENDING"
+    # No case cites later.md: its MUST fails the check until PENDING says so on purpose.
+    assert conformance("check", "--suite", suite) == 1
+    assert "MS-LTR-001 says MUST but no case cites it" in capsys.readouterr().out
+    pending.write_text("# not yet\nlater.md  no operation for it yet\n")
     assert conformance("check", "--suite", suite) == 0
     out = capsys.readouterr().out
     assert "3 cases, no problems" in out
-    # No case cites later.md, so its MUST is out of scope, and said to be.
-    assert "not in the suite's scope (no case cites them): later.md" in out
+    assert "not yet in the suite's scope (cases/v1/PENDING): later.md" in out
+    pending.write_text("later.md\nnowhere.md\n")
+    assert conformance("check", "--suite", suite) == 1
+    assert "cases/v1/PENDING: nowhere.md is not a spec file" in capsys.readouterr().out
 
 
 def test_check_reports_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
