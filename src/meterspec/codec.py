@@ -16,7 +16,7 @@ from meterspec.contracts import (
     MeterReading,
     MeterRecord,
 )
-from meterspec.errors import MeterspecError, Problem
+from meterspec.errors import MeterspecError, Problem, walk
 from meterspec.metering import Meter
 from meterspec.plans import (
     Plan,
@@ -138,7 +138,7 @@ def _value_problems(kind: str, document: object, reported: set[str]) -> list[Pro
     did not already report."""
     problems: list[Problem] = []
     for fields in _VALUES.get(kind, ()):
-        for path, value in _walk(document, fields, ""):
+        for path, value in walk(document, fields, ""):
             if not isinstance(value, str) or path in reported:
                 continue
             check = parse_quantity if fields[-1] == "quantity" else parse_timestamp
@@ -149,16 +149,6 @@ def _value_problems(kind: str, document: object, reported: set[str]) -> list[Pro
     if kind in _OWN_VALUE_CHECKS:
         problems += _OWN_VALUE_CHECKS[kind](document, reported)
     return problems
-
-
-def _walk(value: object, fields: tuple[str, ...], path: str) -> Iterator[tuple[str, object]]:
-    if not fields:
-        yield path, value
-    elif fields[0] == "*" and isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _walk(item, fields[1:], f"{path}/{index}")
-    elif isinstance(value, dict) and fields[0] in value:
-        yield from _walk(value[fields[0]], fields[1:], f"{path}/{fields[0]}")
 
 
 def decode_event(data: bytes | str) -> EventPayload:

@@ -5,7 +5,7 @@ Codes are part of the specification (specs/errors.md); messages are for humans a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import msgspec
 
@@ -43,3 +43,15 @@ class MeterspecError(ValueError):
 def pointer(*parts: str | int) -> str:
     """Build an RFC 6901 JSON Pointer from unescaped reference tokens."""
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def walk(value: object, fields: tuple[str, ...], path: str = "") -> Iterator[tuple[str, object]]:
+    """(JSON Pointer, value) of every place `fields` reaches in a JSON document; '*' stands for
+    every item of a list. Used to find the quantities and timestamps of a raw document."""
+    if not fields:
+        yield path, value
+    elif fields[0] == "*" and isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from walk(item, fields[1:], f"{path}/{index}")
+    elif isinstance(value, dict) and fields[0] in value:
+        yield from walk(value[fields[0]], fields[1:], path + pointer(fields[0]))

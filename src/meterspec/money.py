@@ -20,14 +20,12 @@ from types import MappingProxyType
 import msgspec
 
 from meterspec.errors import MeterspecError
-from meterspec.quantity import EXACT, ZERO, format_quantity
+from meterspec.quantity import EXACT, ZERO, Bounds, format_quantity, parse_bounded
 
 MAX_AMOUNT_TEXT_LENGTH = 100
 MAX_AMOUNT_INTEGER_DIGITS = 30
 MAX_AMOUNT_FRACTION_DIGITS = 30
 
-# The MS-QTY-001 grammar; an amount is written exactly like a quantity.
-_GRAMMAR = re.compile(r"-?([0-9]+)(?:\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?")
 _CODE = re.compile(r"[A-Z]{3}")
 
 # Rounding is allowed here and nowhere else: half to even, and still an error on overflow.
@@ -83,36 +81,14 @@ def _as_currency(value: Currency | str) -> Currency:
     return value if isinstance(value, Currency) else currency(value)
 
 
+AMOUNT_BOUNDS = Bounds(MAX_AMOUNT_TEXT_LENGTH, MAX_AMOUNT_INTEGER_DIGITS,
+                       MAX_AMOUNT_FRACTION_DIGITS, "amount", "invalid-amount",
+                       "amount-out-of-range", "MS-MNY-002", "MS-MNY-002")
+
+
 def parse_money(text: object, path: str = "") -> Decimal:
     """Parse an amount per MS-MNY-002 (quantity grammar, money bounds) or raise."""
-    if not isinstance(text, str):
-        raise MeterspecError.single(
-            "wrong-type", path, "an amount must be a JSON string", "MS-MNY-002")
-    match = _GRAMMAR.fullmatch(text)
-    if match is None:
-        raise MeterspecError.single(
-            "invalid-amount", path, f"{text[:64]!r} is not a decimal amount", "MS-MNY-002")
-    if len(text) > MAX_AMOUNT_TEXT_LENGTH:
-        raise _out_of_range(path)
-    # As for quantities, bound the digits on the text before Decimal sees an exponent.
-    integer, fraction, exponent_text = match.groups()
-    coefficient = (integer + (fraction or "")).lstrip("0")
-    if not coefficient:
-        return ZERO
-    significant = coefficient.rstrip("0")
-    exponent = int(exponent_text or 0) - len(fraction or "") + len(coefficient) - len(significant)
-    if (len(significant) + exponent > MAX_AMOUNT_INTEGER_DIGITS
-            or -exponent > MAX_AMOUNT_FRACTION_DIGITS):
-        raise _out_of_range(path)
-    return Decimal(text)
-
-
-def _out_of_range(path: str) -> MeterspecError:
-    return MeterspecError.single(
-        "amount-out-of-range", path,
-        f"an amount has at most {MAX_AMOUNT_TEXT_LENGTH} characters, "
-        f"{MAX_AMOUNT_INTEGER_DIGITS} integer and {MAX_AMOUNT_FRACTION_DIGITS} fraction digits",
-        "MS-MNY-002")
+    return parse_bounded(text, path, AMOUNT_BOUNDS)
 
 
 def format_money(value: Decimal) -> str:

@@ -7,13 +7,13 @@ source of truth they agree with. meterspec.pricing rates them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Literal
 
 import msgspec
 
-from meterspec.errors import MeterspecError, Problem, pointer
+from meterspec.errors import MeterspecError, Problem, walk
 from meterspec.money import Amount, currency, parse_money, round_money
 from meterspec.quantity import EXACT, ZERO, parse_quantity
 from meterspec.schema import schema_problems
@@ -115,21 +115,11 @@ _PLAN_VALUES: tuple[tuple[tuple[str, ...], _Check], ...] = (
 )
 
 
-def _walk(value: object, fields: tuple[str, ...], path: str) -> Iterator[tuple[str, object]]:
-    if not fields:
-        yield path, value
-    elif fields[0] == "*" and isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _walk(item, fields[1:], f"{path}/{index}")
-    elif isinstance(value, dict) and fields[0] in value:
-        yield from _walk(value[fields[0]], fields[1:], path + pointer(fields[0]))
-
-
 def _value_problems(document: object, reported: set[str],
                     where: tuple[tuple[tuple[str, ...], _Check], ...]) -> list[Problem]:
     problems: list[Problem] = []
     for fields, check in where:
-        for path, value in _walk(document, fields, ""):
+        for path, value in walk(document, fields, ""):
             # Strings only: a value of another type is the schema's wrong-type (or, for upTo,
             # the null that means "no bound").
             if not isinstance(value, str) or path in reported:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import decimal
 import re
 from decimal import Decimal
+from typing import NamedTuple
 
 from meterspec.errors import MeterspecError
 
@@ -32,33 +33,52 @@ ZERO = Decimal(0)
 
 def parse_quantity(text: object, path: str = "") -> Decimal:
     """Parse a quantity string per MS-QTY-001..003 or raise MeterspecError."""
+    return parse_bounded(text, path, QUANTITY_BOUNDS)
+
+
+class Bounds(NamedTuple):
+    """Size bounds of a decimal kind, with the codes and rules that name their violation."""
+
+    text_length: int
+    integer_digits: int
+    fraction_digits: int
+    noun: str
+    invalid_code: str
+    out_of_range_code: str
+    grammar_requirement: str
+    bounds_requirement: str
+
+
+QUANTITY_BOUNDS = Bounds(MAX_TEXT_LENGTH, MAX_INTEGER_DIGITS, MAX_FRACTION_DIGITS, "quantity",
+                         "invalid-quantity", "quantity-out-of-range", "MS-QTY-001", "MS-QTY-002")
+
+
+def parse_bounded(text: object, path: str, bounds: Bounds) -> Decimal:
+    """The MS-QTY-001 grammar, then the size bounds, checked on the text before Decimal sees
+    it: an exponent like 1e10**18 must cost nothing and must not reach the decimal module's
+    own limits."""
     if not isinstance(text, str):
         raise MeterspecError.single(
-            "wrong-type", path, "a quantity must be a JSON string", "MS-QTY-001")
+            "wrong-type", path, f"a {bounds.noun} must be a JSON string",
+            bounds.grammar_requirement)
     match = _GRAMMAR.fullmatch(text)
     if match is None:
         raise MeterspecError.single(
-            "invalid-quantity", path, f"{text[:64]!r} is not a decimal quantity", "MS-QTY-001")
-    if len(text) > MAX_TEXT_LENGTH:
-        raise _out_of_range(path)
-    # Check the bounds on the text before Decimal sees it: an exponent like 1e10**18 must cost
-    # nothing and must not reach the decimal module's own limits.
+            bounds.invalid_code, path, f"{text[:64]!r} is not a decimal {bounds.noun}",
+            bounds.grammar_requirement)
     integer, fraction, exponent_text = match.groups()
     coefficient = (integer + (fraction or "")).lstrip("0")
-    if not coefficient:
-        return ZERO
     significant = coefficient.rstrip("0")
     exponent = int(exponent_text or 0) - len(fraction or "") + len(coefficient) - len(significant)
-    if len(significant) + exponent > MAX_INTEGER_DIGITS or -exponent > MAX_FRACTION_DIGITS:
-        raise _out_of_range(path)
-    return Decimal(text)
-
-
-def _out_of_range(path: str) -> MeterspecError:
-    return MeterspecError.single(
-        "quantity-out-of-range", path,
-        f"a quantity has at most {MAX_TEXT_LENGTH} characters, {MAX_INTEGER_DIGITS} integer and "
-        f"{MAX_FRACTION_DIGITS} fraction digits", "MS-QTY-002")
+    if len(text) > bounds.text_length or (coefficient and (
+            len(significant) + exponent > bounds.integer_digits
+            or -exponent > bounds.fraction_digits)):
+        raise MeterspecError.single(
+            bounds.out_of_range_code, path,
+            f"a {bounds.noun} has at most {bounds.text_length} characters, "
+            f"{bounds.integer_digits} integer and {bounds.fraction_digits} fraction digits",
+            bounds.bounds_requirement)
+    return Decimal(text) if coefficient else ZERO
 
 
 def is_quantity(text: object) -> bool:
