@@ -14,7 +14,7 @@ from meterspec.errors import MeterspecError, Problem
 from meterspec.ids import digest_id
 from meterspec.quantity import EXACT, ZERO, format_quantity, parse_quantity
 from meterspec.timestamps import Micros, format_timestamp, parse_timestamp
-from meterspec.windows import _boundaries, time_zone
+from meterspec.windows import period_boundaries, time_zone
 
 Mode = Literal["HARD", "SOFT", "DISABLED"]
 Verdict = Literal["allow", "allow-with-warning", "deny"]
@@ -175,7 +175,7 @@ def _percent_of(value: Decimal, percent: Decimal) -> Decimal:
 def period_at(policy: QuotaPolicy, now: Micros, path: str = "/now") -> tuple[Micros, Micros]:
     """MS-QTA-003: the [start, end) of the policy's calendar period that contains `now`."""
     zone = time_zone(policy.period.time_zone)
-    bounds = _boundaries(zone, policy.period.size, now, now + 1)
+    bounds = period_boundaries(zone, policy.period.size, now, now + 1)
     if len(bounds) < 2 or not bounds[0] <= now < bounds[1]:
         raise MeterspecError.single("timestamp-out-of-range", path, "the period containing "
                                     "this instant ends after year 9999", "MS-QTA-003")

@@ -96,7 +96,7 @@ def tumbling_spans(tumbling: Tumbling) -> list[Span]:
     if start >= end:
         raise MeterspecError.single("invalid-window", "/tumbling",
                                     "start must be before end", "MS-WIN-001")
-    boundaries = _boundaries(zone, tumbling.size, start, end)
+    boundaries = period_boundaries(zone, tumbling.size, start, end)
     for name, instant in (("start", start), ("end", end)):
         if instant not in boundaries:
             problems.append(Problem(
@@ -133,7 +133,7 @@ def _too_many(path: str) -> MeterspecError:
                                  "MS-WIN-004")
 
 
-def _boundaries(zone: ZoneInfo, size: str, start: Micros, end: Micros) -> list[Micros]:
+def period_boundaries(zone: ZoneInfo, size: str, start: Micros, end: Micros) -> list[Micros]:
     """Sorted period starts from the last one at or before `start` to the first at or after
     `end` (fewer if the calendar ends first). A period's repeated occurrence can come after a
     later period's first one (fall back), so instants are collected, then sorted."""
