@@ -6,6 +6,7 @@ Codes are part of the specification (specs/errors.md); messages are for humans a
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import msgspec
 
@@ -55,3 +56,19 @@ def walk(value: object, fields: tuple[str, ...], path: str = "") -> Iterator[tup
             yield from walk(item, fields[1:], f"{path}/{index}")
     elif isinstance(value, dict) and fields[0] in value:
         yield from walk(value[fields[0]], fields[1:], path + pointer(fields[0]))
+
+
+def order_problems(keyed: Iterable[tuple[str, Any]], duplicate: str, disorder: str,
+                   requirement: str) -> list[Problem]:
+    """Problems of a list whose (path, key) items must have strictly increasing keys: a
+    repeated key is `duplicate-item`, a decreasing one `not-canonical` (a state document has
+    one byte-exact form)."""
+    problems: list[Problem] = []
+    previous: Any = None
+    for path, key in keyed:
+        if previous is not None and key == previous:
+            problems.append(Problem("duplicate-item", path, duplicate, requirement))
+        elif previous is not None and key < previous:
+            problems.append(Problem("not-canonical", path, disorder, requirement))
+        previous = key
+    return problems

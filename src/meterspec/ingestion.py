@@ -16,7 +16,7 @@ import msgspec
 from msgspec.structs import replace
 
 from meterspec.contracts import EventPayload
-from meterspec.errors import MeterspecError, Problem, pointer
+from meterspec.errors import MeterspecError, Problem, order_problems, pointer
 from meterspec.ids import encode_fields
 from meterspec.metering import check_event
 from meterspec.timestamps import Micros, format_timestamp, parse_timestamp
@@ -169,7 +169,7 @@ def state_problems(document: IngestionState) -> list[Problem]:
     horizon = None
     if document.horizon is not None:
         horizon = _canonical_instant(document.horizon, "/horizon", problems)
-    previous: Identity | None = None
+    keys: list[tuple[str, Identity]] = []
     for index, entry in enumerate(document.events):
         path = f"/events/{index}"
         for name in ("workspace_id", "universe_id", "id"):
@@ -184,15 +184,10 @@ def state_problems(document: IngestionState) -> list[Problem]:
         if instant is not None and horizon is not None and instant < horizon:
             problems.append(Problem("invalid-value", f"{path}/time", "an entry before the "
                                     "horizon should have expired", "MS-ING-009"))
-        key = (entry.workspace_id, entry.universe_id, entry.id)
-        if previous is not None and key == previous:
-            problems.append(Problem("duplicate-item", path, "the same identity twice",
-                                    "MS-ING-007"))
-        elif previous is not None and key < previous:
-            problems.append(Problem("not-canonical", path, "entries are ordered by "
-                                    "workspaceID, universeID, id", "MS-ING-007"))
-        previous = key
-    return problems
+        keys.append((path, (entry.workspace_id, entry.universe_id, entry.id)))
+    return problems + order_problems(
+        keys, "the same identity twice", "entries are ordered by workspaceID, universeID, id",
+        "MS-ING-007")
 
 
 def _is_digest(text: str) -> bool:

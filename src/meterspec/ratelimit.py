@@ -13,7 +13,7 @@ from typing import Literal, NamedTuple
 
 import msgspec
 
-from meterspec.errors import MeterspecError, Problem
+from meterspec.errors import MeterspecError, Problem, order_problems
 from meterspec.timestamps import MAX_MICROS, Micros, format_timestamp, parse_timestamp
 
 RateWindow = Literal["second", "minute", "hour"]
@@ -103,7 +103,7 @@ def policy_problems(policy: RateLimitPolicy) -> list[Problem]:
 def state_problems(document: RateLimitState) -> list[Problem]:
     """MS-RATE-004: canonical instants, strictly increasing, costs 1..2^53-1."""
     problems: list[Problem] = []
-    previous: Micros | None = None
+    instants: list[tuple[str, Micros]] = []
     for index, entry in enumerate(document.log):
         path = f"/log/{index}"
         if isinstance(entry.cost, bool) or not 1 <= entry.cost <= MAX_COUNT:
@@ -118,14 +118,10 @@ def state_problems(document: RateLimitState) -> list[Problem]:
         if format_timestamp(at) != entry.at:
             problems.append(Problem("not-canonical", f"{path}/at", "log instants are in the "
                                     "canonical form of MS-TIME-004", "MS-RATE-004"))
-        if previous is not None and at == previous:
-            problems.append(Problem("duplicate-item", path, "one entry per instant",
-                                    "MS-RATE-004"))
-        elif previous is not None and at < previous:
-            problems.append(Problem("not-canonical", path, "entries are in increasing order "
-                                    "of instant", "MS-RATE-004"))
-        previous = at
-    return problems
+        instants.append((path, at))
+    return problems + order_problems(
+        instants, "one entry per instant", "entries are in increasing order of instant",
+        "MS-RATE-004")
 
 
 def state_value_problems(document: object, reported: set[str]) -> list[Problem]:
