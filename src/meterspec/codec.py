@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import msgspec
 from msgspec.structs import replace
 
-from meterspec import ingestion, quotas, ratelimit
+from meterspec import ingestion, invoices, quotas, ratelimit
 from meterspec.contracts import (
     AggregationRequest,
     EventPayload,
@@ -47,6 +47,8 @@ STRUCTS: dict[str, type[Any]] = {
     "quota-decision": quotas.QuotaDecision,
     "rate-limit-policy": ratelimit.RateLimitPolicy,
     "rate-limit-state": ratelimit.RateLimitState,
+    "invoice-request": invoices.InvoiceRequest,
+    "invoice": invoices.Invoice,
 }
 # Kinds whose own module checks their values (on the raw document, beside schema problems) and
 # their semantics (on the decoded Struct, once nothing else is wrong): MS-ERR-002.
@@ -58,6 +60,8 @@ _OWN_VALUE_CHECKS: dict[str, Callable[[object, set[str]], list[Problem]]] = {
     "quota-check": quotas.check_value_problems,
     "quota-decision": quotas.decision_value_problems,
     "rate-limit-state": ratelimit.state_value_problems,
+    "invoice-request": invoices.request_value_problems,
+    "invoice": invoices.invoice_value_problems,
 }
 def _problems_of(check: Callable[[], object]) -> list[Problem]:
     """The problems a check returns (a list) or raises (MeterspecError)."""
@@ -78,6 +82,8 @@ _SEMANTIC_CHECKS: dict[str, Callable[[Any], list[Problem]]] = {
     "quota-check": quotas.check_problems,
     "rate-limit-policy": ratelimit.policy_problems,
     "rate-limit-state": ratelimit.state_problems,
+    "invoice-request": invoices.request_semantic_problems,
+    "invoice": invoices.invoice_problems,
 }
 _encoder = msgspec.json.Encoder()
 

@@ -140,8 +140,7 @@ class Aggregator:
         bounds = [(format_timestamp(start), format_timestamp(end)) for start, end in spans]
         windows = [(Window(*pair), encode_fields(pair)) for pair in bounds]
         request = self.request
-        parameter = (f"dimension={request.dimension}" if request.aggregation == "unique-count"
-                     else f"scale={self.scale}" if self.weighted else "")
+        parameter = reading_parameter(self)
         for key in sorted(set(self._groups) | set(self._weighted), key=_sort_key):
             workspace, universe, subject, unit, values = key
             group = tuple(zip(self.group_by, values, strict=True))
@@ -168,6 +167,14 @@ class Aggregator:
                     record_count=count,
                     group=dict(group) if request.group_by is not None else None,
                 )
+
+
+def reading_parameter(aggregator: Aggregator) -> str:
+    """The `parameter` field of MS-ID-003 for the aggregator's request."""
+    request = aggregator.request
+    if request.aggregation == "unique-count":
+        return f"dimension={request.dimension}"
+    return f"scale={aggregator.scale}" if aggregator.weighted else ""
 
 
 _RECORD_IDENTITY = (("id", "id"), ("workspaceID", "workspace_id"),

@@ -29,6 +29,8 @@ KINDS = {
     "quota-decision": "quota-decision",
     "rate-limit-policy": "rate-limit-policy",
     "rate-limit-state": "rate-limit-state",
+    "invoice-request": "invoice-request",
+    "invoice": "invoice",
 }
 _BASE = "https://meterspec.dev/schemas/v1/"
 

@@ -111,20 +111,20 @@ def tumbling_spans(tumbling: Tumbling) -> list[Span]:
 
 
 @cache
-def time_zone(name: str) -> ZoneInfo:
+def time_zone(name: str, path: str = "/tumbling/timeZone") -> ZoneInfo:
     """The IANA zone from the pinned tzdata package, never from the host (MS-WIN-003)."""
     parts = name.split("/")
     if not all(_ZONE_PART.fullmatch(part) for part in parts):
-        raise _unknown_zone(name)
+        raise _unknown_zone(name, path)
     try:
         with resources.files("tzdata.zoneinfo").joinpath(*parts).open("rb") as data:
             return ZoneInfo.from_file(data, key=name)
     except (OSError, ValueError):
-        raise _unknown_zone(name) from None
+        raise _unknown_zone(name, path) from None
 
 
-def _unknown_zone(name: str) -> MeterspecError:
-    return MeterspecError.single("invalid-time-zone", "/tumbling/timeZone",
+def _unknown_zone(name: str, path: str) -> MeterspecError:
+    return MeterspecError.single("invalid-time-zone", path,
                                  f"{name[:64]!r} is not an IANA time zone name", "MS-WIN-003")
 
 
@@ -186,6 +186,14 @@ def _instants(zone: ZoneInfo, wall: datetime, repeat: bool) -> list[Micros]:
     if repeat and second != first:
         return [from_datetime(first), from_datetime(second)]
     return [from_datetime(first)]
+
+
+def wall_start(zone: ZoneInfo, wall: datetime) -> Micros | None:
+    """The instant a period whose first moment is `wall` (naive, on the zone's clock) starts:
+    when the clock first shows it, or when the clock jumps past it (MS-WIN-003). None
+    outside the supported years."""
+    instants = _instants(zone, wall, repeat=False)
+    return instants[0] if instants else None
 
 
 def _next(period: datetime, size: str) -> datetime | None:

@@ -1,0 +1,103 @@
+"""Billing periods (MS-BIL-001..004): a subject's billing cycle, in its own time zone, cut into
+half-open periods that start at local midnight on an anchor day every N months.
+
+An anchor day past a month's end falls on that month's last day (an anchor on the 31st bills on
+30 April and 28 or 29 February), and the next period returns to the anchor day. Pure: the
+period containing an instant is computed, never read from a clock.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from datetime import date, datetime
+
+import msgspec
+
+from meterspec.errors import MeterspecError, Problem
+from meterspec.timestamps import Micros, to_datetime
+from meterspec.windows import time_zone, wall_start
+
+Period = tuple[Micros, Micros]
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+class BillingCycle(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """When a subject's periods start (MS-BIL-001): local midnight of `anchorDate`'s day of the
+    month, every `intervalMonths` months counted from `anchorDate`'s month, in `timeZone`."""
+
+    anchor_date: str = msgspec.field(name="anchorDate")
+    time_zone: str = msgspec.field(default="UTC", name="timeZone")
+    interval_months: int = msgspec.field(default=1, name="intervalMonths")
+
+
+def anchor(cycle: BillingCycle, path: str = "") -> date:
+    """The cycle's anchor as a calendar date, or MeterspecError `invalid-value` (MS-BIL-001)."""
+    text = cycle.anchor_date
+    try:
+        if _DATE.fullmatch(text):
+            return date.fromisoformat(text)
+    except ValueError:
+        pass
+    raise MeterspecError.single("invalid-value", f"{path}/anchorDate",
+                                f"{text[:32]!r} is not a calendar date YYYY-MM-DD", "MS-BIL-001")
+
+
+def cycle_problems(cycle: BillingCycle, path: str = "") -> list[Problem]:
+    """Every problem of a cycle the schema cannot state: the date and the time zone."""
+    problems: list[Problem] = []
+    for check in (lambda: anchor(cycle, path),
+                  lambda: time_zone(cycle.time_zone, f"{path}/timeZone")):
+        try:
+            check()
+        except MeterspecError as error:
+            problems += error.problems
+    if not 1 <= cycle.interval_months <= 12:
+        problems.append(Problem("out-of-range", f"{path}/intervalMonths",
+                                "intervalMonths is 1..12", "MS-BIL-001"))
+    return problems
+
+
+def _start(cycle: BillingCycle, first: date, n: int) -> Micros | None:
+    """Start of period n (period 0 starts on the anchor date): MS-BIL-002."""
+    months = first.year * 12 + first.month - 1 + n * cycle.interval_months
+    year, month = divmod(months, 12)
+    if not 1 <= year <= 9999:
+        return None
+    day = min(first.day, calendar.monthrange(year, month + 1)[1])
+    return wall_start(time_zone(cycle.time_zone), datetime(year, month + 1, day))
+
+
+def period_containing(cycle: BillingCycle, instant: Micros, path: str = "") -> Period:
+    """The billing period [start, end) holding `instant` (MS-BIL-002/003); MeterspecError
+    `timestamp-out-of-range` when that period would start or end outside years 1..9999."""
+    problems = cycle_problems(cycle)
+    if problems:
+        raise MeterspecError(problems)
+    first = anchor(cycle)
+    zone = time_zone(cycle.time_zone)
+    local = to_datetime(instant).astimezone(zone)
+    months = local.year * 12 + local.month - 1 - (first.year * 12 + first.month - 1)
+    n = months // cycle.interval_months
+    # The estimate is off by at most one period: step until start(n) <= instant < start(n + 1).
+    while True:
+        start, end = _start(cycle, first, n), _start(cycle, first, n + 1)
+        if start is None or end is None:
+            raise MeterspecError.single(
+                "timestamp-out-of-range", path, "the billing period holding this instant "
+                "starts or ends outside years 0001..9999", "MS-BIL-002")
+        if instant < start:
+            n -= 1
+        elif instant >= end:
+            n += 1
+        else:
+            return start, end
+
+
+def periods(cycle: BillingCycle, instant: Micros, count: int, path: str = "") -> list[Period]:
+    """The `count` consecutive periods ending with the one holding `instant`, oldest first
+    (MS-BIL-004: a usage history)."""
+    found = [period_containing(cycle, instant, path)]
+    while len(found) < count:
+        found.insert(0, period_containing(cycle, found[0][0] - 1, path))
+    return found

@@ -1,0 +1,132 @@
+"""Late events after an invoice closed (MS-REC): a closed invoice never changes; the difference
+between it and the invoice rebuilt from every record is an adjustment document that refers to
+it, and applying the adjustment to the closed invoice gives the rebuilt one exactly.
+
+    closed = build(records known at closing)      rebuilt = build(every record now)
+    adjustment = reconcile(closed, rebuilt)        apply_adjustment(closed, adjustment) == rebuilt
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import msgspec
+
+from meterspec.contracts import Window
+from meterspec.errors import MeterspecError, Problem
+from meterspec.ids import digest_id
+from meterspec.invoices import Invoice, InvoiceLine, PlanRef, invoice_problems, with_totals
+from meterspec.money import Amount, format_money
+from meterspec.quantity import EXACT
+
+__all__ = ["Adjustment", "AdjustmentLine", "apply_adjustment", "reconcile"]
+
+
+class _Wire(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True,
+            kw_only=True):
+    pass
+
+
+class AdjustmentLine(_Wire, frozen=True, kw_only=True):
+    """One changed line (MS-REC-003): the line as closed, the line as rebuilt, and the signed
+    differences of the billable quantity and of the amount, precise and rounded."""
+
+    charge_id: str = msgspec.field(name="chargeID")
+    before: InvoiceLine
+    after: InvoiceLine
+    billable_quantity: str | None = msgspec.field(default=None, name="billableQuantity")
+    amount: Amount
+
+
+class Adjustment(_Wire, frozen=True):
+    """The delta document for one closed invoice (MS-REC-002)."""
+
+    id: str
+    invoice_id: str = msgspec.field(name="invoiceID")
+    from_revision: str = msgspec.field(name="fromRevision")
+    to_revision: str = msgspec.field(name="toRevision")
+    workspace_id: str = msgspec.field(name="workspaceID")
+    universe_id: str = msgspec.field(name="universeID")
+    subject: str
+    period: Window
+    plan: PlanRef
+    currency: str
+    lines: list[AdjustmentLine]
+    total: Amount
+
+
+def _difference(after: str | None, before: str | None) -> str | None:
+    if after is None or before is None:
+        return None
+    return format_money(EXACT.subtract(Decimal(after), Decimal(before)))
+
+
+def _delta(after: Amount, before: Amount) -> Amount:
+    """MS-REC-004: both parts are exact differences; the rounded one is the difference of two
+    rounded amounts, so it is itself in minor units and closed + delta = rebuilt."""
+    return Amount(_difference(after.precise, before.precise) or "0",
+                  _difference(after.rounded, before.rounded) or "0")
+
+
+def _mismatch(path: str, message: str, requirement: str) -> MeterspecError:
+    return MeterspecError.single("invoice-mismatch", path, message, requirement)
+
+
+def reconcile(closed: Invoice, rebuilt: Invoice) -> Adjustment | None:
+    """The adjustment that turns `closed` into `rebuilt`, or None when they are equal. Both
+    must be the same invoice (id) rated with the same plan version in the same currency:
+    anything else is not a late event but a different bill (`invoice-mismatch`)."""
+    for name, invoice in (("/closed", closed), ("/rebuilt", rebuilt)):
+        problems = invoice_problems(invoice)
+        if problems:
+            raise MeterspecError(Problem(p.code, name + p.path, p.message, p.requirement)
+                                 for p in problems)
+    if closed.id != rebuilt.id:
+        raise _mismatch("/rebuilt/id", "the rebuilt invoice is another subject's or "
+                        "period's", "MS-REC-001")
+    if (closed.plan, closed.currency) != (rebuilt.plan, rebuilt.currency):
+        raise _mismatch("/rebuilt/plan", "a closed period is rebuilt with the plan version "
+                        "it was closed with (MS-PRC-003): plan versions are immutable",
+                        "MS-REC-001")
+    if [line.rated.charge_id for line in closed.lines] != [
+            line.rated.charge_id for line in rebuilt.lines]:
+        raise _mismatch("/rebuilt/lines", "the same plan version gives the same lines",
+                        "MS-REC-001")
+    if closed.revision == rebuilt.revision:
+        return None
+    lines = [AdjustmentLine(
+        charge_id=after.rated.charge_id, before=before, after=after,
+        billable_quantity=_difference(after.rated.billable_quantity,
+                                      before.rated.billable_quantity),
+        amount=_delta(after.rated.amount, before.rated.amount))
+        for before, after in zip(closed.lines, rebuilt.lines, strict=True) if before != after]
+    return Adjustment(
+        id=digest_id("adj_", ("meterspec/adjustment/v1", closed.id, closed.revision,
+                              rebuilt.revision)),
+        invoice_id=closed.id, from_revision=closed.revision, to_revision=rebuilt.revision,
+        workspace_id=closed.workspace_id, universe_id=closed.universe_id,
+        subject=closed.subject, period=closed.period, plan=closed.plan,
+        currency=closed.currency, lines=lines, total=_delta(rebuilt.total, closed.total))
+
+
+def apply_adjustment(invoice: Invoice, adjustment: Adjustment) -> Invoice:
+    """MS-REC-005: replace each adjusted line, then recompute the totals and the revision.
+    The adjustment must have been made from this very revision (`invoice-mismatch`)."""
+    if (adjustment.invoice_id, adjustment.from_revision) != (invoice.id, invoice.revision):
+        raise _mismatch("/fromRevision", "the adjustment was made from another revision of "
+                        "this invoice, or for another invoice", "MS-REC-005")
+    replaced = {line.charge_id: line for line in adjustment.lines}
+    lines = []
+    for index, line in enumerate(invoice.lines):
+        change = replaced.pop(line.rated.charge_id, None)
+        if change is not None and change.before != line:
+            raise _mismatch(f"/lines/{index}", "the adjustment's `before` is not this line",
+                            "MS-REC-005")
+        lines.append(line if change is None else change.after)
+    if replaced:
+        raise _mismatch("/lines", f"no line for charge {sorted(replaced)[0]!r}", "MS-REC-005")
+    result = with_totals(msgspec.structs.replace(invoice, lines=lines))
+    if result.revision != adjustment.to_revision:
+        raise _mismatch("/toRevision", "applying the adjustment does not give its "
+                        "toRevision", "MS-REC-005")
+    return result
