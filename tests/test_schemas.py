@@ -28,6 +28,7 @@ import referencing
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from test_ingestion import ingestion_states
+from test_invoices import adjustment_documents, invoice_documents, scenarios
 from test_pricing import plans, rated_charges
 from test_quotas import quota_checks, quota_decisions, quota_policies
 from test_ratelimit import rate_policies, rate_states
@@ -56,7 +57,7 @@ SCHEMAS = ROOT / "schemas"
 EXAMPLES = SCHEMAS / "examples"
 KINDS = ("event", "config", "record", "reading", "request", "problem", "plan", "rated-charge",
          "ingestion-state", "quota-policy", "quota-check", "quota-decision", "rate-limit-policy",
-         "rate-limit-state")
+         "rate-limit-state", "invoice-request", "invoice", "adjustment")
 SCHEMA_FILES = {
     "event": "event-payload.schema.json",
     "config": "metering-config.schema.json",
@@ -72,6 +73,9 @@ SCHEMA_FILES = {
     "quota-decision": "quota-decision.schema.json",
     "rate-limit-policy": "rate-limit-policy.schema.json",
     "rate-limit-state": "rate-limit-state.schema.json",
+    "invoice-request": "invoice-request.schema.json",
+    "invoice": "invoice.schema.json",
+    "adjustment": "adjustment.schema.json",
 }
 # specs/errors.md, "Codes": the closed list, read from its table.
 CODES = set(re.findall(r"^\| `([a-z-]+)` \|", (ROOT / "specs" / "errors.md").read_text(),
@@ -581,6 +585,8 @@ INSTANCES: dict[str, st.SearchStrategy[Any]] = {
     "ingestion-state": ingestion_states, "quota-policy": quota_policies(),
     "quota-check": quota_checks(), "quota-decision": quota_decisions,
     "rate-limit-policy": rate_policies, "rate-limit-state": rate_states,
+    "invoice-request": scenarios().map(lambda scenario: scenario[0]),
+    "invoice": invoice_documents(), "adjustment": adjustment_documents(),
 }
 FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

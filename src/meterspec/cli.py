@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from msgspec.structs import replace
 
@@ -24,8 +24,11 @@ from meterspec.codec import (
 from meterspec.conformance import command as conformance
 from meterspec.contracts import MeterReading
 from meterspec.errors import MeterspecError, Problem
+from meterspec.invoices import Invoice, InvoiceBuilder, InvoiceRequest
 from meterspec.metering import Meter, check_event
+from meterspec.quotas import QuotaCheck, decide
 from meterspec.readings import Aggregator, parse_record
+from meterspec.reconcile import rebuild_request, reconcile
 from meterspec.timestamps import format_timestamp, parse_timestamp
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
@@ -126,6 +129,84 @@ def _run(args: argparse.Namespace, source: BinaryIO, out: BinaryIO, report: Repo
     return _write_readings(aggregator, out)
 
 
+def _document(kind: str, path: str) -> Any:
+    """A config or request file decoded and checked, or BadDocumentError."""
+    try:
+        return decode(kind, Path(path).read_bytes(), STRUCTS[kind], fast=False)
+    except MeterspecError as error:
+        raise BadDocumentError(path, error) from None
+
+
+def _feed(builders: list[InvoiceBuilder], source: BinaryIO, report: Report,
+          label: str) -> None:
+    for number, line in _lines(source, label):
+        try:
+            record = decode_record(line)
+            for builder in builders:
+                builder.add(record)
+        except MeterspecError as error:
+            report.reject(error, number)
+
+
+def _write(values: Iterable[object], out: BinaryIO) -> int:
+    written = 0
+    for value in values:
+        out.write(encode(value))
+        out.write(b"\n")
+        written += 1
+    return written
+
+
+def _invoice(args: argparse.Namespace, source: BinaryIO, out: BinaryIO, report: Report) -> int:
+    request: InvoiceRequest = _document("invoice-request", args.request)
+    if args.periods is not None:
+        request = replace(request, periods=args.periods)
+    try:
+        builder = InvoiceBuilder(request)
+    except MeterspecError as error:
+        raise BadDocumentError(args.request, error) from None
+    _feed([builder], source, report, "invoice")
+    return _write(builder.invoices(), out)
+
+
+def _reconcile(args: argparse.Namespace, source: BinaryIO, out: BinaryIO,
+               report: Report) -> int:
+    request: InvoiceRequest = _document("invoice-request", args.request)
+    closed: list[Invoice] = []
+    with open(args.closed, "rb") as file:
+        for number, line in _lines(file, "closed"):
+            try:
+                closed.append(decode("invoice", line, Invoice, fast=False))
+            except MeterspecError as error:
+                raise BadDocumentError(f"{args.closed}, line {number}", error) from None
+    try:
+        builders = [InvoiceBuilder(rebuild_request(request, invoice)) for invoice in closed]
+    except MeterspecError as error:
+        raise BadDocumentError(args.request, error) from None
+    _feed(builders, source, report, "reconcile")
+    adjustments = []
+    for invoice, builder in zip(closed, builders, strict=True):
+        try:
+            adjustment = reconcile(invoice, builder.invoices()[0])
+        except MeterspecError as error:
+            raise BadDocumentError(args.closed, error) from None
+        if adjustment is not None:
+            adjustments.append(adjustment)
+    return _write(adjustments, out)
+
+
+def _quota(args: argparse.Namespace, source: BinaryIO, out: BinaryIO, report: Report) -> int:
+    written = 0
+    for number, line in _lines(source, "quota"):
+        try:
+            decision = decide(decode("quota-check", line, QuotaCheck, fast=False))
+        except MeterspecError as error:
+            report.reject(error, number)
+            continue
+        written += _write([decision], out)
+    return written
+
+
 def _write_readings(aggregator: Aggregator, out: BinaryIO) -> int:
     written = 0
     for reading in aggregator.iter_readings():
@@ -188,7 +269,8 @@ def _check_reading_window(reading: MeterReading) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="meterspec", description="Usage events -> meter records -> meter readings.")
+        prog="meterspec", description="Usage events -> meter records -> meter readings -> "
+        "invoices.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_text: str, run: Callable[..., int]) -> argparse.ArgumentParser:
@@ -211,6 +293,23 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--config", required=True, help="MeteringConfig JSON file")
     sub.add_argument("--request", required=True, help="AggregationRequest JSON file")
     sub.add_argument("file", help="events NDJSON file, '-' for stdin")
+
+    sub = command("invoice", "Write the Invoices of NDJSON records as NDJSON.", _invoice)
+    sub.add_argument("--request", required=True, help="InvoiceRequest JSON file")
+    sub.add_argument("--periods", type=int, help="bill this many periods up to the request's "
+                     "`at` (a usage history), overriding the request's `periods`")
+    sub.add_argument("file", help="records NDJSON file, '-' for stdin")
+
+    sub = command("reconcile", "Write the Adjustments that bring closed invoices up to date "
+                  "with every record now known.", _reconcile)
+    sub.add_argument("--request", required=True, help="InvoiceRequest JSON file (its plans, "
+                     "usage rules and subscriptions; `at` and `periods` are ignored)")
+    sub.add_argument("--closed", required=True, help="closed Invoices, NDJSON")
+    sub.add_argument("file", help="records NDJSON file, '-' for stdin")
+
+    sub = command("quota", "Decide NDJSON QuotaChecks; write the QuotaDecisions as NDJSON.",
+                  _quota)
+    sub.add_argument("file", help="QuotaChecks NDJSON file, '-' for stdin")
 
     sub = command("validate", "Check documents against the schemas and the spec.", _validate)
     sub.add_argument("kind", choices=sorted(STRUCTS))
@@ -265,7 +364,8 @@ def _main(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             return 130
         errors.flush()
-    noun = {"validate": "valid documents", "aggregate": "readings", "run": "readings"}
+    noun = {"validate": "valid documents", "aggregate": "readings", "run": "readings",
+            "invoice": "invoices", "reconcile": "adjustments", "quota": "decisions"}
     sys.stderr.write(f"meterspec {args.command}: {written} {noun.get(args.command, 'records')}"
                      f", {report.rejected} rejected\n")
     return EXIT_REJECTED if report.rejected else EXIT_OK

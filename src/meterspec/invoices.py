@@ -384,19 +384,36 @@ def build_invoices(request: InvoiceRequest, records: Iterable[MeterRecord]) -> l
 # ------------------------------------------------------------------ checking an invoice
 
 
-def invoice_value_problems(document: object, reported: set[str]) -> list[Problem]:
-    """The period's timestamps and the lines' currencies and amounts, beyond the schema."""
+def invoice_value_problems(document: object, reported: set[str],
+                           lines: tuple[tuple[str, ...], ...] = (("lines", "*", "rated"),),
+                           ) -> list[Problem]:
+    """The period's timestamps and the currencies of the rated charges at `lines`, beyond
+    the schema."""
     problems: list[Problem] = []
     for fields in (("period", "start"), ("period", "end")):
         for path, value in walk(document, fields, ""):
             if isinstance(value, str) and path not in reported:
                 try:
-                    parse_timestamp(value, path)
+                    canonical = format_timestamp(parse_timestamp(value, path))
                 except MeterspecError as error:
                     problems += error.problems
-    for path, rated in walk(document, ("lines", "*", "rated"), ""):
-        inner = {p[len(path):] for p in reported if p.startswith(path + "/")}
-        problems += _prefixed(rated_charge_value_problems(rated, inner), path)
+                    continue
+                if canonical != value:  # MS-INV-003: output timestamps are canonical
+                    problems.append(Problem("not-canonical", path, f"{value!r} is not "
+                                            f"{canonical!r}, its canonical form", "MS-INV-003"))
+    for where in lines:
+        for path, rated in walk(document, where, ""):
+            inner = {p[len(path):] for p in reported if p.startswith(path + "/")}
+            problems += _prefixed(rated_charge_value_problems(rated, inner), path)
+    return problems
+
+
+def line_problems(line: InvoiceLine, currency_code: str, path: str) -> list[Problem]:
+    """A line's numbers agree (MS-PRC-017) and it is in the invoice's currency."""
+    problems = _prefixed(rated_charge_semantic_problems(line.rated), f"{path}/rated")
+    if line.rated.currency != currency_code:
+        problems.append(Problem("inconsistent-amount", f"{path}/rated/currency",
+                                "every line is in the invoice's currency", "MS-INV-007"))
     return problems
 
 
@@ -407,10 +424,7 @@ def invoice_problems(invoice: Invoice) -> list[Problem]:
     ones its content gives. It cannot check the lines against records it does not hold."""
     problems: list[Problem] = []
     for index, line in enumerate(invoice.lines):
-        problems += _prefixed(rated_charge_semantic_problems(line.rated), f"/lines/{index}/rated")
-        if line.rated.currency != invoice.currency:
-            problems.append(Problem("inconsistent-amount", f"/lines/{index}/rated/currency",
-                                    "every line is in the invoice's currency", "MS-INV-007"))
+        problems += line_problems(line, invoice.currency, f"/lines/{index}")
     expected = total(line.rated.amount for line in invoice.lines)
     for name, value in (("subtotal", invoice.subtotal), ("total", invoice.total)):
         if value != expected:

@@ -15,7 +15,16 @@ import msgspec
 from meterspec.contracts import Window
 from meterspec.errors import MeterspecError, Problem
 from meterspec.ids import digest_id
-from meterspec.invoices import Invoice, InvoiceLine, PlanRef, invoice_problems, with_totals
+from meterspec.invoices import (
+    Invoice,
+    InvoiceLine,
+    InvoiceRequest,
+    PlanRef,
+    invoice_problems,
+    invoice_value_problems,
+    line_problems,
+    with_totals,
+)
 from meterspec.money import Amount, format_money
 from meterspec.quantity import EXACT
 
@@ -72,6 +81,19 @@ def _mismatch(path: str, message: str, requirement: str) -> MeterspecError:
     return MeterspecError.single("invoice-mismatch", path, message, requirement)
 
 
+def rebuild_request(request: InvoiceRequest, closed: Invoice) -> InvoiceRequest:
+    """MS-REC-001: the request that rebuilds a closed invoice: its subject's subscription
+    alone, billed for the one period that starts where the closed invoice's starts."""
+    subscriptions = [s for s in request.subscriptions if s.subject == closed.subject]
+    if (request.workspace_id, request.universe_id) != (closed.workspace_id,
+                                                       closed.universe_id) or not subscriptions:
+        raise _mismatch("/subscriptions", f"the request has no subscription for "
+                        f"{closed.subject!r} in the closed invoice's workspace and universe",
+                        "MS-REC-001")
+    return msgspec.structs.replace(request, at=closed.period.start, periods=1,
+                                   subscriptions=subscriptions)
+
+
 def reconcile(closed: Invoice, rebuilt: Invoice) -> Adjustment | None:
     """The adjustment that turns `closed` into `rebuilt`, or None when they are equal. Both
     must be the same invoice (id) rated with the same plan version in the same currency:
@@ -101,8 +123,7 @@ def reconcile(closed: Invoice, rebuilt: Invoice) -> Adjustment | None:
         amount=_delta(after.rated.amount, before.rated.amount))
         for before, after in zip(closed.lines, rebuilt.lines, strict=True) if before != after]
     return Adjustment(
-        id=digest_id("adj_", ("meterspec/adjustment/v1", closed.id, closed.revision,
-                              rebuilt.revision)),
+        id=adjustment_id(closed.id, closed.revision, rebuilt.revision),
         invoice_id=closed.id, from_revision=closed.revision, to_revision=rebuilt.revision,
         workspace_id=closed.workspace_id, universe_id=closed.universe_id,
         subject=closed.subject, period=closed.period, plan=closed.plan,
@@ -130,3 +151,53 @@ def apply_adjustment(invoice: Invoice, adjustment: Adjustment) -> Invoice:
         raise _mismatch("/toRevision", "applying the adjustment does not give its "
                         "toRevision", "MS-REC-005")
     return result
+
+
+def adjustment_id(invoice_id: str, from_revision: str, to_revision: str) -> str:
+    """MS-REC-002: one adjustment per (invoice, revision it starts from, revision it gives)."""
+    return digest_id("adj_", ("meterspec/adjustment/v1", invoice_id, from_revision,
+                              to_revision))
+
+
+def adjustment_value_problems(document: object, reported: set[str]) -> list[Problem]:
+    """Timestamps and currencies of a raw adjustment, beyond the schema."""
+    return invoice_value_problems(document, reported, (("lines", "*", "before", "rated"),
+                                                       ("lines", "*", "after", "rated")))
+
+
+def adjustment_problems(adjustment: Adjustment) -> list[Problem]:
+    """MS-REC-003/004: each line's before and after are consistent lines of the same charge,
+    its differences are after minus before, the total is the sum of the line differences,
+    and the id is the one the invoice and revisions give."""
+    problems: list[Problem] = []
+    precise = rounded = Decimal(0)
+    for index, line in enumerate(adjustment.lines):
+        path = f"/lines/{index}"
+        for side in ("before", "after"):
+            found = getattr(line, side)
+            problems += line_problems(found, adjustment.currency, f"{path}/{side}")
+            if found.rated.charge_id != line.charge_id:
+                problems.append(Problem("inconsistent-amount", f"{path}/{side}/rated/chargeID",
+                                        "before and after are the line's charge", "MS-REC-003"))
+        expected = _delta(line.after.rated.amount, line.before.rated.amount)
+        if line.amount != expected:
+            problems.append(Problem("inconsistent-amount", f"{path}/amount",
+                                    "the amount is after minus before", "MS-REC-004"))
+        billable = _difference(line.after.rated.billable_quantity,
+                               line.before.rated.billable_quantity)
+        if line.billable_quantity != billable:
+            problems.append(Problem("inconsistent-amount", f"{path}/billableQuantity",
+                                    "billableQuantity is after minus before", "MS-REC-003"))
+        if line.before == line.after:
+            problems.append(Problem("inconsistent-amount", path, "an unchanged line is not "
+                                    "part of an adjustment", "MS-REC-003"))
+        precise = EXACT.add(precise, Decimal(line.amount.precise))
+        rounded = EXACT.add(rounded, Decimal(line.amount.rounded))
+    if adjustment.total != Amount(format_money(precise), format_money(rounded)):
+        problems.append(Problem("inconsistent-amount", "/total", "the total is the sum of the "
+                                "lines' differences", "MS-REC-004"))
+    if adjustment.id != adjustment_id(adjustment.invoice_id, adjustment.from_revision,
+                                      adjustment.to_revision):
+        problems.append(Problem("inconsistent-amount", "/id", "the id is not the one the "
+                                "invoice and revisions give", "MS-REC-002"))
+    return problems

@@ -31,6 +31,7 @@ KINDS = {
     "rate-limit-state": "rate-limit-state",
     "invoice-request": "invoice-request",
     "invoice": "invoice",
+    "adjustment": "adjustment",
 }
 _BASE = "https://meterspec.dev/schemas/v1/"
 
