@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any, TextIO
 
 import msgspec
 
 from meterspec.codec import decode, decode_config, decode_event, decode_request
+from meterspec.conformance.operations import HANDLERS
 from meterspec.contracts import MeterRecord
 from meterspec.errors import MeterspecError, Problem
 from meterspec.metering import Meter
 from meterspec.readings import Aggregator
 
-OPERATIONS = ("meter", "aggregate")
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def implementation() -> dict[str, Any]:
@@ -34,15 +36,14 @@ def implementation() -> dict[str, Any]:
 def handle(case: dict[str, Any]) -> dict[str, Any]:
     """The response body (without seq) for one case: output, error, skipped or errored."""
     operation = case.get("operation")
-    if operation not in OPERATIONS:
+    handler = OPERATIONS.get(operation) if isinstance(operation, str) else None
+    if handler is None:
         return {"skipped": f"operation {operation!r} is not supported"}
     case_input = case.get("input")
     if not isinstance(case_input, dict):
         return {"errored": "case input is not a JSON object"}
     try:
-        if operation == "meter":
-            return _meter(case_input)
-        return _aggregate(case_input)
+        return handler(case_input)
     except MeterspecError as error:
         return _error(error.problems)
     except Exception as error:  # reported to the runner, which counts it against the score
@@ -94,6 +95,10 @@ def _aggregate(case_input: dict[str, Any]) -> dict[str, Any]:
     if problems:
         return _error(problems)
     return {"output": msgspec.to_builtins(aggregator.readings())}
+
+
+OPERATIONS: dict[str, Handler] = {"meter": _meter, "aggregate": _aggregate, **HANDLERS}
+"""Every operation of the protocol, by name (INTERPRETING.md 3): what `start` lists."""
 
 
 def serve(stdin: TextIO, stdout: TextIO) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,8 +10,10 @@ from typing import Any, NamedTuple
 
 from jsonschema.exceptions import ValidationError
 
+from meterspec.codec import STRUCTS, decode
 from meterspec.conformance.cases import CASES_DIR, case_files
 from meterspec.conformance.data import HarnessError, validator
+from meterspec.errors import MeterspecError, Problem, walk
 from meterspec.schema import schema_problems
 
 DEFINITION = re.compile(r"^\*\*(MS-[A-Z]+-[0-9]{3}) ")
@@ -18,7 +21,33 @@ HEADING = re.compile(r"^#")
 MUST = re.compile(r"\bMUST\b")
 ERROR_CODE = re.compile(r"^\|\s*`([a-z]+(?:-[a-z]+)*)`\s*\|")
 RETIRED_ID = re.compile(r"^([a-z][a-z0-9]*(?:-[a-z0-9]+)*-[0-9]{3})\b")
-OUTPUT_KINDS = {"meter": "record", "aggregate": "reading"}
+
+
+
+class Output(NamedTuple):
+    """What an operation's expected output items are (INTERPRETING.md 2, 3): a contract kind
+    of schemas/, or a result document of conformance/schemas/results.schema.json with the
+    contract documents it holds ('*' = every list item)."""
+
+    kind: str | None = None
+    result: str | None = None
+    inside: tuple[tuple[tuple[str, ...], str], ...] = ()
+
+
+OUTPUTS: dict[str, Output] = {
+    "meter": Output("record"),
+    "aggregate": Output("reading"),
+    "rate": Output("rated-charge"),
+    "rate-plan": Output(result="ratedPlan", inside=((("charges", "*"), "rated-charge"),)),
+    "ingest": Output(result="ingestResult", inside=((("state",), "ingestion-state"),)),
+    "apply-corrections": Output(result="correctionsResult",
+                                inside=((("effective", "*"), "event"),)),
+    "quota": Output("quota-decision"),
+    "rate-limit": Output(result="rateLimitDecision", inside=((("state",), "rate-limit-state"),)),
+}
+# Kinds checked in full (schema, values and rules: a RatedCharge must add up, MS-PRC-017; a
+# state must be in order, MS-ING-007); the core kinds by their schema, as in suite 1.0.0.
+_FULL_CHECK = {"rated-charge", "quota-decision", "ingestion-state", "rate-limit-state", "event"}
 
 
 class Requirement(NamedTuple):
@@ -137,8 +166,32 @@ def _check_case(where: str, case: dict[str, Any], defined: dict[str, Requirement
     for problem in case.get("error", []):
         if problem["code"] not in codes:
             yield f"{where}: error code {problem['code']!r} is not in specs/errors.md"
-    kind = OUTPUT_KINDS[case["operation"]]
+    shape = OUTPUTS[case["operation"]]
     for index, item in enumerate(case.get("output", [])):
-        for problem in schema_problems(kind, item):
-            yield (f"{where}: output/{index}{problem.path}: not a valid {kind}: "
-                   f"{problem.code}: {problem.message}")
+        if shape.kind is not None:
+            for problem in _contract_problems(shape.kind, item):
+                yield (f"{where}: output/{index}{problem.path}: not a valid {shape.kind}: "
+                       f"{problem.code}: {problem.message}")
+            continue
+        assert shape.result is not None
+        errors = list(validator("results", shape.result).iter_errors(item))
+        for error in errors:
+            at = "".join(f"/{p}" for p in error.absolute_path)
+            yield f"{where}: output/{index}{at}: not a valid {shape.result}: {_message(error)}"
+        if errors:
+            continue
+        for fields, kind in shape.inside:
+            for path, document in walk(item, fields):
+                for problem in _contract_problems(kind, document):
+                    yield (f"{where}: output/{index}{path}{problem.path}: not a valid {kind}: "
+                           f"{problem.code}: {problem.message}")
+
+
+def _contract_problems(kind: str, document: object) -> list[Problem]:
+    if kind not in _FULL_CHECK:
+        return schema_problems(kind, document)
+    try:
+        decode(kind, json.dumps(document, ensure_ascii=False), STRUCTS[kind], fast=False)
+    except MeterspecError as error:
+        return list(error.problems)
+    return []
