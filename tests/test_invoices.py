@@ -40,6 +40,7 @@ from meterspec.invoices import (
     invoice_problems,
 )
 from meterspec.metering import Meter
+from meterspec.projection import Projection, project, projection_problems
 from meterspec.reconcile import (
     Adjustment,
     adjustment_problems,
@@ -520,3 +521,82 @@ def test_quota_command_decides_each_check(capsysbinary: Capture, tmp_path: Path)
     [decision] = _ndjson(out)
     assert decision["decision"] in {"allow", "allow-with-warning", "deny"}
     assert b'"line":2' in err
+
+
+# ------------------------------------------------------------------ projection (MS-PRJ)
+
+
+def test_the_example_projected_mid_period(capsysbinary: Capture, tmp_path: Path) -> None:
+    """acme at 2024-02-15T05:00Z: 360 of 696 hours gone. Calls so far 6000 -> 6000 x 696 /
+    360 = 11600 projected (10600 billable: $20 + $0.60); seats keep their level 12, so the
+    average is already the whole period's (10.068966). globex: 341 of 696 hours, 800 calls
+    -> 800 x 696 / 341 = 1632.844575 (half even at 6 digits), 632.844575 billable x 0.002 =
+    $1.26568915 -> $1.27."""
+    records, _ = _records(capsysbinary, tmp_path, "events.ndjson")
+    out, err = _cli(capsysbinary, "project", "--request", str(EXAMPLE / "invoice-request.json"),
+                    "--as-of", "2024-02-15T05:00:00Z", str(records))
+    assert b"2 projections, 0 rejected" in err
+    acme, globex = _ndjson(out)
+    assert acme["asOf"] == "2024-02-15T05:00:00Z"
+    api = acme["lines"][2]
+    assert (api["quantity"], api["projectedQuantity"]) == ("6000", "11600")
+    assert (api["amount"]["rounded"], api["projectedAmount"]["rounded"]) == ("10", "20.6")
+    assert acme["lines"][1]["projectedQuantity"] == acme["lines"][1]["quantity"] == "10.068966"
+    assert (acme["total"]["rounded"], acme["projectedTotal"]["rounded"]) == ("159.69", "170.29")
+    exact = Fraction(800 * 696, 341) * 10**6
+    assert globex["lines"][2]["projectedQuantity"] == str(Decimal(round(exact)) / 10**6)
+    assert globex["lines"][2]["projectedQuantity"] == "1632.844575"
+    assert globex["projectedTotal"]["rounded"] == "80.27"
+    for projection in (acme, globex):
+        assert schema_problems("projection", projection) == []
+
+
+@pytest.mark.parametrize(("aggregation", "so_far", "elapsed", "length", "expected"), [
+    ("sum", "1", 1, 3, "3"),
+    ("count", "7", 7, 7 * 24, "168"),
+    ("sum", "0.00000125", 1, 2, "0.000002"),  # 0.0000025: a tie, to even
+    ("sum", "0.00000175", 1, 2, "0.000004"),  # 0.0000035: a tie, to even
+    ("sum", "-3", 1, 2, "-6"),
+    ("sum", "5", 0, 10, "5"),                 # nothing elapsed: as it is
+    ("max", "9", 1, 10, "9"),
+    ("latest", "4", 1, 10, "4"),
+    ("unique-count", "2", 1, 10, "2"),
+    ("time-weighted-avg", "2.5", 1, 10, "2.5"),
+])
+def test_projected_quantity_per_aggregation(aggregation: str, so_far: str, elapsed: int,
+                                            length: int, expected: str) -> None:
+    """MS-PRJ-002: counters grow at their rate so far, everything else stays."""
+    from meterspec.projection import projected_quantity
+    from meterspec.quantity import format_quantity
+    assert format_quantity(projected_quantity(aggregation, Decimal(so_far), elapsed,
+                                              length)) == expected
+
+
+@st.composite
+def projection_documents(draw: st.DrawFn) -> Projection:
+    """Projections as the reference computes them (used by tests/test_schemas.py too)."""
+    request, records = draw(scenarios())
+    as_of = draw(st.sampled_from(["2024-04-02T00:00:00Z", "2024-05-20T00:00:00Z",
+                                  "2024-05-31T23:59:59.999999Z"]))
+    found = project(msgspec.structs.replace(request, at=as_of, periods=1), records)
+    return draw(st.sampled_from(found))
+
+
+@LAWS
+@given(scenarios(), st.sampled_from(["2024-04-02T00:00:00Z", "2024-05-20T00:00:00Z"]))
+def test_a_projection_is_consistent_and_ignores_later_records(
+        scenario: tuple[InvoiceRequest, list[MeterRecord]], as_of: str) -> None:
+    """MS-PRJ-001/003: only records before asOf count (adding later ones changes nothing);
+    totals are the sums of their lines; counters never project below zero growth."""
+    request, records = scenario
+    request = msgspec.structs.replace(request, at=as_of, periods=1)
+    before = [r for r in records if parse_timestamp(r.recorded_at) < parse_timestamp(as_of)]
+    found = project(request, records)
+    assert encode(found) == encode(project(request, before))
+    for projection in found:
+        assert projection_problems(projection) == []
+        for line in projection.lines:
+            if line.aggregation in ("sum", "count") and line.quantity is not None:
+                assert line.projected_quantity is not None
+                assert abs(Decimal(line.projected_quantity)) >= abs(Decimal(line.quantity)) \
+                    - Decimal("0.0000005")

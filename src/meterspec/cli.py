@@ -26,6 +26,7 @@ from meterspec.contracts import MeterReading
 from meterspec.errors import MeterspecError, Problem
 from meterspec.invoices import Invoice, InvoiceBuilder, InvoiceRequest
 from meterspec.metering import Meter, check_event
+from meterspec.projection import projections
 from meterspec.quotas import QuotaCheck, decide
 from meterspec.readings import Aggregator, parse_record
 from meterspec.reconcile import rebuild_request, reconcile
@@ -195,6 +196,25 @@ def _reconcile(args: argparse.Namespace, source: BinaryIO, out: BinaryIO,
     return _write(adjustments, out)
 
 
+def _project(args: argparse.Namespace, source: BinaryIO, out: BinaryIO,
+             report: Report) -> int:
+    request: InvoiceRequest = _document("invoice-request", args.request)
+    request = replace(request, at=args.as_of, periods=1)
+    try:
+        builder = InvoiceBuilder(request)
+    except MeterspecError as error:
+        raise BadDocumentError(args.request, error) from None
+    as_of = parse_timestamp(request.at)
+    for number, line in _lines(source, "project"):
+        try:
+            record = decode_record(line)
+            if parse_record(record)[0] < as_of:  # MS-PRJ-001: only what is known by asOf
+                builder.add(record)
+        except MeterspecError as error:
+            report.reject(error, number)
+    return _write(projections(request, builder.invoices()), out)
+
+
 def _quota(args: argparse.Namespace, source: BinaryIO, out: BinaryIO, report: Report) -> int:
     written = 0
     for number, line in _lines(source, "quota"):
@@ -307,6 +327,14 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--closed", required=True, help="closed Invoices, NDJSON")
     sub.add_argument("file", help="records NDJSON file, '-' for stdin")
 
+    sub = command("project", "Project each subscription's period in progress to its end.",
+                  _project)
+    sub.add_argument("--request", required=True, help="InvoiceRequest JSON file (`at` and "
+                     "`periods` are replaced by --as-of)")
+    sub.add_argument("--as-of", required=True, help="RFC 3339 instant: records before it "
+                     "count, its period is projected")
+    sub.add_argument("file", help="records NDJSON file, '-' for stdin")
+
     sub = command("quota", "Decide NDJSON QuotaChecks; write the QuotaDecisions as NDJSON.",
                   _quota)
     sub.add_argument("file", help="QuotaChecks NDJSON file, '-' for stdin")
@@ -365,7 +393,8 @@ def _main(args: argparse.Namespace) -> int:
             return 130
         errors.flush()
     noun = {"validate": "valid documents", "aggregate": "readings", "run": "readings",
-            "invoice": "invoices", "reconcile": "adjustments", "quota": "decisions"}
+            "invoice": "invoices", "reconcile": "adjustments", "quota": "decisions",
+            "project": "projections"}
     sys.stderr.write(f"meterspec {args.command}: {written} {noun.get(args.command, 'records')}"
                      f", {report.rejected} rejected\n")
     return EXIT_REJECTED if report.rejected else EXIT_OK

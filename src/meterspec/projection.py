@@ -1,0 +1,181 @@
+"""Projection (MS-PRJ): what a period in progress will cost if usage goes on as it has so far.
+
+An estimate for dashboards and alerts, never a bill: the so-far numbers are an invoice built
+from the records before `asOf`, and the projected quantity of each unit follows its aggregation:
+counters (sum, count) grow at their average rate so far; a time-weighted average keeps its
+last level to the period's end; levels and extremes (min, max, latest, unique-count) stay as
+they are. A projected counter is rounded half to even to PROJECTION_SCALE fraction digits (a
+rate is rarely an exact decimal), as a time-weighted average is rounded to its scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+from fractions import Fraction
+
+import msgspec
+
+from meterspec.contracts import Aggregation, MeterRecord, Window
+from meterspec.errors import MeterspecError, Problem, walk
+from meterspec.invoices import (
+    Invoice,
+    InvoiceBuilder,
+    InvoiceRequest,
+    PlanRef,
+    invoice_value_problems,
+)
+from meterspec.money import Amount, currency, total
+from meterspec.plans import select_plan
+from meterspec.pricing import rate_plan
+from meterspec.quantity import EXACT, format_quantity
+from meterspec.readings import parse_record
+from meterspec.timestamps import format_timestamp, parse_timestamp
+
+__all__ = ["PROJECTION_SCALE", "Projection", "project"]
+
+PROJECTION_SCALE = 6
+GROWING: frozenset[str] = frozenset({"sum", "count"})
+
+
+class _Wire(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True,
+            kw_only=True):
+    pass
+
+
+class ProjectedLine(_Wire, frozen=True, kw_only=True):
+    """One charge so far and projected to the period's end (MS-PRJ-003)."""
+
+    charge_id: str = msgspec.field(name="chargeID")
+    unit: str | None = None
+    aggregation: Aggregation | None = None
+    quantity: str | None = None
+    projected_quantity: str | None = msgspec.field(default=None, name="projectedQuantity")
+    amount: Amount
+    projected_amount: Amount = msgspec.field(name="projectedAmount")
+
+
+class Projection(_Wire, frozen=True):
+    """A subject's period in progress, so far and projected (MS-PRJ-003)."""
+
+    workspace_id: str = msgspec.field(name="workspaceID")
+    universe_id: str = msgspec.field(name="universeID")
+    subject: str
+    period: Window
+    as_of: str = msgspec.field(name="asOf")
+    plan: PlanRef
+    currency: str
+    lines: list[ProjectedLine]
+    total: Amount
+    projected_total: Amount = msgspec.field(name="projectedTotal")
+
+
+def projected_quantity(aggregation: str, so_far: Decimal, elapsed: int, length: int) -> Decimal:
+    """MS-PRJ-002: a counter at its average rate so far (nothing elapsed: as it is); any
+    other aggregation as it is."""
+    if aggregation not in GROWING or elapsed <= 0 or elapsed >= length:
+        return so_far
+    # One rounding, of the exact rational: round() of a Fraction is half to even.
+    exact = Fraction(so_far) * length / elapsed
+    units = round(exact * 10**PROJECTION_SCALE)
+    return Decimal(units).scaleb(-PROJECTION_SCALE, context=EXACT).normalize(EXACT) \
+        if units else Decimal(0)
+
+
+def project(request: InvoiceRequest, records: Iterable[MeterRecord]) -> list[Projection]:
+    """MS-PRJ-001: one projection per subscription for its period holding `request.at` (the
+    `asOf` instant), from the records strictly before it. MeterspecError lists every bad
+    record (paths /records/<index>/...) and a request with `periods` other than 1."""
+    if request.periods != 1:
+        raise MeterspecError.single("invalid-request", "/periods", "a projection is of the "
+                                    "one period in progress", "MS-PRJ-001")
+    builder = InvoiceBuilder(request)
+    as_of = parse_timestamp(request.at)
+    problems: list[Problem] = []
+    for index, record in enumerate(records):
+        path = f"/records/{index}"
+        try:
+            instant, _ = parse_record(record, path)
+            if instant < as_of:
+                builder.add(record, path)
+        except MeterspecError as error:
+            problems += error.problems
+    if problems:
+        raise MeterspecError(problems)
+    return projections(request, builder.invoices())
+
+
+def projections(request: InvoiceRequest, so_far: list[Invoice]) -> list[Projection]:
+    """The projection of each invoice built from the records before `request.at`."""
+    as_of = parse_timestamp(request.at)
+    return [_projection(request, invoice, as_of) for invoice in so_far]
+
+
+def _projection(request: InvoiceRequest, invoice: Invoice, as_of: int) -> Projection:
+    start, end = parse_timestamp(invoice.period.start), parse_timestamp(invoice.period.end)
+    plan = select_plan(request.plans, invoice.plan.id, start)
+    assert plan is not None  # the builder billed this period with it
+    quantities: dict[str, Decimal] = {}
+    for line in invoice.lines:
+        unit, usage = line.rated.unit, line.usage
+        if unit is not None and usage is not None and line.rated.quantity is not None:
+            quantities[unit] = projected_quantity(usage.aggregation,
+                                                  Decimal(line.rated.quantity),
+                                                  as_of - start, end - start)
+    projected = rate_plan(plan, quantities)
+    lines = [ProjectedLine(
+        charge_id=line.rated.charge_id, unit=line.rated.unit,
+        aggregation=None if line.usage is None else line.usage.aggregation,
+        quantity=line.rated.quantity,
+        projected_quantity=None if line.rated.unit is None
+        else format_quantity(quantities[line.rated.unit]),
+        amount=line.rated.amount, projected_amount=rated.amount)
+        for line, rated in zip(invoice.lines, projected, strict=True)]
+    return Projection(
+        workspace_id=invoice.workspace_id, universe_id=invoice.universe_id,
+        subject=invoice.subject, period=invoice.period, as_of=format_timestamp(as_of),
+        plan=invoice.plan, currency=invoice.currency, lines=lines, total=invoice.total,
+        projected_total=total(line.projected_amount for line in lines))
+
+
+def projection_value_problems(document: object, reported: set[str]) -> list[Problem]:
+    """The period's and asOf's timestamps and the currency, beyond the schema."""
+    problems = invoice_value_problems(document, reported, ())
+    for path, value in walk(document, ("asOf",), ""):
+        if isinstance(value, str) and path not in reported:
+            try:
+                parse_timestamp(value, path)
+            except MeterspecError as error:
+                problems += error.problems
+    for path, value in walk(document, ("currency",), ""):
+        if path not in reported:
+            try:
+                currency(value, path)
+            except MeterspecError as error:
+                problems += error.problems
+    return problems
+
+
+def projection_problems(projection: Projection) -> list[Problem]:
+    """MS-PRJ-003: asOf lies in the period, each amount is rounded half to even from its
+    precise value, and both totals are the sums of their lines (MS-MNY-007)."""
+    problems: list[Problem] = []
+    start, end = (parse_timestamp(projection.period.start),
+                  parse_timestamp(projection.period.end))
+    if not start <= parse_timestamp(projection.as_of) < end:
+        problems.append(Problem("invalid-window", "/asOf", "asOf must lie in the period",
+                                "MS-PRJ-001"))
+    for index, line in enumerate(projection.lines):
+        for name, amount in (("amount", line.amount), ("projectedAmount", line.projected_amount)):
+            if Amount.of(Decimal(amount.precise), projection.currency) != amount:
+                problems.append(Problem("inconsistent-amount", f"/lines/{index}/{name}",
+                                        "rounded must be precise rounded half to even",
+                                        "MS-MNY-005"))
+    for name, value, parts in (
+            ("total", projection.total, [line.amount for line in projection.lines]),
+            ("projectedTotal", projection.projected_total,
+             [line.projected_amount for line in projection.lines])):
+        if value != total(parts):
+            problems.append(Problem("inconsistent-amount", f"/{name}", f"{name} is the sum of "
+                                    "the lines", "MS-MNY-007"))
+    return problems
