@@ -28,7 +28,12 @@ import referencing
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from test_ingestion import ingestion_states
-from test_invoices import adjustment_documents, invoice_documents, scenarios
+from test_invoices import (
+    adjustment_documents,
+    invoice_documents,
+    projection_documents,
+    scenarios,
+)
 from test_pricing import plans, rated_charges
 from test_quotas import quota_checks, quota_decisions, quota_policies
 from test_ratelimit import rate_policies, rate_states
@@ -57,7 +62,7 @@ SCHEMAS = ROOT / "schemas"
 EXAMPLES = SCHEMAS / "examples"
 KINDS = ("event", "config", "record", "reading", "request", "problem", "plan", "rated-charge",
          "ingestion-state", "quota-policy", "quota-check", "quota-decision", "rate-limit-policy",
-         "rate-limit-state", "invoice-request", "invoice", "adjustment")
+         "rate-limit-state", "invoice-request", "invoice", "adjustment", "projection")
 SCHEMA_FILES = {
     "event": "event-payload.schema.json",
     "config": "metering-config.schema.json",
@@ -76,6 +81,7 @@ SCHEMA_FILES = {
     "invoice-request": "invoice-request.schema.json",
     "invoice": "invoice.schema.json",
     "adjustment": "adjustment.schema.json",
+    "projection": "projection.schema.json",
 }
 # specs/errors.md, "Codes": the closed list, read from its table.
 CODES = set(re.findall(r"^\| `([a-z-]+)` \|", (ROOT / "specs" / "errors.md").read_text(),
@@ -587,6 +593,7 @@ INSTANCES: dict[str, st.SearchStrategy[Any]] = {
     "rate-limit-policy": rate_policies, "rate-limit-state": rate_states,
     "invoice-request": scenarios().map(lambda scenario: scenario[0]),
     "invoice": invoice_documents(), "adjustment": adjustment_documents(),
+    "projection": projection_documents(),
 }
 FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import msgspec
 from msgspec.structs import replace
 
-from meterspec import ingestion, invoices, quotas, ratelimit, reconcile
+from meterspec import ingestion, invoices, projection, quotas, ratelimit, reconcile
 from meterspec.contracts import (
     AggregationRequest,
     EventPayload,
@@ -50,6 +50,7 @@ STRUCTS: dict[str, type[Any]] = {
     "invoice-request": invoices.InvoiceRequest,
     "invoice": invoices.Invoice,
     "adjustment": reconcile.Adjustment,
+    "projection": projection.Projection,
 }
 # Kinds whose own module checks their values (on the raw document, beside schema problems) and
 # their semantics (on the decoded Struct, once nothing else is wrong): MS-ERR-002.
@@ -64,6 +65,7 @@ _OWN_VALUE_CHECKS: dict[str, Callable[[object, set[str]], list[Problem]]] = {
     "invoice-request": invoices.request_value_problems,
     "invoice": invoices.invoice_value_problems,
     "adjustment": reconcile.adjustment_value_problems,
+    "projection": projection.projection_value_problems,
 }
 def _problems_of(check: Callable[[], object]) -> list[Problem]:
     """The problems a check returns (a list) or raises (MeterspecError)."""
@@ -87,6 +89,7 @@ _SEMANTIC_CHECKS: dict[str, Callable[[Any], list[Problem]]] = {
     "invoice-request": invoices.request_semantic_problems,
     "invoice": invoices.invoice_problems,
     "adjustment": reconcile.adjustment_problems,
+    "projection": projection.projection_problems,
 }
 _encoder = msgspec.json.Encoder()
 

@@ -32,6 +32,7 @@ KINDS = {
     "invoice-request": "invoice-request",
     "invoice": "invoice",
     "adjustment": "adjustment",
+    "projection": "projection",
 }
 _BASE = "https://meterspec.dev/schemas/v1/"
 
