@@ -107,6 +107,7 @@ def test_billing_period_holding_an_instant(anchor: str, zone: str, months: int, 
      "/intervalMonths"),
 ])
 def test_a_bad_cycle_is_an_error_not_a_guess(cycle: BillingCycle, code: str, path: str) -> None:
+    """MS-BIL-001: a date that exists, a known zone, 1 to 12 months."""
     with pytest.raises(MeterspecError) as caught:
         period_containing(cycle, 0)
     assert [(p.code, p.path) for p in caught.value.problems] == [(code, path)]
@@ -265,7 +266,8 @@ def test_reconcile_writes_nothing_when_no_late_record_changed_a_bill(capsysbinar
 
 def test_bad_records_are_reported_by_line_and_the_good_ones_still_billed(
         capsysbinary: Capture, tmp_path: Path) -> None:
-    """MS-ERR-004/005 for `meterspec invoice`: exit 1, every bad line reported, no loss."""
+    """MS-INV-008, MS-ERR-004/005 for `meterspec invoice`: exit 1, every bad line reported,
+    the good ones billed as if the bad ones were not there."""
     good, records = _records(capsysbinary, tmp_path, "events.ndjson")
     lines = good.read_bytes().splitlines()
     broken = [lines[0], b'{"id": 1}', *lines[1:3], b"not json", *lines[3:]]
@@ -305,6 +307,34 @@ def test_periods_bills_a_usage_history(capsysbinary: Capture, tmp_path: Path) ->
     # Before any usage only the platform fee; then 8 seats for the last 269 of 744 hours:
     # 8 x 269 / 744 = 2.892473 (scale 6), x $10 = $28.92473 -> $28.92, plus $49.
     assert [i["total"]["rounded"] for i in acme] == ["49", "77.92", "170.19"]
+
+
+def test_revision_and_usage_rules_of_the_example(capsysbinary: Capture, tmp_path: Path) -> None:
+    """MS-INV-006 recomputed from the prose's field list; MS-INV-002: each line's aggregation
+    is the request's usage rule for its unit."""
+    records_path, _ = _records(capsysbinary, tmp_path, "events.ndjson")
+    out, _ = _cli(capsysbinary, "invoice", "--request", str(EXAMPLE / "invoice-request.json"),
+                  str(records_path))
+    rules = json.loads((EXAMPLE / "invoice-request.json").read_text())["usage"]
+    for invoice in _ndjson(out):
+        fields = ["meterspec/invoice-revision/v1", invoice["id"], invoice["plan"]["id"],
+                  str(invoice["plan"]["version"]), invoice["currency"],
+                  str(len(invoice["lines"]))]
+        for line in invoice["lines"]:
+            rated, usage = line["rated"], line.get("usage")
+            carried = None if usage is None else usage.get("carriedIn")
+            fields += [rated["chargeID"], rated.get("quantity", ""),
+                       rated.get("billableQuantity", ""), rated["amount"]["precise"],
+                       rated["amount"]["rounded"],
+                       "" if usage is None else str(usage["recordCount"]),
+                       "" if usage is None else usage["recordsDigest"],
+                       "" if carried is None else ms_id("rds_", ["meterspec/records/v1",
+                                                                 *sorted(carried)])]
+            if usage is not None:
+                assert usage["aggregation"] == rules[rated["unit"]]["aggregation"]
+        fields += [invoice["subtotal"]["precise"], invoice["subtotal"]["rounded"],
+                   invoice["total"]["precise"], invoice["total"]["rounded"]]
+        assert invoice["revision"] == ms_id("rev_", fields)
 
 
 # ------------------------------------------------------------------ laws, by hypothesis
@@ -434,8 +464,9 @@ def test_each_line_digests_exactly_the_records_inside_its_period(
 @given(scenarios(), st.data())
 def test_an_adjustment_applied_to_the_closed_invoice_is_the_rebuilt_one(
         scenario: tuple[InvoiceRequest, list[MeterRecord]], data: st.DataObject) -> None:
-    """MS-REC-002..005: whatever records arrive late, closed + adjustment == rebuilt, the
-    adjustment is a valid document, and the totals add up exactly."""
+    """MS-REC-001, MS-REC-002, MS-REC-005: whatever records arrive late, the rebuilt invoice
+    has the closed one's id, closed + adjustment == rebuilt, the adjustment is a valid
+    document (only changed lines, MS-REC-003) and the totals add up exactly (MS-REC-004)."""
     request, records = scenario
     known = [r for r in records if data.draw(st.booleans())]
     closed_invoices = build_invoices(request, known)
@@ -471,6 +502,7 @@ def example() -> tuple[InvoiceRequest, list[MeterRecord]]:
 
 def test_reconcile_refuses_two_different_invoices(
         example: tuple[InvoiceRequest, list[MeterRecord]]) -> None:
+    """MS-REC-001 (another subject's bill is no rebuild) and MS-INV-007 (a tampered total)."""
     request, records = example
     acme, globex = build_invoices(request, records)
     with pytest.raises(MeterspecError) as caught:
@@ -503,6 +535,7 @@ def test_an_adjustment_applies_only_to_the_revision_it_was_made_from(
 
 def test_no_effective_plan_is_named_not_guessed(
         example: tuple[InvoiceRequest, list[MeterRecord]]) -> None:
+    """MS-INV-001: a period without an effective plan version is never billed with another."""
     request, records = example
     early = msgspec.structs.replace(request, at="2022-06-01T00:00:00Z")
     with pytest.raises(MeterspecError) as caught:
@@ -586,7 +619,7 @@ def projection_documents(draw: st.DrawFn) -> Projection:
 @given(scenarios(), st.sampled_from(["2024-04-02T00:00:00Z", "2024-05-20T00:00:00Z"]))
 def test_a_projection_is_consistent_and_ignores_later_records(
         scenario: tuple[InvoiceRequest, list[MeterRecord]], as_of: str) -> None:
-    """MS-PRJ-001/003: only records before asOf count (adding later ones changes nothing);
+    """MS-PRJ-001/MS-PRJ-003: only records before asOf count (adding later ones changes nothing);
     totals are the sums of their lines; counters never project below zero growth."""
     request, records = scenario
     request = msgspec.structs.replace(request, at=as_of, periods=1)
