@@ -35,6 +35,14 @@ NODE = shutil.which("node")
 RUN = "import sys; from meterspec.cli import main; sys.exit(main(sys.argv[1:]))"
 TIMEOUT = 300
 
+# Cases the reference fails because the reference is wrong: the suite keeps each case as the
+# spec says, and the reason names the bug in src/meterspec (not fixed here: another owner's
+# code). tests/test_conformance_harness.py holds each one as a strict xfail, so a fix shows.
+REFERENCE_BUGS: dict[str, str] = {
+    "prc-err-030": "bug: plans.charge_problems raises on an out-of-range minimumAmount, so "
+                   "codec.decode drops the invalid-tiers problem found beside it (MS-ERR-002)",
+}
+
 # What the Node adapter passes today. Raise it when the adapter learns more; a drop is a
 # regression (in the adapter, or a suite change that the adapter's README must explain).
 NODE_MIN_PASSED = 328
@@ -198,10 +206,12 @@ def test_every_fault_of_the_broken_adapter_is_tested() -> None:
 
 @pytest.mark.parametrize("impl", ["reference", "reference-subprocess"])
 def test_the_reference_passes_every_case(runs: dict[str, Result], impl: str) -> None:
+    """Every case but the known reference bugs, which it fails (and only fails)."""
     result = runs[impl]
-    assert result.status == 0, result.explain()
+    assert result.status == (1 if REFERENCE_BUGS else 0), result.explain()
     assert result.summary["total"] > 0
-    assert result.summary["passed"] == result.summary["total"], result.explain()
+    assert result.ids("errored", "skipped") == [], result.explain()
+    assert sorted(result.ids("failed")) == sorted(REFERENCE_BUGS), result.explain()
 
 
 def _fault_params() -> Iterator[Any]:
