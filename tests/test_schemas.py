@@ -27,6 +27,7 @@ import pytest
 import referencing
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from test_domain_events import INSTANCES as DOMAIN_EVENT_INSTANCES
 from test_ingestion import ingestion_states
 from test_invoices import (
     adjustment_documents,
@@ -62,7 +63,8 @@ SCHEMAS = ROOT / "schemas"
 EXAMPLES = SCHEMAS / "examples"
 KINDS = ("event", "config", "record", "reading", "request", "problem", "plan", "rated-charge",
          "ingestion-state", "quota-policy", "quota-check", "quota-decision", "rate-limit-policy",
-         "rate-limit-state", "invoice-request", "invoice", "adjustment", "projection")
+         "rate-limit-state", "invoice-request", "invoice", "adjustment", "projection",
+         "usage-recorded", "quota-event", "invoice-generated", "billing-period-closed")
 SCHEMA_FILES = {
     "event": "event-payload.schema.json",
     "config": "metering-config.schema.json",
@@ -80,6 +82,10 @@ SCHEMA_FILES = {
     "rate-limit-state": "rate-limit-state.schema.json",
     "invoice-request": "invoice-request.schema.json",
     "invoice": "invoice.schema.json",
+    "usage-recorded": "domain-event-usage-recorded.schema.json",
+    "quota-event": "domain-event-quota.schema.json",
+    "invoice-generated": "domain-event-invoice-generated.schema.json",
+    "billing-period-closed": "domain-event-billing-period-closed.schema.json",
     "adjustment": "adjustment.schema.json",
     "projection": "projection.schema.json",
 }
@@ -594,6 +600,7 @@ INSTANCES: dict[str, st.SearchStrategy[Any]] = {
     "invoice-request": scenarios().map(lambda scenario: scenario[0]),
     "invoice": invoice_documents(), "adjustment": adjustment_documents(),
     "projection": projection_documents(),
+    **DOMAIN_EVENT_INSTANCES,
 }
 FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -8,7 +8,15 @@ from typing import Any, TypeVar
 import msgspec
 from msgspec.structs import replace
 
-from meterspec import ingestion, invoices, projection, quotas, ratelimit, reconcile
+from meterspec import (
+    domain_events,
+    ingestion,
+    invoices,
+    projection,
+    quotas,
+    ratelimit,
+    reconcile,
+)
 from meterspec.contracts import (
     AggregationRequest,
     EventPayload,
@@ -49,6 +57,10 @@ STRUCTS: dict[str, type[Any]] = {
     "rate-limit-state": ratelimit.RateLimitState,
     "invoice-request": invoices.InvoiceRequest,
     "invoice": invoices.Invoice,
+    "usage-recorded": domain_events.UsageRecorded,
+    "quota-event": quotas.QuotaEvent,
+    "invoice-generated": domain_events.InvoiceGenerated,
+    "billing-period-closed": domain_events.BillingPeriodClosed,
     "adjustment": reconcile.Adjustment,
     "projection": projection.Projection,
 }
@@ -64,6 +76,7 @@ _OWN_VALUE_CHECKS: dict[str, Callable[[object, set[str]], list[Problem]]] = {
     "rate-limit-state": ratelimit.state_value_problems,
     "invoice-request": invoices.request_value_problems,
     "invoice": invoices.invoice_value_problems,
+    **{kind: domain_events.value_problems(kind) for kind in domain_events.KINDS},
     "adjustment": reconcile.adjustment_value_problems,
     "projection": projection.projection_value_problems,
 }
@@ -88,6 +101,7 @@ _SEMANTIC_CHECKS: dict[str, Callable[[Any], list[Problem]]] = {
     "rate-limit-state": ratelimit.state_problems,
     "invoice-request": invoices.request_semantic_problems,
     "invoice": invoices.invoice_problems,
+    **dict.fromkeys(domain_events.KINDS, domain_events.semantic_problems),
     "adjustment": reconcile.adjustment_problems,
     "projection": projection.projection_problems,
 }

@@ -31,6 +31,10 @@ KINDS = {
     "rate-limit-state": "rate-limit-state",
     "invoice-request": "invoice-request",
     "invoice": "invoice",
+    "usage-recorded": "domain-event-usage-recorded",
+    "quota-event": "domain-event-quota",
+    "invoice-generated": "domain-event-invoice-generated",
+    "billing-period-closed": "domain-event-billing-period-closed",
     "adjustment": "adjustment",
     "projection": "projection",
 }
