@@ -41,6 +41,9 @@ TIMEOUT = 300
 REFERENCE_BUGS: dict[str, str] = {
     "prc-err-030": "bug: plans.charge_problems raises on an out-of-range minimumAmount, so "
                    "codec.decode drops the invalid-tiers problem found beside it (MS-ERR-002)",
+    "ing-023": "bug: ingestion.correction_problems rejects a correction that names itself at "
+               "ingestion; MS-ING-003/012 reject only malformed corrections, and MS-ING-017 "
+               "makes it an ineffective correction when corrections are applied",
 }
 
 # What the Node adapter passes today. Raise it when the adapter learns more; a drop is a
