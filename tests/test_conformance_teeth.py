@@ -41,9 +41,6 @@ TIMEOUT = 300
 REFERENCE_BUGS: dict[str, str] = {
     "prc-err-030": "bug: plans.charge_problems raises on an out-of-range minimumAmount, so "
                    "codec.decode drops the invalid-tiers problem found beside it (MS-ERR-002)",
-    "ing-023": "bug: ingestion.correction_problems rejects a correction that names itself at "
-               "ingestion; MS-ING-003/012 reject only malformed corrections, and MS-ING-017 "
-               "makes it an ineffective correction when corrections are applied",
 }
 
 # What the Node adapter passes today. Raise it when the adapter learns more; a drop is a
@@ -124,6 +121,40 @@ FAULTS: dict[str, Fault] = {
     "unicode-normalized": Fault(("events",), catchers=("evt-031",)),
     # errors
     "first-problem-only": Fault(("errors",), catchers=("err-004", "err-017", "err-027")),
+    # pricing (rate, rate-plan)
+    "tier-upto-exclusive": Fault(("pricing",), catchers=("prc-001", "prc-003", "prc-007")),
+    "money-half-up": Fault(("pricing",), catchers=("mny-001", "mny-003", "mny-006")),
+    "round-each-tier": Fault(("pricing",), catchers=("prc-017", "prc-033", "prc-043")),
+    "first-tier-fee-at-zero": Fault(("pricing",), catchers=("prc-005", "prc-011")),
+    "package-ignores-included": Fault(
+        ("pricing",), catchers=("prc-019", "prc-020", "prc-021")),
+    "package-floor": Fault(("pricing",), catchers=("prc-019", "prc-023", "prc-024")),
+    "minimum-only-with-usage": Fault(("pricing",), catchers=("prc-026", "prc-028", "plan-014")),
+    "negative-usage-zero": Fault(("pricing",), catchers=("prc-012", "prc-013", "prc-014")),
+    "total-rounded-again": Fault(("pricing",), catchers=("plan-016", "plan-018")),
+    "version-highest-number": Fault(("pricing",), catchers=("plan-010",)),
+    "effective-to-inclusive": Fault(("pricing",), catchers=("plan-006",)),
+    # ingestion (ingest, apply-corrections)
+    "dedup-ignores-workspace": Fault(("ingestion",), catchers=("ing-005", "ing-006")),
+    "conflict-overwrites": Fault(("ingestion",), catchers=("ing-003", "ing-004", "ing-011")),
+    "digest-raw-time": Fault(("ingestion",), catchers=("ing-007", "ing-010")),
+    "horizon-checked-first": Fault(("ingestion",), catchers=("ing-015",)),
+    "expire-lowers-horizon": Fault(("ingestion",), catchers=("ing-016",)),
+    "amendments-merge": Fault(("ingestion",), catchers=("cor-002", "cor-023")),
+    "amendment-last-in-log": Fault(("ingestion",), catchers=("cor-003",)),
+    "state-utf16-order": Fault(("ingestion",), catchers=("ing-024",)),
+    # quotas and rate limits (quota, rate-limit)
+    "quota-limit-exclusive": Fault(("quotas",), catchers=("qta-002", "qta-008", "qta-027")),
+    "quota-period-utc": Fault(("quotas",), catchers=("qta-030", "qta-031", "qta-032")),
+    "stale-usage-ignored": Fault(("quotas",), catchers=("qta-015", "qta-017", "qta-019")),
+    "staleness-bound-inclusive": Fault(("quotas",), catchers=("qta-016",)),
+    "grace-ignored": Fault(("quotas",), catchers=("qta-009", "qta-011")),
+    "warning-every-time": Fault(("quotas",), catchers=("qta-006", "qta-007")),
+    "retry-after-off-by-one": Fault(("quotas",), catchers=("rl-003", "rl-005", "rl-017")),
+    "too-costly-retry": Fault(("quotas",), catchers=("rl-006", "rl-023")),
+    "window-start-inclusive": Fault(("quotas",), catchers=("rl-004", "rl-018", "rl-022")),
+    "log-ahead-ignored": Fault(("quotas",), catchers=("rl-011", "rl-012")),
+    "prune-relative-to-now": Fault(("quotas",), catchers=("rl-024",)),
 }
 
 

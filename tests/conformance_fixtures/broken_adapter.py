@@ -12,6 +12,7 @@ and expects at least one case to fail.
 from __future__ import annotations
 
 import argparse
+import decimal
 import json
 import re
 import sys
@@ -24,11 +25,25 @@ from typing import Any
 
 import msgspec
 
-from meterspec import aggregations, codec, ids, metering, readings, timestamps, windows
+from meterspec import (
+    aggregations,
+    codec,
+    ids,
+    ingestion,
+    metering,
+    money,
+    plans,
+    pricing,
+    quotas,
+    ratelimit,
+    readings,
+    timestamps,
+    windows,
+)
 from meterspec import quantity as quantities
 from meterspec.aggregations import Latest, Max, Min, Sum, TimeWeightedAverage, UniqueCount
 from meterspec.conformance import adapter
-from meterspec.contracts import Filter, MeasurementSpec, MeterReading, MeterRecord
+from meterspec.contracts import EventPayload, Filter, MeasurementSpec, MeterReading, MeterRecord
 from meterspec.errors import MeterspecError
 from meterspec.metering import Meter
 from meterspec.quantity import EXACT, ZERO
@@ -653,6 +668,473 @@ def _unknown_field_ignored() -> None:
             data = json.dumps(kept, ensure_ascii=False).encode()
         return original(data)
     replace_everywhere(original, decode_event)
+
+
+# --- pricing ----------------------------------------------------------------------------------
+
+@fault("tier-upto-exclusive", "a tier's upTo is exclusive: a quantity exactly at a boundary "
+       "belongs to the next tier, as in systems that start the next tier at the boundary "
+       "(MS-PRC-007)")
+def _tier_upto_exclusive() -> None:
+    def graduated(billable: Decimal, tiers: list[Any]) -> list[plans.RatedTier]:
+        rows: list[plans.RatedTier] = []
+        lower = ZERO
+        for index, tier in enumerate(tiers):
+            if index > 0 and billable < lower:
+                break
+            top = billable if tier.up_to is None else min(billable, tier.up_to)
+            units = EXACT.subtract(top, lower)
+            entered = units > 0 or (index > 0 and billable >= lower)
+            if entered or not units.is_zero():
+                rows.append(pricing._row(index, lower, tier, units,
+                                         tier.flat_fee if entered else ZERO))
+            if tier.up_to is None:
+                break
+            lower = tier.up_to
+        return rows
+
+    def volume(billable: Decimal, tiers: list[Any]) -> list[plans.RatedTier]:
+        if billable <= 0:
+            return original_volume(billable, tiers)
+        lower = ZERO
+        for index, tier in enumerate(tiers):
+            if tier.up_to is None or billable < tier.up_to:
+                return [pricing._row(index, lower, tier, billable, tier.flat_fee)]
+            lower = tier.up_to
+        raise AssertionError("unreachable")
+    original_volume = pricing._volume
+    pricing._graduated = graduated
+    pricing._volume = volume
+
+
+@fault("money-half-up", "amounts are rounded half up (away from zero on ties), the default of "
+       "most billing systems, instead of half to even (MS-MNY-005)")
+def _money_half_up() -> None:
+    context = decimal.Context(prec=EXACT.prec, rounding=decimal.ROUND_HALF_UP,
+                              Emax=EXACT.Emax, Emin=EXACT.Emin)
+
+    def round_money(value: Decimal, currency: Any) -> Decimal:
+        found = currency if isinstance(currency, money.Currency) else money.currency(currency)
+        rounded = value.quantize(Decimal(1).scaleb(-found.minor_units), context=context)
+        return ZERO if rounded.is_zero() else rounded
+    replace_everywhere(money.round_money, round_money)
+
+
+@fault("round-each-tier", "each tier's amount is rounded to cents before the tiers are added, "
+       "not the line once at the end (MS-MNY-005)")
+def _round_each_tier() -> None:
+    original = pricing._row
+
+    def row(index: int, lower: Decimal, tier: Any, units: Decimal,
+            fee: Decimal) -> plans.RatedTier:
+        made = original(index, lower, tier, units, fee)
+        cents = Decimal(made.amount).quantize(Decimal("0.01"), context=decimal.Context(
+            prec=EXACT.prec, rounding=decimal.ROUND_HALF_EVEN))
+        return msgspec.structs.replace(made, amount=quantities.format_quantity(cents))
+    pricing._row = row
+
+
+@fault("first-tier-fee-at-zero", "the first tier's flat fee is charged at zero usage, as if "
+       "it were a fixed fee (MS-PRC-011)")
+def _first_tier_fee_at_zero() -> None:
+    graduated, volume = pricing._graduated, pricing._volume
+
+    def at_zero(model: Callable[[Decimal, list[Any]], list[plans.RatedTier]]
+                ) -> Callable[[Decimal, list[Any]], list[plans.RatedTier]]:
+        def rated(billable: Decimal, tiers: list[Any]) -> list[plans.RatedTier]:
+            if billable.is_zero():
+                return [pricing._row(0, ZERO, tiers[0], ZERO, tiers[0].flat_fee)]
+            return model(billable, tiers)
+        return rated
+    pricing._graduated = at_zero(graduated)  # type: ignore[assignment]
+    pricing._volume = at_zero(volume)  # type: ignore[assignment]
+
+
+@fault("package-ignores-included", "a package charge counts packages over the raw quantity, "
+       "its included units forgotten (MS-PRC-005, MS-PRC-012)")
+def _package_ignores_included() -> None:
+    original = pricing._rate
+
+    def rate(charge: plans.Charge, quantity: Decimal, found: money.Currency) -> Any:
+        if charge.model == "package":
+            charge = msgspec.structs.replace(charge, included_quantity=None)
+        return original(charge, quantity, found)
+    pricing._rate = rate
+
+
+@fault("package-floor", "the package count is rounded down, as an integer division would "
+       "(MS-PRC-012)")
+def _package_floor() -> None:
+    def ceil_packages(billable: Decimal, size: Decimal) -> Decimal:
+        return ZERO if billable <= 0 else EXACT.divide_int(billable, size)
+    pricing._ceil_packages = ceil_packages
+
+
+@fault("minimum-only-with-usage", "a charge's minimum applies only when there was usage, not at "
+       "zero or negative usage (MS-PRC-014)")
+def _minimum_only_with_usage() -> None:
+    original = pricing._rate
+
+    def rate(charge: plans.Charge, quantity: Decimal, found: money.Currency) -> Any:
+        if quantity <= 0:
+            charge = msgspec.structs.replace(charge, minimum_amount=None)
+        return original(charge, quantity, found)
+    pricing._rate = rate
+
+
+@fault("negative-usage-zero", "a negative quantity is rated as 0, so a credit is silently "
+       "dropped (MS-PRC-011)")
+def _negative_usage_zero() -> None:
+    original = pricing._rate
+
+    def rate(charge: plans.Charge, quantity: Decimal, found: money.Currency) -> Any:
+        return original(charge, max(quantity, ZERO), found)
+    pricing._rate = rate
+
+
+@fault("total-rounded-again", "a plan's total is the precise sum rounded once more, not the sum "
+       "of the rounded lines (MS-MNY-007)")
+def _total_rounded_again() -> None:
+    original = adapter.OPERATIONS["rate-plan"]
+
+    def rate_plan(case_input: dict[str, Any]) -> dict[str, Any]:
+        answer = original(case_input)
+        for rated in answer.get("output", []):
+            precise = Decimal(rated["total"]["precise"])
+            rated["total"]["rounded"] = quantities.format_quantity(
+                money.round_money(precise, rated["currency"]))
+        return answer
+    adapter.OPERATIONS["rate-plan"] = rate_plan
+
+
+@fault("version-highest-number", "of the plan versions effective at the period's start the "
+       "highest version number wins, whatever their effectiveFrom (MS-PRC-003)")
+def _version_highest_number() -> None:
+    def select_plan(versions: Iterable[plans.Plan], plan_id: str,
+                    window_start: str | Micros) -> plans.Plan | None:
+        at = (timestamps.parse_timestamp(window_start) if isinstance(window_start, str)
+              else window_start)
+        effective = [p for p in versions if p.id == plan_id and plans.effective_at(p, at)]
+        return max(effective, key=lambda p: p.version) if effective else None
+    plans.select_plan = select_plan
+
+
+@fault("effective-to-inclusive", "a plan version is still effective at its effectiveTo "
+       "instant (MS-PRC-002)")
+def _effective_to_inclusive() -> None:
+    def effective_at(plan: plans.Plan, at: Micros) -> bool:
+        return timestamps.parse_timestamp(plan.effective_from) <= at and (
+            plan.effective_to is None or at <= timestamps.parse_timestamp(plan.effective_to))
+    plans.effective_at = effective_at
+
+
+# --- ingestion --------------------------------------------------------------------------------
+
+class _WorkspaceBlindKey(tuple[str, str, str]):
+    """An identity that compares and hashes without its workspaceID."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, tuple) and tuple(self[1:]) == tuple(other[1:])
+
+    def __hash__(self) -> int:
+        return hash(tuple(self[1:]))
+
+
+@fault("dedup-ignores-workspace", "deduplication keys on (universeID, id), so one workspace's "
+       "event id hides another workspace's (MS-ING-001)")
+def _dedup_ignores_workspace() -> None:
+    original_ingest, original_identity = ingestion.ingest, ingestion.identity
+
+    def identity(event: EventPayload) -> tuple[str, str, str]:
+        return _WorkspaceBlindKey((event.workspace_id, event.universe_id, event.id))
+
+    def ingest(batch: Iterable[EventPayload],
+               state: ingestion.SeenState = ingestion.EMPTY) -> ingestion.IngestResult:
+        blind = ingestion.SeenState._own(
+            {_WorkspaceBlindKey(key): seen for key, seen in state.items()}, state.horizon)
+        ingestion.identity = identity
+        try:
+            return original_ingest(batch, blind)
+        finally:
+            ingestion.identity = original_identity
+    ingestion.ingest = ingest
+
+
+@fault("conflict-overwrites", "the same identity with another payload replaces the accepted "
+       "one (last write wins) instead of being reported (MS-ING-004)")
+def _conflict_overwrites() -> None:
+    original = ingestion.ingest
+
+    def ingest(batch: Iterable[EventPayload],
+               state: ingestion.SeenState = ingestion.EMPTY) -> ingestion.IngestResult:
+        events = list(batch)
+        result = original(events, state)
+        seen = {key: result.state.get(key) for key in result.state}
+        outcomes = list(result.outcomes)
+        for conflict in result.conflicts:
+            instant = timestamps.parse_timestamp(events[conflict.position].time)
+            seen[conflict.identity] = ingestion.Seen(conflict.conflicting_digest, instant)
+            outcomes[conflict.position] = "accepted"
+        kept = {key: value for key, value in seen.items() if value is not None}
+        return result._replace(conflicts=(), outcomes=tuple(outcomes),
+                               state=ingestion.SeenState._own(kept, result.state.horizon))
+    ingestion.ingest = ingest
+
+
+@fault("horizon-checked-first", "the retention horizon is checked before the seen identities, "
+       "so a known identity's payload with an old time is reported late, not as a conflict "
+       "(MS-ING-003)")
+def _horizon_checked_first() -> None:
+    original = ingestion.ingest
+
+    def ingest(batch: Iterable[EventPayload],
+               state: ingestion.SeenState = ingestion.EMPTY) -> ingestion.IngestResult:
+        events = list(batch)
+        result = original(events, state)
+        horizon = result.state.horizon
+        if horizon is None:
+            return result
+        outcomes = list(result.outcomes)
+        late = list(result.late)
+
+        def too_old(position: int, key: ingestion.Identity) -> bool:
+            instant = timestamps.parse_timestamp(events[position].time)
+            if instant >= horizon:
+                return False
+            outcomes[position] = "late-beyond-retention"
+            late.append(ingestion.Late(position, key, timestamps.format_timestamp(instant),
+                                       timestamps.format_timestamp(horizon)))
+            return True
+        duplicates = [d for d in result.duplicates if not too_old(d.position, d.identity)]
+        conflicts = [c for c in result.conflicts if not too_old(c.position, c.identity)]
+        return result._replace(outcomes=tuple(outcomes), duplicates=tuple(duplicates),
+                               conflicts=tuple(conflicts),
+                               late=tuple(sorted(late, key=lambda item: item.position)))
+    ingestion.ingest = ingest
+
+
+@fault("digest-raw-time", "the payload digest hashes the time as written, so the same instant "
+       "spelled with an offset is a conflict, not a duplicate (MS-ING-002)")
+def _digest_raw_time() -> None:
+    original = ingestion.digest_fields
+
+    def digest_fields(event: EventPayload, instant: Micros) -> list[str]:
+        fields = original(event, instant)
+        fields[6] = event.time
+        return fields
+    ingestion.digest_fields = digest_fields
+
+
+@fault("expire-lowers-horizon", "expiring sets the horizon to the given instant even when the "
+       "state's horizon is later (MS-ING-009)")
+def _expire_lowers_horizon() -> None:
+    def expire(state: ingestion.SeenState, before: Micros) -> ingestion.SeenState:
+        kept = {key: value for key, value in state.items() if value.time >= before}
+        return ingestion.SeenState(kept, before)
+    ingestion.expire = expire
+
+
+def _rewrite_amendments(choose: Callable[[list[EventPayload]], EventPayload],
+                        merge: bool) -> None:
+    """Recompute amended events: the amendment `choose` picks from a target's amendments (in
+    log order), its properties merged into the target's when `merge`."""
+    original = ingestion.apply_corrections
+
+    def apply_corrections(log: Iterable[EventPayload]) -> ingestion.Corrected:
+        events = list(log)
+        result = original(events)
+        amended = dict(result.amended)
+        by_id = {ingestion.identity(e): e for e in events}
+        effective = []
+        chosen = {}
+        for event in result.effective:
+            key = ingestion.identity(event)
+            if key in amended:
+                candidates = [e for e in events if e.type == ingestion.AMEND
+                              and ingestion.identity(e)[:2] == key[:2]
+                              and e.properties.get(ingestion.TARGET) == key[2]]
+                winner = choose(candidates)
+                chosen[key] = winner.id
+                props = {k: v for k, v in winner.properties.items() if k != ingestion.TARGET}
+                if merge:
+                    props = {**by_id[key].properties, **props}
+                event = msgspec.structs.replace(event, properties=props)
+            effective.append(event)
+        return result._replace(effective=tuple(effective),
+                               amended=tuple((k, chosen.get(k, v)) for k, v in result.amended))
+    ingestion.apply_corrections = apply_corrections
+
+
+@fault("amendments-merge", "an amendment's properties are merged into the target's instead of "
+       "replacing them, so a property cannot be removed (MS-ING-015)")
+def _amendments_merge() -> None:
+    _rewrite_amendments(lambda candidates: max(
+        candidates, key=lambda e: (timestamps.parse_timestamp(e.time), e.id)), merge=True)
+
+
+@fault("amendment-last-in-log", "of several amendments the last one in the log wins, not the "
+       "latest by time (MS-ING-015, MS-ING-018)")
+def _amendment_last_in_log() -> None:
+    _rewrite_amendments(lambda candidates: candidates[-1], merge=False)
+
+
+@fault("state-utf16-order", "seen-state entries are sorted in UTF-16 code unit order, as "
+       "JavaScript and Java sort strings (MS-ING-007)")
+def _state_utf16_order() -> None:
+    def items(self: ingestion.SeenState) -> list[tuple[ingestion.Identity, ingestion.Seen]]:
+        return sorted(self._seen.items(),
+                      key=lambda item: tuple(part.encode("utf-16-be") for part in item[0]))
+    ingestion.SeenState.items = items  # type: ignore[method-assign]
+
+
+# --- quotas -----------------------------------------------------------------------------------
+
+@fault("quota-limit-exclusive", "a HARD quota denies a request that would bring usage exactly to "
+       "the limit: the limit is treated as exclusive (MS-QTA-004, MS-QTA-005)")
+def _quota_limit_exclusive() -> None:
+    original = quotas.decide
+
+    def decide(check: quotas.QuotaCheck) -> quotas.QuotaDecision:
+        decision = original(check)
+        ceiling = quotas.policy_levels(check.policy).ceiling
+        if (check.policy.mode != "HARD" or decision.decision == "deny"
+                or Decimal(decision.usage) != ceiling):
+            return decision
+        usage = quantities.parse_quantity(check.usage)
+        limit = Decimal(decision.limit)
+        return msgspec.structs.replace(
+            decision, decision="deny", reason="limit-exceeded",
+            usage=quantities.format_quantity(usage),
+            remaining=quantities.format_quantity(max(limit - usage, ZERO)), events=[])
+    quotas.decide = decide
+
+
+@fault("quota-period-utc", "quota periods and reset times are computed in UTC, whatever the "
+       "policy's time zone (MS-QTA-003)")
+def _quota_period_utc() -> None:
+    original = quotas.period_at
+
+    def period_at(policy: quotas.QuotaPolicy, now: Micros,
+                  path: str = "/now") -> tuple[Micros, Micros]:
+        utc = msgspec.structs.replace(policy, period=quotas.QuotaPeriod(policy.period.size))
+        return original(utc, now, path)
+    quotas.period_at = period_at
+
+
+def _levels(change: Callable[[quotas.Levels], quotas.Levels]) -> None:
+    original = quotas.policy_levels
+
+    def policy_levels(policy: quotas.QuotaPolicy, path: str = "") -> quotas.Levels:
+        return change(original(policy, path))
+    replace_everywhere(original, policy_levels)
+
+
+@fault("stale-usage-ignored", "the age of the usage is not looked at: stale usage is trusted "
+       "(MS-QTA-009)")
+def _stale_usage_ignored() -> None:
+    _levels(lambda levels: msgspec.structs.replace(levels, max_staleness=None))
+
+
+@fault("staleness-bound-inclusive", "usage exactly maxStalenessSeconds old is already stale "
+       "(MS-QTA-009)")
+def _staleness_bound_inclusive() -> None:
+    _levels(lambda levels: levels if levels.max_staleness is None else msgspec.structs.replace(
+        levels, max_staleness=levels.max_staleness - 1))
+
+
+@fault("grace-ignored", "a HARD quota's grace is ignored: it denies at the limit itself "
+       "(MS-QTA-004)")
+def _grace_ignored() -> None:
+    _levels(lambda levels: msgspec.structs.replace(levels, ceiling=levels.limit))
+
+
+@fault("warning-every-time", "quota.warning is emitted by every admitted request at or above "
+       "the warning level, not only by the one that crosses it (MS-QTA-010)")
+def _warning_every_time() -> None:
+    original = quotas.decide
+
+    def decide(check: quotas.QuotaCheck) -> quotas.QuotaDecision:
+        decision = original(check)
+        levels = quotas.policy_levels(check.policy)
+        kinds = [event.type for event in decision.events]
+        if (decision.decision == "deny" or check.policy.mode == "DISABLED"
+                or levels.warning is None or Decimal(decision.usage) < levels.warning
+                or "quota.warning" in kinds):
+            return decision
+        threshold = quantities.format_quantity(levels.warning)
+        event = quotas.QuotaEvent(
+            quotas.quota_event_id("quota.warning", check, decision.period, decision.limit,
+                                  threshold), "quota.warning", check.workspace_id,
+            check.universe_id, check.subject, check.unit, decision.period, decision.limit,
+            threshold)
+        return msgspec.structs.replace(decision, events=[event, *decision.events])
+    quotas.decide = decide
+
+
+# --- rate limits ------------------------------------------------------------------------------
+
+def _wrap_rate_limit(change: Callable[[ratelimit.RateDecision, ratelimit.RateLimitPolicy,
+                                       ratelimit.RateState, Micros, int],
+                                      ratelimit.RateDecision]) -> None:
+    original = ratelimit.decide
+
+    def decide(policy: ratelimit.RateLimitPolicy, state: ratelimit.RateState, now: Micros,
+               cost: int = 1) -> ratelimit.RateDecision:
+        return change(original(policy, state, now, cost), policy, state, now, cost)
+    ratelimit.decide = decide
+
+
+@fault("retry-after-off-by-one", "retryAfter is one microsecond late: the instant after the "
+       "oldest entry has left the window, not the instant it leaves (MS-RATE-005)")
+def _retry_after_off_by_one() -> None:
+    _wrap_rate_limit(lambda d, *_: d if d.retry_after is None else d._replace(
+        retry_after=d.retry_after + 1))
+
+
+@fault("too-costly-retry", "a request costlier than a limit gets a retryAfter of the window "
+       "length, so callers retry what can never pass (MS-RATE-007)")
+def _too_costly_retry() -> None:
+    def change(d: ratelimit.RateDecision, policy: ratelimit.RateLimitPolicy,
+               state: ratelimit.RateState, now: Micros, cost: int) -> ratelimit.RateDecision:
+        if d.decision == "allow" or d.retry_after is not None:
+            return d
+        return d._replace(retry_after=max(ratelimit.WINDOW_MICROS[limit.window]
+                                          for limit in policy.limits))
+    _wrap_rate_limit(change)
+
+
+@fault("window-start-inclusive", "the sliding window is [t - w, t]: an entry exactly one "
+       "window old still counts (MS-RATE-002)")
+def _window_start_inclusive() -> None:
+    def used(entries: Iterable[tuple[Micros, int]], instant: Micros, window: int) -> int:
+        return sum(cost for at, cost in entries if at >= instant - window)
+    ratelimit._used = used
+
+
+@fault("log-ahead-ignored", "log entries later than the caller's clock are ignored and "
+       "dropped, as a query `at <= now` would, instead of deciding at the log's latest instant "
+       "(MS-RATE-003)")
+def _log_ahead_ignored() -> None:
+    original = ratelimit.decide
+
+    def decide(policy: ratelimit.RateLimitPolicy, state: ratelimit.RateState, now: Micros,
+               cost: int = 1) -> ratelimit.RateDecision:
+        visible = ratelimit.RateState(tuple(e for e in state.entries if e[0] <= now))
+        return original(policy, visible, now, cost)
+    ratelimit.decide = decide
+
+
+@fault("prune-relative-to-now", "the log is pruned relative to the decision instant, so a "
+       "denial forgets entries that a host with a slower clock still needs (MS-RATE-004)")
+def _prune_relative_to_now() -> None:
+    def change(d: ratelimit.RateDecision, policy: ratelimit.RateLimitPolicy,
+               state: ratelimit.RateState, now: Micros, cost: int) -> ratelimit.RateDecision:
+        entries = d.state.entries
+        instant = max(now, entries[-1][0]) if entries else now
+        longest = max(ratelimit.WINDOW_MICROS[limit.window] for limit in policy.limits)
+        return d._replace(state=ratelimit.RateState(
+            tuple(e for e in entries if e[0] > instant - longest)))
+    _wrap_rate_limit(change)
 
 
 # --- errors -----------------------------------------------------------------------------------
