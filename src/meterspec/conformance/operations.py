@@ -4,7 +4,7 @@
 
 Each handler takes a case's `input` and returns the answer body: `{"output": [...]}`, or raises
 MeterspecError with every problem of the input, paths being JSON Pointers into the input object
-(`/charge/tiers/1/upTo`, `/events/2/time`). The results that have no wire form in schemas/ (a
+(`/charge/tiers/1/upTo`, `/log/2/time`). The results that have no wire form in schemas/ (a
 rated plan, an ingest result, a corrections result, a rate-limit decision) are written here, in
 the shapes INTERPRETING.md defines."""
 
