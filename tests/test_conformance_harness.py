@@ -15,7 +15,7 @@ import pytest
 from test_conformance_teeth import REFERENCE_BUGS
 
 from meterspec.cli import main
-from meterspec.conformance.adapter import handle
+from meterspec.conformance.adapter import handle, implementation
 from meterspec.conformance.compare import diff, json_equal, judge
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,6 +198,59 @@ def test_reference_adapter_answers_each_kind() -> None:
     assert {(p["code"], p["path"]) for p in answer["error"]} >= {
         ("missing-field", "/records/0/workspaceID"),
         ("invalid-timestamp", "/records/1/recordedAt")}
+
+
+def _problems(answer: dict[str, Any]) -> set[tuple[str, str]]:
+    assert "error" in answer, answer
+    return {(p["code"], p["path"]) for p in answer["error"]}
+
+
+def test_reference_adapter_lists_and_answers_every_operation() -> None:
+    assert implementation()["operations"] == [
+        "meter", "aggregate", "rate", "rate-plan", "ingest", "apply-corrections", "quota",
+        "rate-limit"]
+    # INTERPRETING.md 3.2: a missing member is missing-field at its path in the input object;
+    # the members are checked together.
+    assert _problems(handle({"operation": "rate", "input": {"quantity": 1}})) == {
+        ("missing-field", "/charge"), ("wrong-type", "/quantity"),
+        ("missing-field", "/currency")}
+    assert _problems(handle({"operation": "rate-plan", "input": {
+        "plans": {}, "planID": 7, "periodStart": "2024-01-01T00:00:00Z",
+        "quantities": ["1"]}})) == {("wrong-type", "/plans"), ("wrong-type", "/planID"),
+                                    ("wrong-type", "/quantities")}
+    assert _problems(handle({"operation": "ingest", "input": {"state": {"events": []},
+                                                             "events": {}}})) == {
+        ("wrong-type", "/events")}
+    assert _problems(handle({"operation": "apply-corrections", "input": {}})) == {
+        ("missing-field", "/log")}
+    assert _problems(handle({"operation": "quota", "input": {"check": []}})) == {
+        ("wrong-type", "/check")}
+
+
+def test_rate_limit_costs_are_json_integers() -> None:
+    def answer(cost: object) -> dict[str, Any]:
+        return handle({"operation": "rate-limit", "input": {
+            "policy": {"limits": [{"window": "second", "limit": 3}]}, "state": {"log": []},
+            "now": "2024-01-01T00:00:00Z", "cost": cost}})
+
+    # 2.0 is the integer 2, as JSON Schema says; true is not a number.
+    assert answer(2.0)["output"][0]["remaining"] == [1]
+    assert answer(2)["output"][0]["state"] == {"log": [{"at": "2024-01-01T00:00:00Z",
+                                                        "cost": 2}]}
+    assert _problems(answer(True)) == {("wrong-type", "/cost")}
+    assert _problems(answer(2**53)) == {("out-of-range", "/cost")}
+
+
+def test_ingest_reports_a_batch_that_is_partly_not_events() -> None:
+    event = {"id": "e", "workspaceID": "w", "universeID": "u", "type": "t", "subject": "s",
+             "time": "2024-01-01T00:00:00Z"}
+    result = handle({"operation": "ingest", "input": {
+        "state": {"events": []}, "events": [7, event, {**event, "extra": 1}]}})["output"][0]
+    assert result["outcomes"] == ["rejected", "accepted", "rejected"]
+    assert result["rejected"] == [
+        {"index": 0, "problems": [{"code": "wrong-type", "path": ""}]},
+        {"index": 2, "problems": [{"code": "unknown-field", "path": "/extra"}]}]
+    assert [e["id"] for e in result["state"]["events"]] == ["e"]
 
 
 # --- run ------------------------------------------------------------------------------------
@@ -390,6 +443,46 @@ def test_check_reports_every_problem(tmp_path: Path, capsys: pytest.CaptureFixtu
     # is reported; MS-TST-002 has no MUST and the MUST under "## Other" belongs to no id.
     assert "MS-TST-003 says MUST but no case cites it" in out
     assert "MS-TST-002" not in out.replace("MS-TST-009", "")
+
+
+def test_check_validates_the_outputs_of_every_operation(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    charge = {"id": "c", "model": "flat", "amount": "0.125"}
+    rated = handle({"operation": "rate", "input": {"charge": charge, "quantity": "0",
+                                                   "currency": "USD"}})["output"]
+    assert rated[0]["amount"] == {"precise": "0.125", "rounded": "0.12"}
+    wrong = [{**rated[0], "amount": {"precise": "0.125", "rounded": "0.13"}}]
+    ingest_input = {"state": {"events": []}, "events": []}
+    ingested = handle({"operation": "ingest", "input": ingest_input})["output"]
+    limited_input = {"policy": {"limits": [{"window": "second", "limit": 1}]},
+                     "state": {"log": []}, "now": "2024-01-01T00:00:00Z"}
+    limited = handle({"operation": "rate-limit", "input": limited_input})["output"]
+    root = write_suite(tmp_path / "c", {"pricing/a.json": [
+        case("p-001", "rate", input={"charge": charge, "quantity": "0", "currency": "USD"},
+             output=rated),
+        case("p-002", "rate", input={"charge": charge, "quantity": "0", "currency": "USD"},
+             output=wrong),
+        case("p-003", "ingest", input=ingest_input, output=ingested),
+        case("p-004", "ingest", input=ingest_input,
+             output=[{k: v for k, v in ingested[0].items() if k != "late"}]),
+        case("p-005", "ingest", input=ingest_input,
+             output=[{**ingested[0], "state": {"events": [], "horizon": "soon"}}]),
+        case("p-006", "rate-limit", input=limited_input, output=limited),
+        case("p-007", "rate-limit", input=limited_input,
+             output=[{**limited[0], "retryAfter": 5}]),
+        case("p-008", "rate", input={"charge": charge, "quantity": "0"}, output=rated),
+    ]})
+    (root / "cases" / "v1" / "PENDING").write_text("later.md later\n")
+    assert conformance("check", "--suite", root) == 1
+    out = capsys.readouterr().out
+    assert "p-001" not in out and "p-003" not in out and "p-006" not in out
+    for message in ["p-002: output/0/amount/rounded: not a valid rated-charge: "
+                    "inconsistent-amount",
+                    "p-004: output/0: not a valid ingestResult: 'late' is a required property",
+                    "p-005: output/0/state/horizon: not a valid ingestion-state",
+                    "p-007: output/0/retryAfter: not a valid rateLimitDecision",
+                    "/cases/7/input: 'currency' is a required property"]:
+        assert message in out, message
 
 
 def test_build_is_deterministic_and_check_finds_drift(

@@ -54,18 +54,31 @@ def _collect(check: Callable[[], T], problems: list[Problem], prefix: str = "") 
         return None
 
 
+MISSING: Any = object()
+"""What _member answers for an absent member, already reported: no further check of it."""
+
+
 def _member(case_input: dict[str, Any], name: str, problems: list[Problem]) -> Any:
-    """A required member of the input; `missing-field` when it is absent."""
+    """A required member of the input; `missing-field` (and MISSING) when it is absent."""
     if name not in case_input:
         problems.append(Problem("missing-field", pointer(name), f"the input needs {name!r}",
                                 "MS-ERR-001"))
-    return case_input.get(name)
+        return MISSING
+    return case_input[name]
+
+
+def _value(value: object, check: Callable[[object, str], T], path: str,
+           problems: list[Problem]) -> T | None:
+    """A bare value checked by its own rule (a quantity, a timestamp, a currency)."""
+    if value is MISSING:
+        return None
+    return _collect(lambda: check(value, path), problems)
 
 
 def _list(value: object, path: str, problems: list[Problem]) -> list[Any]:
     if isinstance(value, list):
         return value
-    if value is not None:
+    if value is not MISSING:
         problems.append(Problem("wrong-type", path, "must be a JSON array", "MS-ERR-001"))
     return []
 
@@ -73,6 +86,8 @@ def _list(value: object, path: str, problems: list[Problem]) -> list[Any]:
 def _document(kind: str, value: object, struct: type[T], path: str,
               problems: list[Problem]) -> T | None:
     """One contract document of the input, checked in full (schema, values, rules)."""
+    if value is MISSING:
+        return None
     return _collect(lambda: decode(kind, _json(value), struct, fast=False), problems, path)
 
 
@@ -89,6 +104,8 @@ _CHARGE_HOLDER = {"id": "charge", "version": 1, "currency": "USD",
 
 
 def _charge(value: object, problems: list[Problem]) -> plans.Charge | None:
+    if value is MISSING:
+        return None
     holder = {**_CHARGE_HOLDER, "charges": [value]}
     try:
         plan = decode("plan", _json(holder), plans.Plan, fast=False)
@@ -103,9 +120,9 @@ def rate(case_input: dict[str, Any]) -> Answer:
     problems: list[Problem] = []
     charge = _charge(_member(case_input, "charge", problems), problems)
     quantity = _member(case_input, "quantity", problems)
-    _collect(lambda: parse_quantity(quantity, "/quantity"), problems)
-    code = _member(case_input, "currency", problems)
-    found = _collect(lambda: money.currency(code, "/currency"), problems)
+    _value(quantity, parse_quantity, "/quantity", problems)
+    found = _value(_member(case_input, "currency", problems), money.currency, "/currency",
+                   problems)
     _fail(problems)
     assert charge is not None and found is not None
     return {"output": [msgspec.to_builtins(pricing.rate(charge, quantity, found))]}
@@ -122,10 +139,10 @@ def rate_plan(case_input: dict[str, Any]) -> Answer:
         if plan is not None:
             versions.append((index, plan))
     plan_id = _member(case_input, "planID", problems)
-    if plan_id is not None and not isinstance(plan_id, str):
+    if plan_id is not MISSING and not isinstance(plan_id, str):
         problems.append(Problem("wrong-type", "/planID", "a plan id is a string", "MS-PRC-001"))
     start = _member(case_input, "periodStart", problems)
-    _collect(lambda: parse_timestamp(start, "/periodStart"), problems)
+    _value(start, parse_timestamp, "/periodStart", problems)
     quantities = _member(case_input, "quantities", problems)
     if isinstance(quantities, dict):
         for unit, value in quantities.items():
@@ -133,7 +150,7 @@ def rate_plan(case_input: dict[str, Any]) -> Answer:
                 parse_quantity(value, pointer("quantities", unit))
             except MeterspecError as error:
                 problems.extend(error.problems)
-    elif quantities is not None:
+    elif quantities is not MISSING:
         problems.append(Problem("wrong-type", "/quantities", "quantities by unit are a JSON "
                                 "object", "MS-PRC-018"))
     # MS-PRC-003: two different documents for one plan id and version.
@@ -291,8 +308,7 @@ def rate_limit(case_input: dict[str, Any]) -> Answer:
                        ratelimit.RateLimitPolicy, "/policy", problems)
     wire = _document("rate-limit-state", _member(case_input, "state", problems),
                      ratelimit.RateLimitState, "/state", problems)
-    now_text = _member(case_input, "now", problems)
-    now = _collect(lambda: parse_timestamp(now_text, "/now"), problems)
+    now = _value(_member(case_input, "now", problems), parse_timestamp, "/now", problems)
     cost = _cost(case_input, problems)
     _fail(problems)
     assert policy is not None and wire is not None and now is not None
