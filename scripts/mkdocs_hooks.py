@@ -140,8 +140,8 @@ def _title(text: str, fallback: str) -> str:
 
 
 def folder_pages(docs_dir: Path, folder: str) -> list[tuple[str, str]]:
-    """(title, src_uri) of the pages listed after folder/index.md: spec files in file order,
-    schemas by title, modules with the package first."""
+    """(title, src_uri) of the pages listed after folder/index.md: core and errors first, then
+    the other spec files by name; schemas by title; modules with the package first."""
     if folder == "spec":
         sources = [(uri, ROOT / source) for uri, source in included_files().items()
                    if uri.startswith("spec/")]
@@ -149,6 +149,9 @@ def folder_pages(docs_dir: Path, folder: str) -> list[tuple[str, str]]:
         sources = [(p.relative_to(docs_dir).as_posix(), p)
                    for p in sorted((docs_dir / folder).glob("*.md")) if p.name != "index.md"]
     pages = [(_title(path.read_text(encoding="utf-8"), uri), uri) for uri, path in sources]
+    if folder == "spec":  # the core and its errors first, then the areas built on them
+        pages.sort(key=lambda page: (page[1] not in ("spec/core.md", "spec/errors.md"),
+                                     page[1]))
     if folder == "reference/schemas":
         pages.sort(key=lambda page: page[0].lower())
     if folder == "reference/python":
