@@ -38,10 +38,7 @@ TIMEOUT = 300
 # Cases the reference fails because the reference is wrong: the suite keeps each case as the
 # spec says, and the reason names the bug in src/meterspec (not fixed here: another owner's
 # code). tests/test_conformance_harness.py holds each one as a strict xfail, so a fix shows.
-REFERENCE_BUGS: dict[str, str] = {
-    "prc-err-030": "bug: plans.charge_problems raises on an out-of-range minimumAmount, so "
-                   "codec.decode drops the invalid-tiers problem found beside it (MS-ERR-002)",
-}
+REFERENCE_BUGS: dict[str, str] = {}
 
 # What the Node adapter passes today. Raise it when the adapter learns more; a drop is a
 # regression (in the adapter, or a suite change that the adapter's README must explain).

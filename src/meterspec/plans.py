@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, TypeVar
 
 import msgspec
 
@@ -21,6 +21,7 @@ from meterspec.timestamps import Micros, parse_timestamp
 
 Model = Literal["per-unit", "graduated", "volume", "package", "flat"]
 TIERED: frozenset[str] = frozenset({"graduated", "volume"})
+T = TypeVar("T")
 
 
 class _Wire(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -145,12 +146,23 @@ def rated_charge_value_problems(document: object, reported: set[str]) -> list[Pr
 # ------------------------------------------------------------------ plan checks
 
 
+def _parsed(parse: Callable[[object], T], text: str | None) -> T | None:
+    """The parsed value, or None when absent or unparseable: the rule checks run beside the
+    value checks, which report a bad value; a rule that needs it is skipped (MS-ERR-002)."""
+    if text is None:
+        return None
+    try:
+        return parse(text)
+    except MeterspecError:
+        return None
+
+
 def _quantity(text: str | None) -> Decimal | None:
-    return None if text is None else parse_quantity(text)
+    return _parsed(parse_quantity, text)
 
 
 def _money(text: str | None) -> Decimal | None:
-    return None if text is None else parse_money(text)
+    return _parsed(parse_money, text)
 
 
 def tier_problems(tiers: list[Tier], path: str) -> list[Problem]:
@@ -164,8 +176,7 @@ def tier_problems(tiers: list[Tier], path: str) -> list[Problem]:
         if tier.up_to is None:
             if index != last:
                 reasons.append("only the last tier may be open (upTo null)")
-        else:
-            bound = parse_quantity(tier.up_to)
+        elif (bound := _quantity(tier.up_to)) is not None:
             if bound <= previous:
                 reasons.append("upTo must be positive" if index == 0 else
                                "upTo must be greater than the previous tier's upTo")
@@ -181,7 +192,7 @@ def tier_problems(tiers: list[Tier], path: str) -> list[Problem]:
 
 def charge_problems(charge: Charge, path: str = "") -> list[Problem]:
     """Checks of one charge that need values, not only shape (MS-PRC-005/006/012/014).
-    Assumes the charge's values parse (plan_value_problems found nothing)."""
+    A value that does not parse is skipped here: plan_value_problems reports it."""
     problems: list[Problem] = []
     if charge.tiers is not None:
         problems += tier_problems(charge.tiers, f"{path}/tiers")
@@ -205,8 +216,9 @@ def plan_semantic_problems(plan: Plan) -> list[Problem]:
     """Checks of a schema-valid plan whose values parse: effective period (MS-PRC-002), unique
     charge ids (MS-PRC-001), tiers, package sizes, included quantities and bounds."""
     problems: list[Problem] = []
-    if plan.effective_to is not None and (parse_timestamp(plan.effective_to)
-                                          <= parse_timestamp(plan.effective_from)):
+    start = _parsed(parse_timestamp, plan.effective_from)
+    end = _parsed(parse_timestamp, plan.effective_to)
+    if start is not None and end is not None and end <= start:
         problems.append(Problem("invalid-window", "/effectiveTo", "effectiveTo must be after "
                                 "effectiveFrom", "MS-PRC-002"))
     seen: set[str] = set()
