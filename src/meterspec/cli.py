@@ -29,7 +29,7 @@ from meterspec.metering import Meter, check_event
 from meterspec.projection import projections
 from meterspec.quotas import QuotaCheck, decide
 from meterspec.readings import Aggregator, parse_record
-from meterspec.reconcile import rebuild_request, reconcile
+from meterspec.reconcile import Adjustment, rebuild_requests, reconcile
 from meterspec.timestamps import format_timestamp, parse_timestamp
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
@@ -181,18 +181,21 @@ def _reconcile(args: argparse.Namespace, source: BinaryIO, out: BinaryIO,
             except MeterspecError as error:
                 raise BadDocumentError(f"{args.closed}, line {number}", error) from None
     try:
-        builders = [InvoiceBuilder(rebuild_request(request, invoice)) for invoice in closed]
+        groups = [(InvoiceBuilder(rebuilt), invoices)
+                  for rebuilt, invoices in rebuild_requests(request, closed)]
     except MeterspecError as error:
-        raise BadDocumentError(args.request, error) from None
-    _feed(builders, source, report, "reconcile")
-    adjustments = []
-    for invoice, builder in zip(closed, builders, strict=True):
-        try:
-            adjustment = reconcile(invoice, builder.invoices()[0])
-        except MeterspecError as error:
-            raise BadDocumentError(args.closed, error) from None
-        if adjustment is not None:
-            adjustments.append(adjustment)
+        raise BadDocumentError(args.closed, error) from None
+    _feed([builder for builder, _ in groups], source, report, "reconcile")
+    found: dict[str, Adjustment] = {}
+    for builder, invoices in groups:
+        for invoice, rebuilt in zip(invoices, builder.invoices(), strict=True):
+            try:
+                adjustment = reconcile(invoice, rebuilt)
+            except MeterspecError as error:
+                raise BadDocumentError(args.closed, error) from None
+            if adjustment is not None:
+                found[invoice.id] = adjustment
+    adjustments = [found[invoice.id] for invoice in closed if invoice.id in found]
     return _write(adjustments, out)
 
 

@@ -32,7 +32,7 @@ from meterspec.plans import (
     rated_charge_value_problems,
     select_plan,
 )
-from meterspec.pricing import rate_plan
+from meterspec.pricing import rate_checked_plan
 from meterspec.readings import Aggregator, parse_record, reading_parameter
 from meterspec.schema import schema_problems
 from meterspec.timestamps import Micros, format_timestamp, parse_timestamp
@@ -342,7 +342,7 @@ class InvoiceBuilder:
                     records_digest=records_digest(slot.ids[index]),
                     carried_in=sorted(carry[1]) if carry else None)
             lines = [InvoiceLine(rated=rated, usage=usages.get(rated.unit or ""))
-                     for rated in rate_plan(plan, quantities)]
+                     for rated in rate_checked_plan(plan, quantities)]
             invoices.append(_invoice(request, billed.subscription, window, plan, lines))
         return invoices
 

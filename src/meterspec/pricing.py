@@ -23,7 +23,7 @@ from meterspec.plans import (
 )
 from meterspec.quantity import EXACT, ZERO, format_quantity, parse_quantity
 
-__all__ = ["rate", "rate_plan", "rate_tiers"]
+__all__ = ["rate", "rate_checked_plan", "rate_plan", "rate_tiers"]
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,13 @@ def _charge_problems(charge: Charge, code: str) -> list[Problem]:
 def rate_plan(plan: Plan, quantities_by_unit: Mapping[str, Decimal | str]) -> list[RatedCharge]:
     """MS-PRC-018: rate every charge of a plan for one period, in plan order. A unit missing from
     the mapping has quantity 0; units the plan does not price are ignored."""
-    check_plan(plan)
+    return rate_checked_plan(check_plan(plan), quantities_by_unit)
+
+
+def rate_checked_plan(plan: Plan, quantities_by_unit: Mapping[str, Decimal | str],
+                      ) -> list[RatedCharge]:
+    """rate_plan for a plan its caller has already checked (check_plan), e.g. once per
+    request rather than once per invoice: checking a plan costs far more than rating it."""
     found = currency(plan.currency, "/currency")
     quantities = {unit: _quantity_of(value, pointer(unit))
                   for unit, value in quantities_by_unit.items()}

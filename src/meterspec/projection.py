@@ -27,7 +27,7 @@ from meterspec.invoices import (
 )
 from meterspec.money import Amount, currency, total
 from meterspec.plans import select_plan
-from meterspec.pricing import rate_plan
+from meterspec.pricing import rate_checked_plan
 from meterspec.quantity import EXACT, format_quantity
 from meterspec.readings import parse_record
 from meterspec.timestamps import format_timestamp, parse_timestamp
@@ -122,7 +122,7 @@ def _projection(request: InvoiceRequest, invoice: Invoice, as_of: int) -> Projec
             quantities[unit] = projected_quantity(usage.aggregation,
                                                   Decimal(line.rated.quantity),
                                                   as_of - start, end - start)
-    projected = rate_plan(plan, quantities)
+    projected = rate_checked_plan(plan, quantities)
     lines = [ProjectedLine(
         charge_id=line.rated.charge_id, unit=line.rated.unit,
         aggregation=None if line.usage is None else line.usage.aggregation,

@@ -28,7 +28,8 @@ from meterspec.invoices import (
 from meterspec.money import Amount, format_money
 from meterspec.quantity import EXACT
 
-__all__ = ["Adjustment", "AdjustmentLine", "apply_adjustment", "reconcile"]
+__all__ = ["Adjustment", "AdjustmentLine", "apply_adjustment", "rebuild_request",
+           "rebuild_requests", "reconcile"]
 
 
 class _Wire(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True,
@@ -84,14 +85,31 @@ def _mismatch(path: str, message: str, requirement: str) -> MeterspecError:
 def rebuild_request(request: InvoiceRequest, closed: Invoice) -> InvoiceRequest:
     """MS-REC-001: the request that rebuilds a closed invoice: its subject's subscription
     alone, billed for the one period that starts where the closed invoice's starts."""
-    subscriptions = [s for s in request.subscriptions if s.subject == closed.subject]
-    if (request.workspace_id, request.universe_id) != (closed.workspace_id,
-                                                       closed.universe_id) or not subscriptions:
-        raise _mismatch("/subscriptions", f"the request has no subscription for "
-                        f"{closed.subject!r} in the closed invoice's workspace and universe",
-                        "MS-REC-001")
-    return msgspec.structs.replace(request, at=closed.period.start, periods=1,
-                                   subscriptions=subscriptions)
+    return rebuild_requests(request, [closed])[0][0]
+
+
+def rebuild_requests(request: InvoiceRequest, closed: list[Invoice],
+                     ) -> list[tuple[InvoiceRequest, list[Invoice]]]:
+    """rebuild_request for many closed invoices at once: one request per distinct period start,
+    billing the subjects whose closed invoice starts there (each subject's period holding its
+    own start is its closed period), with the closed invoices in the request's billing order."""
+    by_subject = {s.subject: s for s in request.subscriptions}
+    groups: dict[str, list[Invoice]] = {}
+    for index, invoice in enumerate(closed):
+        if (request.workspace_id, request.universe_id) != (
+                invoice.workspace_id, invoice.universe_id) or invoice.subject not in by_subject:
+            raise _mismatch(f"/closed/{index}/subject", f"the request has no subscription "
+                            f"for {invoice.subject!r} in the closed invoice's workspace and "
+                            "universe", "MS-REC-001")
+        group = groups.setdefault(invoice.period.start, [])
+        if any(other.subject == invoice.subject for other in group):
+            raise _mismatch(f"/closed/{index}", "the same invoice is closed twice",
+                            "MS-REC-001")
+        group.append(invoice)
+    return [(msgspec.structs.replace(
+        request, at=start, periods=1,
+        subscriptions=[by_subject[invoice.subject] for invoice in invoices]), invoices)
+        for start, invoices in groups.items()]
 
 
 def reconcile(closed: Invoice, rebuilt: Invoice) -> Adjustment | None:
