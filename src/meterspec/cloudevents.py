@@ -220,15 +220,20 @@ def _data(document: dict[str, Any], problems: list[Problem]) -> dict[str, Any] |
     return data
 
 
+def _parsed(data: object) -> object:
+    """JSON bytes or text parsed (`invalid-json` otherwise); a decoded value as it is."""
+    if not isinstance(data, bytes | str):
+        return data
+    try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError as error:
+        raise MeterspecError.single("invalid-json", "", str(error), "MS-ERR-003") from None
+
+
 def _document(data: object) -> dict[str, Any]:
     """A CloudEvent as a JSON object: JSON bytes or text are parsed, a decoded value is taken
     as it is (MS-CE-006)."""
-    document = data
-    if isinstance(data, bytes | str):
-        try:
-            document = msgspec.json.decode(data)
-        except msgspec.DecodeError as error:
-            raise MeterspecError.single("invalid-json", "", str(error), "MS-ERR-003") from None
+    document = _parsed(data)
     if not isinstance(document, dict):
         raise MeterspecError.single("wrong-type", "", "a CloudEvent in JSON structured mode "
                                     "is a JSON object", "MS-CE-006")
@@ -299,12 +304,7 @@ def events_from_batch(data: object) -> tuple[list[ReceivedEvent], list[Problem]]
     Each CloudEvent is converted on its own (MS-ERR-005): the events of the good ones in batch
     order, and every problem of the bad ones with its path under the CloudEvent's index
     (`/2/data/time`). Raises MeterspecError only when the batch itself is not a JSON array."""
-    batch = data
-    if isinstance(data, bytes | str):
-        try:
-            batch = msgspec.json.decode(data)
-        except msgspec.DecodeError as error:
-            raise MeterspecError.single("invalid-json", "", str(error), "MS-ERR-003") from None
+    batch = _parsed(data)
     if not isinstance(batch, list):
         raise MeterspecError.single("wrong-type", "", "a CloudEvents JSON batch is a JSON "
                                     "array", "MS-CE-001")
