@@ -633,3 +633,20 @@ def test_a_projection_is_consistent_and_ignores_later_records(
                 assert line.projected_quantity is not None
                 assert abs(Decimal(line.projected_quantity)) >= abs(Decimal(line.quantity)) \
                     - Decimal("0.0000005")
+
+
+def test_invoice_events_carry_the_invoice_they_announce(
+        example: tuple[InvoiceRequest, list[MeterRecord]]) -> None:
+    """MS-DEV-009/MS-DEV-010 from an Invoice: the event names the invoice's id, revision and
+    total, and a new revision (a late record) is a new event."""
+    from meterspec.domain_events import billing_period_closed_for, invoice_generated_for
+    request, records = example
+    closed = build_invoices(request, records[:3])[0]
+    rebuilt = build_invoices(request, records)[0]
+    generated, final = invoice_generated_for(closed), billing_period_closed_for(closed)
+    for event in (generated, final):
+        assert (event.invoice_id, event.revision, event.total) == (closed.id, closed.revision,
+                                                                   closed.total)
+    assert (generated.type, final.type) == ("invoice.generated", "billing.period.closed")
+    assert invoice_generated_for(rebuilt).id != generated.id
+    assert invoice_generated_for(closed) == generated

@@ -29,6 +29,7 @@ import msgspec
 from meterspec.contracts import Measurement, MeterRecord, Window
 from meterspec.errors import MeterspecError, Problem, pointer, walk
 from meterspec.ids import digest_id
+from meterspec.invoices import Invoice
 from meterspec.money import Amount, currency, is_rounded
 from meterspec.quantity import ZERO, format_quantity, parse_quantity
 from meterspec.quotas import QuotaEvent, QuotaEventType
@@ -436,3 +437,17 @@ def decode_domain_event(data: bytes | str) -> DomainEvent:
     found = event_type(document["type"])
     event: DomainEvent = decode(found.kind, data, found.struct, fast=False)
     return event
+
+
+def invoice_generated_for(invoice: Invoice) -> InvoiceGenerated:
+    """invoice_generated with the fields of an Invoice (meterspec.invoices)."""
+    return invoice_generated(invoice.id, invoice.revision, invoice.workspace_id,
+                             invoice.universe_id, invoice.subject, invoice.period,
+                             invoice.currency, invoice.total)
+
+
+def billing_period_closed_for(invoice: Invoice) -> BillingPeriodClosed:
+    """billing_period_closed for the final revision of an Invoice."""
+    return billing_period_closed(invoice.id, invoice.revision, invoice.workspace_id,
+                                 invoice.universe_id, invoice.subject, invoice.period,
+                                 invoice.currency, invoice.total)
