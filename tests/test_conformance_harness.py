@@ -208,7 +208,8 @@ def _problems(answer: dict[str, Any]) -> set[tuple[str, str]]:
 def test_reference_adapter_lists_and_answers_every_operation() -> None:
     assert implementation()["operations"] == [
         "meter", "aggregate", "rate", "rate-plan", "ingest", "apply-corrections", "quota",
-        "rate-limit"]
+        "rate-limit", "billing-periods", "invoice", "reconcile", "apply-adjustment", "project",
+        "domain-event", "to-cloudevent", "from-cloudevent", "domain-event-from-cloudevent"]
     # INTERPRETING.md 3.2: a missing member is missing-field at its path in the input object;
     # the members are checked together.
     assert _problems(handle({"operation": "rate", "input": {"quantity": 1}})) == {
@@ -225,6 +226,47 @@ def test_reference_adapter_lists_and_answers_every_operation() -> None:
         ("missing-field", "/log")}
     assert _problems(handle({"operation": "quota", "input": {"check": []}})) == {
         ("wrong-type", "/check")}
+
+
+def test_billing_and_event_operations_check_their_members() -> None:
+    """INTERPRETING.md 3.10 to 3.18: missing members, members of the wrong JSON type."""
+    def problems(operation: str, case_input: dict[str, Any]) -> set[tuple[str, str]]:
+        return _problems(handle({"operation": operation, "input": case_input}))
+
+    assert problems("billing-periods", {"cycle": {"anchorDate": "2024-01-01"}, "at": 5,
+                                        "periods": True}) == {
+        ("wrong-type", "/at"), ("wrong-type", "/periods")}
+    assert problems("billing-periods", {}) == {("missing-field", "/cycle"),
+                                               ("missing-field", "/at")}
+    assert problems("invoice", {"records": {}}) == {("missing-field", "/request"),
+                                                    ("wrong-type", "/records")}
+    assert problems("reconcile", {}) == {("missing-field", "/request"),
+                                         ("missing-field", "/closed"),
+                                         ("missing-field", "/records")}
+    assert problems("apply-adjustment", {"invoice": 1}) == {("wrong-type", "/invoice"),
+                                                            ("missing-field", "/adjustment")}
+    assert problems("project", {"request": []}) == {("wrong-type", "/request"),
+                                                    ("missing-field", "/records")}
+    assert problems("domain-event", {}) == {("missing-field", "/type")}
+    assert problems("domain-event", {"type": 3}) == {("wrong-type", "/type")}
+    assert problems("domain-event", {"type": "invoice.generated"}) == {
+        ("missing-field", "/invoice")}
+    assert problems("to-cloudevent", {}) == {("missing-field", "/event"),
+                                             ("missing-field", "/source")}
+    assert problems("to-cloudevent", {"event": [], "source": "/s"}) == {("wrong-type", "/event")}
+    for operation in ("from-cloudevent", "domain-event-from-cloudevent"):
+        assert problems(operation, {}) == {("missing-field", "/cloudevent")}
+        # A string is never parsed as a CloudEvent, even when it holds one (MS-CE-008 spirit).
+        assert problems(operation, {"cloudevent": '{"specversion": "1.0"}'}) == {
+            ("wrong-type", "/cloudevent")}
+
+
+def test_billing_periods_counts_are_json_integers() -> None:
+    answer = handle({"operation": "billing-periods", "input": {
+        "cycle": {"anchorDate": "2024-01-31"}, "at": "2024-03-01T00:00:00Z", "periods": 2.0}})
+    assert answer == {"output": [
+        {"start": "2024-01-31T00:00:00Z", "end": "2024-02-29T00:00:00Z"},
+        {"start": "2024-02-29T00:00:00Z", "end": "2024-03-31T00:00:00Z"}]}
 
 
 def test_rate_limit_costs_are_json_integers() -> None:
@@ -482,6 +524,47 @@ def test_check_validates_the_outputs_of_every_operation(
                     "p-005: output/0/state/horizon: not a valid ingestion-state",
                     "p-007: output/0/retryAfter: not a valid rateLimitDecision",
                     "/cases/7/input: 'currency' is a required property"]:
+        assert message in out, message
+
+
+def test_check_validates_billing_and_event_outputs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    periods_input = {"cycle": {"anchorDate": "2024-01-15"}, "at": "2024-02-01T00:00:00Z"}
+    periods = handle({"operation": "billing-periods", "input": periods_input})["output"]
+    request = {"workspaceID": "w", "universeID": "u", "at": "2024-02-01T00:00:00Z",
+               "plans": [{"id": "p", "version": 1, "currency": "USD",
+                          "effectiveFrom": "2024-01-01T00:00:00Z",
+                          "charges": [{"id": "base", "model": "flat", "amount": "10"}]}],
+               "usage": {}, "subscriptions": [{"subject": "s", "planID": "p",
+                                               "cycle": {"anchorDate": "2024-01-01"}}]}
+    invoice_input = {"request": request, "records": []}
+    invoices = handle({"operation": "invoice", "input": invoice_input})["output"]
+    event_input = {"type": "invoice.generated", "invoice": invoices[0]}
+    event = handle({"operation": "domain-event", "input": event_input})["output"][0]
+    ce_input = {"event": event, "source": "/meterspec"}
+    published = handle({"operation": "to-cloudevent", "input": ce_input})["output"]
+    root = write_suite(tmp_path / "c", {"billing/a.json": [
+        case("b-001", "billing-periods", input=periods_input, output=periods),
+        case("b-002", "billing-periods", input=periods_input,
+             output=[{**periods[0], "end": "2024-03-15T00:00:00.000Z"}]),
+        case("b-003", "invoice", input=invoice_input, output=invoices),
+        case("b-004", "invoice", input=invoice_input,
+             output=[{**invoices[0], "total": {"precise": "10", "rounded": "11"}}]),
+        case("b-005", "domain-event", input=event_input, output=[{**event, "currency": "EUR"}]),
+        case("b-006", "to-cloudevent", input=ce_input, output=published),
+        case("b-007", "to-cloudevent", input=ce_input,
+             output=[{**published[0], "data": {**event, "type": "invoice.generated.v2"}}]),
+        case("b-008", "domain-event", input={"type": "usage.recorded"}, output=[]),
+    ]})
+    (root / "cases" / "v1" / "PENDING").write_text("later.md later\n")
+    assert conformance("check", "--suite", root) == 1
+    out = capsys.readouterr().out
+    assert "b-001" not in out and "b-003" not in out and "b-006" not in out
+    for message in ["b-002: output/0/end: not a valid billingPeriod",
+                    "b-004: output/0/total: not a valid invoice: inconsistent-amount",
+                    "b-005: output/0/id: not a valid domain-event: inconsistent-id",
+                    "b-007: output/0/data/type: not a valid domain-event: unknown-event-type",
+                    "/cases/7/input: needs exactly one of record and invoice"]:
         assert message in out, message
 
 

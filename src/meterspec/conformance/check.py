@@ -13,6 +13,7 @@ from jsonschema.exceptions import ValidationError
 from meterspec.codec import STRUCTS, decode
 from meterspec.conformance.cases import CASES_DIR, case_files
 from meterspec.conformance.data import HarnessError, validator
+from meterspec.domain_events import decode_domain_event
 from meterspec.errors import MeterspecError, Problem, walk
 from meterspec.schema import schema_problems
 
@@ -34,6 +35,10 @@ class Output(NamedTuple):
     inside: tuple[tuple[tuple[str, ...], str], ...] = ()
 
 
+DOMAIN_EVENT = "domain-event"
+"""Not a kind of schemas/ but any of them: a domain event is checked as the kind its `type`
+names (MS-DEV-005, MS-DEV-011)."""
+
 OUTPUTS: dict[str, Output] = {
     "meter": Output("record"),
     "aggregate": Output("reading"),
@@ -44,10 +49,22 @@ OUTPUTS: dict[str, Output] = {
                                 inside=((("effective", "*"), "event"),)),
     "quota": Output("quota-decision"),
     "rate-limit": Output(result="rateLimitDecision", inside=((("state",), "rate-limit-state"),)),
+    "billing-periods": Output(result="billingPeriod"),
+    "invoice": Output("invoice"),
+    "reconcile": Output("adjustment"),
+    "apply-adjustment": Output("invoice"),
+    "project": Output("projection"),
+    "domain-event": Output(DOMAIN_EVENT),
+    "to-cloudevent": Output(result="cloudEvent", inside=((("data",), DOMAIN_EVENT),)),
+    "from-cloudevent": Output(result="receivedEvent", inside=((("event",), "event"),)),
+    "domain-event-from-cloudevent": Output(result="receivedEvent",
+                                           inside=((("event",), DOMAIN_EVENT),)),
 }
 # Kinds checked in full (schema, values and rules: a RatedCharge must add up, MS-PRC-017; a
-# state must be in order, MS-ING-007); the core kinds by their schema, as in suite 1.0.0.
-_FULL_CHECK = {"rated-charge", "quota-decision", "ingestion-state", "rate-limit-state", "event"}
+# state must be in order, MS-ING-007; an invoice's totals, id and revision must be its own,
+# MS-INV-007); the core kinds by their schema, as in suite 1.0.0.
+_FULL_CHECK = {"rated-charge", "quota-decision", "ingestion-state", "rate-limit-state", "event",
+               "invoice", "adjustment", "projection"}
 
 
 class Requirement(NamedTuple):
@@ -188,6 +205,12 @@ def _check_case(where: str, case: dict[str, Any], defined: dict[str, Requirement
 
 
 def _contract_problems(kind: str, document: object) -> list[Problem]:
+    if kind == DOMAIN_EVENT:
+        try:
+            decode_domain_event(json.dumps(document, ensure_ascii=False))
+        except MeterspecError as error:
+            return list(error.problems)
+        return []
     if kind not in _FULL_CHECK:
         return schema_problems(kind, document)
     try:

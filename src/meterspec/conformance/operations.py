@@ -1,6 +1,7 @@
-"""The reference's answers to the operations of pricing, ingestion and quotas
-(INTERPRETING.md 3.3 to 3.8): `rate`, `rate-plan`, `ingest`, `apply-corrections`, `quota` and
-`rate-limit`.
+"""The reference's answers to the operations beyond the core (INTERPRETING.md 3.4 to 3.18):
+`rate`, `rate-plan` (pricing), `ingest`, `apply-corrections` (ingestion), `quota`, `rate-limit`
+(quotas), `billing-periods`, `invoice`, `reconcile`, `apply-adjustment`, `project` (billing),
+`domain-event`, `to-cloudevent`, `from-cloudevent` and `domain-event-from-cloudevent` (events).
 
 Each handler takes a case's `input` and returns the answer body: `{"output": [...]}`, or raises
 MeterspecError with every problem of the input, paths being JSON Pointers into the input object
@@ -16,13 +17,29 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from meterspec import ingestion, money, plans, pricing, quotas, ratelimit
+from meterspec import (
+    billing_periods,
+    cloudevents,
+    domain_events,
+    ingestion,
+    invoices,
+    money,
+    plans,
+    pricing,
+    projection,
+    quotas,
+    ratelimit,
+    reconcile,
+)
 from meterspec.codec import decode
-from meterspec.contracts import EventPayload
+from meterspec.contracts import EventPayload, MeterRecord
 from meterspec.errors import MeterspecError, Problem, pointer
 from meterspec.metering import check_event
 from meterspec.quantity import parse_quantity
-from meterspec.timestamps import Micros, parse_timestamp
+from meterspec.readings import parse_record
+from meterspec.schema import schema_problems
+from meterspec.timestamps import Micros, format_timestamp, parse_timestamp
+from meterspec.windows import time_zone
 
 T = TypeVar("T")
 Answer = dict[str, Any]
@@ -318,6 +335,326 @@ def rate_limit(case_input: dict[str, Any]) -> Answer:
                         "state": msgspec.to_builtins(decision.state.to_wire())}]}
 
 
+# ------------------------------------------------------------------ billing (MS-BIL .. MS-PRJ)
+
+# A lone billing cycle is checked as the cycle of an otherwise valid request's subscription.
+_CYCLE_AT = "/subscriptions/0/cycle"
+_CYCLE_HOLDER = {"workspaceID": "w", "universeID": "u", "at": "2000-01-01T00:00:00Z",
+                 "plans": [], "usage": {}}
+
+
+def _cycle(value: object, problems: list[Problem]) -> billing_periods.BillingCycle | None:
+    """`cycle` (MS-BIL-001): its schema, and the anchor's calendar date and the time zone,
+    all together (INTERPRETING.md 3.1)."""
+    if value is MISSING:
+        return None
+    holder = {**_CYCLE_HOLDER, "subscriptions": [{"subject": "s", "planID": "p",
+                                                  "cycle": value}]}
+    found = rooted([p for p in schema_problems("invoice-request", holder)
+                    if p.path == _CYCLE_AT or p.path.startswith(_CYCLE_AT + "/")],
+                   "/cycle", _CYCLE_AT)
+    if not found:
+        cycle = msgspec.convert(value, billing_periods.BillingCycle, strict=False)
+        found = billing_periods.cycle_problems(cycle, "/cycle")
+        problems.extend(found)
+        return None if found else cycle
+    reported = {p.path for p in found}
+    if isinstance(value, dict):
+        anchor, zone = value.get("anchorDate"), value.get("timeZone")
+        if isinstance(anchor, str) and "/cycle/anchorDate" not in reported:
+            _collect(lambda: billing_periods.anchor(
+                billing_periods.BillingCycle(anchor_date=anchor), "/cycle"), found)
+        if isinstance(zone, str) and "/cycle/timeZone" not in reported:
+            _collect(lambda: time_zone(zone, "/cycle/timeZone"), found)
+    problems.extend(found)
+    return None
+
+
+def _count(case_input: dict[str, Any], name: str, default: int, low: int, high: int,
+           requirement: str, problems: list[Problem]) -> int:
+    """An optional integer member from low to high (a JSON number with no fraction is an
+    integer, as in JSON Schema)."""
+    value = case_input.get(name, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        problems.append(Problem("wrong-type", pointer(name), f"{name} is an integer",
+                                requirement))
+        return default
+    if not low <= value <= high:
+        problems.append(Problem("out-of-range", pointer(name), f"{name} is an integer from "
+                                f"{low} to {high}", requirement))
+    return value
+
+
+def billing_periods_(case_input: dict[str, Any]) -> Answer:
+    """`billing-periods`: {cycle, at, periods?} -> the periods, oldest first (MS-BIL-001..004)."""
+    problems: list[Problem] = []
+    cycle = _cycle(_member(case_input, "cycle", problems), problems)
+    at = _value(_member(case_input, "at", problems), parse_timestamp, "/at", problems)
+    count = _count(case_input, "periods", 1, 1, invoices.MAX_PERIODS, "MS-BIL-004", problems)
+    _fail(problems)
+    assert cycle is not None and at is not None
+    spans = billing_periods.periods(cycle, at, count, "/at")
+    return {"output": [{"start": format_timestamp(start), "end": format_timestamp(end)}
+                       for start, end in spans]}
+
+
+def _request(case_input: dict[str, Any], problems: list[Problem]) -> invoices.InvoiceRequest | None:
+    return _document("invoice-request", _member(case_input, "request", problems),
+                     invoices.InvoiceRequest, "/request", problems)
+
+
+def _records(items: list[Any], problems: list[Problem]) -> list[tuple[str, MeterRecord]]:
+    """Every item of `records` as a MeterRecord with its path; every problem of every bad one
+    (MS-AGG record checks, MS-INV-008) at /records/<index>/..."""
+    records = []
+    for index, item in enumerate(items):
+        path = f"/records/{index}"
+        try:
+            record = decode("record", _json(item), MeterRecord)
+        except MeterspecError as error:
+            problems.extend(rooted(error.problems, path))
+            continue
+        try:
+            parse_record(record, path)
+        except MeterspecError as error:
+            problems.extend(error.problems)
+            continue
+        records.append((path, record))
+    return records
+
+
+def _bill(builder: invoices.InvoiceBuilder, records: list[tuple[str, MeterRecord]]) -> None:
+    for path, record in records:
+        builder.add(record, path)
+
+
+def invoice(case_input: dict[str, Any]) -> Answer:
+    """`invoice`: {request, records} -> the request's invoices (MS-INV-001..008): the request
+    first, then every bad record."""
+    problems: list[Problem] = []
+    request = _request(case_input, problems)
+    items = _list(_member(case_input, "records", problems), "/records", problems)
+    _fail(problems)
+    assert request is not None
+    records = _records(items, problems)
+    _fail(problems)
+    builder = invoices.InvoiceBuilder(request)
+    _bill(builder, records)
+    return {"output": msgspec.to_builtins(builder.invoices())}
+
+
+def _moved(error: MeterspecError, moves: dict[str, str]) -> list[Problem]:
+    """The problems of a reference call with their paths moved into the input: each path
+    that starts with a key of `moves` (a whole token) gets that key replaced by its value."""
+    moved = []
+    for problem in error.problems:
+        path = problem.path
+        for old, new in moves.items():
+            if path == old or path.startswith(old + "/"):
+                path = new + path[len(old):]
+                break
+        moved.append(msgspec.structs.replace(problem, path=path))
+    return moved
+
+
+def reconcile_(case_input: dict[str, Any]) -> Answer:
+    """`reconcile`: {request, closed, records} -> [] or [Adjustment] (MS-REC-001..004)."""
+    problems: list[Problem] = []
+    request = _request(case_input, problems)
+    closed = _document("invoice", _member(case_input, "closed", problems), invoices.Invoice,
+                       "/closed", problems)
+    items = _list(_member(case_input, "records", problems), "/records", problems)
+    _fail(problems)
+    assert request is not None and closed is not None
+    # MS-REC-001: the closed invoice is a bill of one of the request's subscriptions.
+    index = next((i for i, s in enumerate(request.subscriptions)
+                  if s.subject == closed.subject), None)
+    if index is None or (request.workspace_id, request.universe_id) != (
+            closed.workspace_id, closed.universe_id):
+        raise MeterspecError.single("invoice-mismatch", "/closed", "the request has no "
+                                    "subscription for this invoice's tenant and subject",
+                                    "MS-REC-001")
+    try:
+        builder = invoices.InvoiceBuilder(reconcile.rebuild_request(request, closed))
+    except MeterspecError as error:  # the rebuilt period's plan, or its bounds
+        raise MeterspecError(_moved(error, {"/subscriptions/0": f"/request/subscriptions/{index}",
+                                            "/at": "/closed/period/start"})) from None
+    records = _records(items, problems)
+    _fail(problems)
+    _bill(builder, records)
+    try:
+        adjustment = reconcile.reconcile(closed, builder.invoices()[0])
+    except MeterspecError as error:
+        raise MeterspecError(_moved(error, {"/rebuilt": "/closed"})) from None
+    return {"output": [] if adjustment is None else [msgspec.to_builtins(adjustment)]}
+
+
+def apply_adjustment(case_input: dict[str, Any]) -> Answer:
+    """`apply-adjustment`: {invoice, adjustment} -> [Invoice] (MS-REC-005)."""
+    problems: list[Problem] = []
+    bill = _document("invoice", _member(case_input, "invoice", problems), invoices.Invoice,
+                     "/invoice", problems)
+    change = _document("adjustment", _member(case_input, "adjustment", problems),
+                       reconcile.Adjustment, "/adjustment", problems)
+    _fail(problems)
+    assert bill is not None and change is not None
+
+    def mismatch(path: str, message: str) -> Problem:
+        return Problem("invoice-mismatch", path, message, "MS-REC-005")
+
+    if change.invoice_id != bill.id:
+        problems.append(mismatch("/adjustment/invoiceID", "the adjustment is another "
+                                 "invoice's"))
+    elif change.from_revision != bill.revision:
+        problems.append(mismatch("/adjustment/fromRevision", "the adjustment was made from "
+                                 "another revision of this invoice"))
+    else:
+        lines = {line.rated.charge_id: line for line in bill.lines}
+        for index, line in enumerate(change.lines):
+            if line.charge_id not in lines:
+                problems.append(mismatch(f"/adjustment/lines/{index}/chargeID", "the invoice "
+                                         "has no line of this charge"))
+            elif line.before != lines[line.charge_id]:
+                problems.append(mismatch(f"/adjustment/lines/{index}/before", "`before` is "
+                                         "not the invoice's line of this charge"))
+    _fail(problems)
+    try:
+        applied = reconcile.apply_adjustment(bill, change)
+    except MeterspecError as error:
+        raise MeterspecError(_moved(error, {"": "/adjustment"})) from None
+    return {"output": [msgspec.to_builtins(applied)]}
+
+
+def project(case_input: dict[str, Any]) -> Answer:
+    """`project`: {request, records} -> the projections of the periods holding the request's
+    `at` (MS-PRJ-001..003): the request first (and then its `periods`), then every bad record,
+    including those at or after `at`."""
+    problems: list[Problem] = []
+    request = _request(case_input, problems)
+    items = _list(_member(case_input, "records", problems), "/records", problems)
+    _fail(problems)
+    assert request is not None
+    if request.periods != 1:
+        raise MeterspecError.single("invalid-request", "/request/periods", "a projection is "
+                                    "of the one period in progress", "MS-PRJ-001")
+    records = _records(items, problems)
+    _fail(problems)
+    found = projection.project(request, (record for _, record in records))
+    return {"output": msgspec.to_builtins(found)}
+
+
+# ------------------------------------------------------------------ events (MS-DEV, MS-CE)
+
+BUILT = ("usage.recorded", "invoice.generated", "billing.period.closed")
+
+
+def _domain_event(value: object, path: str,
+                  problems: list[Problem]) -> domain_events.DomainEvent | None:
+    """A domain event of any known type, dispatched on its `type` (MS-DEV-005, MS-DEV-011)."""
+    if value is MISSING:
+        return None
+    return _collect(lambda: domain_events.decode_domain_event(_json(value)), problems, path)
+
+
+def domain_event(case_input: dict[str, Any]) -> Answer:
+    """`domain-event`: {type, record | invoice} -> [the domain event] (MS-DEV-002, 003, 007,
+    009, 010): usage.recorded of a record, invoice.generated or billing.period.closed of an
+    invoice."""
+    problems: list[Problem] = []
+    kind = _member(case_input, "type", problems)
+    record = (_document("record", case_input["record"], MeterRecord, "/record", problems)
+              if "record" in case_input else None)
+    bill = (_document("invoice", case_input["invoice"], invoices.Invoice, "/invoice",
+                      problems) if "invoice" in case_input else None)
+    if kind is not MISSING and not isinstance(kind, str):
+        problems.append(Problem("wrong-type", "/type", "a domain event type is a string",
+                                "MS-DEV-001"))
+    elif isinstance(kind, str) and kind not in BUILT:
+        problems.append(Problem("invalid-value", "/type", f"this operation builds "
+                                f"{', '.join(BUILT)}", "MS-DEV-001"))
+    elif isinstance(kind, str):
+        needed = "record" if kind == "usage.recorded" else "invoice"
+        _member(case_input, needed, problems)
+    _fail(problems)
+    event: domain_events.DomainEvent | None
+    if kind == "usage.recorded":
+        assert record is not None
+        event = _collect(lambda: domain_events.usage_recorded(record), problems, "/record")
+        _fail(problems)
+    else:
+        assert bill is not None
+        build = (domain_events.invoice_generated if kind == "invoice.generated"
+                 else domain_events.billing_period_closed)
+        event = build(bill.id, bill.revision, bill.workspace_id, bill.universe_id, bill.subject,
+                      bill.period, bill.currency, bill.total)
+    return {"output": [msgspec.to_builtins(event)]}
+
+
+def to_cloudevent(case_input: dict[str, Any]) -> Answer:
+    """`to-cloudevent`: {event, source} -> [CloudEvent] (MS-CE-002..005)."""
+    problems: list[Problem] = []
+    event = _domain_event(_member(case_input, "event", problems), "/event", problems)
+    source = _member(case_input, "source", problems)
+    if source is not MISSING:
+        problems.extend(cloudevents._source_problems(source))
+    _fail(problems)
+    assert event is not None
+    return {"output": [msgspec.to_builtins(cloudevents.to_cloudevent(event, source))]}
+
+
+def _cloudevent(case_input: dict[str, Any], problems: list[Problem]) -> dict[str, Any] | None:
+    document = _member(case_input, "cloudevent", problems)
+    if document is MISSING:
+        return None
+    if not isinstance(document, dict):
+        problems.append(Problem("wrong-type", "/cloudevent", "a CloudEvent in JSON structured "
+                                "mode is a JSON object", "MS-CE-006"))
+        return None
+    return document
+
+
+def _envelope(envelope: cloudevents.Envelope) -> dict[str, str]:
+    """The envelope's attributes as the CloudEvent has them (subject and time when set)."""
+    found = {"id": envelope.id, "source": envelope.source, "type": envelope.type}
+    if envelope.subject is not None:
+        found["subject"] = envelope.subject
+    if envelope.time is not None:
+        found["time"] = envelope.time
+    return found
+
+
+def from_cloudevent(case_input: dict[str, Any]) -> Answer:
+    """`from-cloudevent`: {cloudevent} -> [{event, envelope}]: the EventPayload in the data,
+    as written there, and the envelope beside it (MS-CE-006..009)."""
+    problems: list[Problem] = []
+    document = _cloudevent(case_input, problems)
+    _fail(problems)
+    received = _collect(lambda: cloudevents.event_from_cloudevent(document), problems,
+                        "/cloudevent")
+    _fail(problems)
+    assert received is not None
+    return {"output": [{"event": _event(received.event),
+                        "envelope": _envelope(received.envelope)}]}
+
+
+def domain_event_from_cloudevent(case_input: dict[str, Any]) -> Answer:
+    """`domain-event-from-cloudevent`: {cloudevent} -> [{event, envelope}]: the domain event in
+    the data and the envelope beside it (MS-CE-010)."""
+    problems: list[Problem] = []
+    document = _cloudevent(case_input, problems)
+    _fail(problems)
+    assert document is not None
+    event = _collect(lambda: cloudevents.domain_event_from_cloudevent(document), problems,
+                     "/cloudevent")
+    _fail(problems)
+    envelope = cloudevents.Envelope(
+        id=document["id"], source=document["source"], type=document["type"],
+        subject=document.get("subject"), time=document.get("time"))
+    return {"output": [{"event": msgspec.to_builtins(event), "envelope": _envelope(envelope)}]}
+
+
 HANDLERS: dict[str, Callable[[dict[str, Any]], Answer]] = {
     "rate": rate,
     "rate-plan": rate_plan,
@@ -325,4 +662,13 @@ HANDLERS: dict[str, Callable[[dict[str, Any]], Answer]] = {
     "apply-corrections": apply_corrections,
     "quota": quota,
     "rate-limit": rate_limit,
+    "billing-periods": billing_periods_,
+    "invoice": invoice,
+    "reconcile": reconcile_,
+    "apply-adjustment": apply_adjustment,
+    "project": project,
+    "domain-event": domain_event,
+    "to-cloudevent": to_cloudevent,
+    "from-cloudevent": from_cloudevent,
+    "domain-event-from-cloudevent": domain_event_from_cloudevent,
 }
