@@ -585,10 +585,8 @@ def domain_event(case_input: dict[str, Any]) -> Answer:
         _fail(problems)
     else:
         assert bill is not None
-        build = (domain_events.invoice_generated if kind == "invoice.generated"
-                 else domain_events.billing_period_closed)
-        event = build(bill.id, bill.revision, bill.workspace_id, bill.universe_id, bill.subject,
-                      bill.period, bill.currency, bill.total)
+        event = (domain_events.invoice_generated_for(bill) if kind == "invoice.generated"
+                 else domain_events.billing_period_closed_for(bill))
     return {"output": [msgspec.to_builtins(event)]}
 
 
