@@ -163,6 +163,29 @@ FAULTS: dict[str, Fault] = {
     "window-start-inclusive": Fault(("quotas",), catchers=("rl-004", "rl-018", "rl-022")),
     "log-ahead-ignored": Fault(("quotas",), catchers=("rl-011", "rl-012")),
     "prune-relative-to-now": Fault(("quotas",), catchers=("rl-024",)),
+    # billing (billing-periods, invoice, reconcile, apply-adjustment, project)
+    "anchor-day-spills": Fault(("billing",), catchers=("bil-002", "bil-003", "bil-004")),
+    "anchor-day-drifts": Fault(("billing",), catchers=("bil-004", "bil-012", "bil-019")),
+    "billing-midnight-utc": Fault(("billing",), catchers=("bil-006", "bil-016", "inv-009")),
+    "midnight-later-offset": Fault(("billing",), catchers=("bil-008", "bil-017", "inv-027")),
+    "invoice-total-from-precise": Fault(("billing",), catchers=("inv-025",)),
+    "carried-in-omitted": Fault(("billing",), catchers=("inv-005", "inv-007", "rec-007")),
+    "records-before-period-dropped": Fault(("billing",),
+                                           catchers=("inv-005", "prj-004", "rec-007")),
+    "invoice-tenants-merged": Fault(("billing",), catchers=("inv-002",)),
+    "revision-amounts-only": Fault(("billing",), catchers=("inv-001", "rec-006", "adj-001")),
+    "adjustment-rounds-precise-delta": Fault(("billing",), catchers=("rec-005",)),
+    "projection-half-up": Fault(("billing",), catchers=("prj-002",)),
+    "projection-counts-later-records": Fault(("billing",), catchers=("prj-003",)),
+    # domain events and CloudEvents
+    "envelope-id-wins": Fault(("events",), catchers=("ce-020", "ce-021")),
+    "envelope-time-wins": Fault(("events",), catchers=("ce-020", "ce-021")),
+    "data-string-parsed": Fault(("events",), catchers=("ce-029",)),
+    "cloudevent-type-unversioned": Fault(("events",), catchers=("ce-001", "ce-002", "ce-004")),
+    "cloudevent-subject-unchecked": Fault(("events",), catchers=("ce-006",)),
+    "source-unchecked": Fault(("events",), catchers=("ce-007", "ce-008", "ce-009")),
+    "event-id-dimensions-as-given": Fault(("events",), catchers=("dev-002", "dev-005")),
+    "event-time-as-written": Fault(("events",), catchers=("dev-002", "ce-011")),
 }
 
 

@@ -12,38 +12,56 @@ and expects at least one case to fail.
 from __future__ import annotations
 
 import argparse
+import calendar
+import contextlib
 import decimal
 import json
+import math
 import re
 import sys
 import unicodedata
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import msgspec
 
 from meterspec import (
     aggregations,
+    billing_periods,
+    cloudevents,
     codec,
+    domain_events,
     ids,
     ingestion,
+    invoices,
     metering,
     money,
     plans,
     pricing,
+    projection,
     quotas,
     ratelimit,
     readings,
+    reconcile,
     timestamps,
     windows,
 )
 from meterspec import quantity as quantities
 from meterspec.aggregations import Latest, Max, Min, Sum, TimeWeightedAverage, UniqueCount
 from meterspec.conformance import adapter
-from meterspec.contracts import EventPayload, Filter, MeasurementSpec, MeterReading, MeterRecord
+from meterspec.contracts import (
+    EventPayload,
+    Filter,
+    MeasurementSpec,
+    MeterReading,
+    MeterRecord,
+    Window,
+)
 from meterspec.errors import MeterspecError
 from meterspec.metering import Meter
 from meterspec.quantity import EXACT, ZERO
@@ -51,6 +69,7 @@ from meterspec.readings import Aggregator
 from meterspec.timestamps import Micros
 
 Install = Callable[[], None]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FAULTS: dict[str, tuple[str, Install]] = {}
 
 
@@ -1135,6 +1154,276 @@ def _prune_relative_to_now() -> None:
         return d._replace(state=ratelimit.RateState(
             tuple(e for e in entries if e[0] > instant - longest)))
     _wrap_rate_limit(change)
+
+
+# --- billing ----------------------------------------------------------------------------------
+
+def _replace_start(day_of: Callable[[date, int, int, int], int | None],
+                   zone_of: Callable[[billing_periods.BillingCycle], str] | None = None) -> None:
+    """Period starts with the day of the month `day_of(anchor, n, year, month)` chooses (None:
+    spill past the month's end), in the cycle's zone or `zone_of`'s."""
+    def start(cycle: billing_periods.BillingCycle, first: date, n: int) -> Micros | None:
+        months = first.year * 12 + first.month - 1 + n * cycle.interval_months
+        year, month = divmod(months, 12)
+        if not 1 <= year <= 9999:
+            return None
+        day = day_of(first, n * cycle.interval_months, year, month + 1)
+        local = (datetime(year, month + 1, 1) + timedelta(days=first.day - 1) if day is None
+                 else datetime(year, month + 1, day))
+        zone = windows.time_zone(zone_of(cycle) if zone_of else cycle.time_zone)
+        return windows.wall_start(zone, local)
+    billing_periods._start = start
+
+
+def _month_days(year: int, month: int) -> int:
+    return calendar.monthrange(year, month)[1]
+
+
+@fault("anchor-day-spills", "an anchor day past a month's end spills into the next month "
+       "(31 January + 1 month = 2 March), as date arithmetic without clamping does (MS-BIL-002)")
+def _anchor_day_spills() -> None:
+    _replace_start(lambda first, shift, year, month: None)
+
+
+@fault("anchor-day-drifts", "each period starts on the previous period's day, so an anchor on "
+       "the 31st drifts to the 29th after February and stays there (MS-BIL-002)")
+def _anchor_day_drifts() -> None:
+    def day_of(first: date, shift: int, year: int, month: int) -> int:
+        day, step = first.day, 1 if shift >= 0 else -1
+        index = first.year * 12 + first.month - 1
+        for k in range(step, shift + step, step):
+            y, m = divmod(index + k, 12)
+            day = min(day, _month_days(y, m + 1))
+        return day
+    _replace_start(day_of)
+
+
+@fault("billing-midnight-utc", "billing periods start at midnight UTC whatever the cycle's zone "
+       "(MS-BIL-003)")
+def _billing_midnight_utc() -> None:
+    _replace_start(lambda first, shift, year, month: min(first.day, _month_days(year, month)),
+                   lambda cycle: "UTC")
+
+
+@fault("midnight-later-offset", "local midnight is resolved with the offset in force after a "
+       "transition (fold=1): a skipped midnight maps to the hour before the jump, a repeated "
+       "one to its second occurrence (MS-BIL-003)")
+def _midnight_later_offset() -> None:
+    def wall_start(zone: ZoneInfo, wall: datetime) -> Micros | None:
+        moment = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+        return (moment - EPOCH) // timedelta(microseconds=1)
+    billing_periods.wall_start = wall_start  # type: ignore[attr-defined]
+
+
+@fault("invoice-total-from-precise", "an invoice's rounded subtotal and total are the precise "
+       "sum of the lines rounded, not the sum of the rounded lines (MS-INV-003, MS-MNY-007)")
+def _invoice_total_from_precise() -> None:
+    original = invoices.with_totals
+
+    def with_totals(invoice: invoices.Invoice) -> invoices.Invoice:
+        result = original(invoice)
+        rounded = money.round_money(Decimal(result.subtotal.precise), result.currency)
+        amount = money.Amount(result.subtotal.precise, quantities.format_quantity(rounded))
+        draft = msgspec.structs.replace(result, subtotal=amount, total=amount)
+        return msgspec.structs.replace(draft, revision=invoices.revision(draft))
+    replace_everywhere(original, with_totals)
+
+
+@fault("carried-in-omitted", "an invoice line of a time-weighted average does not list the "
+       "records that carried its level in (MS-INV-005)")
+def _carried_in_omitted() -> None:
+    original = invoices._invoice
+
+    def _invoice(request: invoices.InvoiceRequest, subscription: invoices.Subscription,
+                 window: Window, plan: plans.Plan,
+                 lines: list[invoices.InvoiceLine]) -> invoices.Invoice:
+        lines = [line if line.usage is None else msgspec.structs.replace(
+            line, usage=msgspec.structs.replace(line.usage, carried_in=None)) for line in lines]
+        return original(request, subscription, window, plan, lines)
+    invoices._invoice = _invoice
+
+
+@fault("records-before-period-dropped", "records before the billed periods are dropped before "
+       "aggregating, so a time-weighted average carries no level in (MS-INV-002, MS-AGG-012)")
+def _records_before_period_dropped() -> None:
+    original = invoices.InvoiceBuilder.add
+
+    def add(self: invoices.InvoiceBuilder, record: MeterRecord, path: str = "") -> None:
+        instant, _ = readings.parse_record(record, path)
+        billed = self._billed.get(record.subject)
+        if billed is None or instant >= billed.spans[0][0]:
+            original(self, record, path)
+    invoices.InvoiceBuilder.add = add  # type: ignore[method-assign]
+
+
+@fault("invoice-tenants-merged", "an invoice bills the subject's records of every workspace "
+       "and universe (MS-INV-002, MS-AGG-004)")
+def _invoice_tenants_merged() -> None:
+    original = invoices.InvoiceBuilder.add
+
+    def add(self: invoices.InvoiceBuilder, record: MeterRecord, path: str = "") -> None:
+        original(self, msgspec.structs.replace(
+            record, workspace_id=self.request.workspace_id,
+            universe_id=self.request.universe_id), path)
+    invoices.InvoiceBuilder.add = add  # type: ignore[method-assign]
+
+
+@fault("revision-amounts-only", "an invoice's revision covers its amounts only, not the "
+       "records behind each line, so new records that change no amount go unnoticed "
+       "(MS-INV-006)")
+def _revision_amounts_only() -> None:
+    original = invoices.revision
+
+    def revision(invoice: invoices.Invoice) -> str:
+        lines = [line if line.usage is None else msgspec.structs.replace(
+            line, usage=msgspec.structs.replace(line.usage, record_count=0, records_digest="",
+                                                carried_in=None)) for line in invoice.lines]
+        return original(msgspec.structs.replace(invoice, lines=lines))
+    replace_everywhere(original, revision)
+
+
+@fault("adjustment-rounds-precise-delta", "an adjustment's rounded difference is the precise "
+       "difference rounded, not the difference of the rounded amounts (MS-REC-004)")
+def _adjustment_rounds_precise_delta() -> None:
+    original = reconcile.reconcile
+
+    def rounded(amount: money.Amount, currency: str) -> money.Amount:
+        value = money.round_money(Decimal(amount.precise), currency)
+        return money.Amount(amount.precise, quantities.format_quantity(value))
+
+    def reconcile_(closed: invoices.Invoice,
+                   rebuilt: invoices.Invoice) -> reconcile.Adjustment | None:
+        found = original(closed, rebuilt)
+        if found is None:
+            return None
+        lines = [msgspec.structs.replace(line, amount=rounded(line.amount, found.currency))
+                 for line in found.lines]
+        return msgspec.structs.replace(found, lines=lines, total=rounded(found.total,
+                                                                         found.currency))
+    reconcile.reconcile = reconcile_
+
+
+@fault("projection-half-up", "a projected quantity is rounded half up, not half to even "
+       "(MS-PRJ-002)")
+def _projection_half_up() -> None:
+    def projected_quantity(aggregation: str, so_far: Decimal, elapsed: int,
+                           length: int) -> Decimal:
+        if aggregation not in projection.GROWING or elapsed <= 0 or elapsed >= length:
+            return so_far
+        exact = Fraction(so_far) * length / elapsed * 10**projection.PROJECTION_SCALE
+        units = math.floor(exact + Fraction(1, 2))
+        return Decimal(units).scaleb(-projection.PROJECTION_SCALE, context=EXACT).normalize(EXACT)
+    projection.projected_quantity = projected_quantity
+
+
+@fault("projection-counts-later-records", "a projection counts the records at and after asOf "
+       "that its input happens to hold (MS-PRJ-001)")
+def _projection_counts_later_records() -> None:
+    def project(request: invoices.InvoiceRequest,
+                records: Iterable[MeterRecord]) -> list[projection.Projection]:
+        builder = invoices.InvoiceBuilder(request)
+        for record in records:
+            builder.add(record)
+        return projection.projections(request, builder.invoices())
+    projection.project = project
+
+
+# --- domain events and CloudEvents ------------------------------------------------------------
+
+def _wrap_received(change: Callable[[EventPayload, cloudevents.Envelope], EventPayload]) -> None:
+    original = cloudevents.event_from_cloudevent
+
+    def event_from_cloudevent(data: object) -> cloudevents.ReceivedEvent:
+        received = original(data)
+        return msgspec.structs.replace(received,
+                                       event=change(received.event, received.envelope))
+    cloudevents.event_from_cloudevent = event_from_cloudevent
+
+
+@fault("envelope-id-wins", "a received CloudEvent's id replaces the payload's id, so a retry "
+       "with a fresh envelope id is a new event (MS-CE-009)")
+def _envelope_id_wins() -> None:
+    _wrap_received(lambda event, envelope: msgspec.structs.replace(event, id=envelope.id))
+
+
+@fault("envelope-time-wins", "a received CloudEvent's time replaces the payload's time, so usage "
+       "moves to the window of its delivery (MS-CE-009)")
+def _envelope_time_wins() -> None:
+    _wrap_received(lambda event, envelope: event if envelope.time is None
+                   else msgspec.structs.replace(event, time=envelope.time))
+
+
+@fault("data-string-parsed", "CloudEvent data that is a string is parsed as JSON, as some SDKs "
+       "do (MS-CE-008)")
+def _data_string_parsed() -> None:
+    original = cloudevents._data
+
+    def _data(document: dict[str, Any], problems: list[Any]) -> dict[str, Any] | None:
+        data = document.get("data")
+        if isinstance(data, str):
+            with contextlib.suppress(ValueError):
+                document = {**document, "data": json.loads(data)}
+        return original(document, problems)
+    cloudevents._data = _data
+
+
+@fault("cloudevent-type-unversioned", "the CloudEvents type of a version 1 domain event has no "
+       "version suffix: dev.meterspec.usage.recorded (MS-CE-003)")
+def _cloudevent_type_unversioned() -> None:
+    original = cloudevents.cloudevent_type
+
+    def cloudevent_type(found: domain_events.EventType) -> str:
+        return original(found).removesuffix(".v1")
+    cloudevents.cloudevent_type = cloudevent_type
+
+
+@fault("cloudevent-subject-unchecked", "the subject attribute is always the event's subject, "
+       "control characters included (MS-CE-002)")
+def _cloudevent_subject_unchecked() -> None:
+    original = cloudevents.to_cloudevent
+
+    def to_cloudevent(event: domain_events.DomainEvent, source: str) -> cloudevents.CloudEvent:
+        return msgspec.structs.replace(original(event, source), subject=event.subject)
+    cloudevents.to_cloudevent = to_cloudevent
+
+
+@fault("source-unchecked", "any string is accepted as a CloudEvents source (MS-CE-004, "
+       "MS-CE-006)")
+def _source_unchecked() -> None:
+    def _source_problems(source: object, path: str = "/source") -> list[Any]:
+        return []
+    cloudevents._source_problems = _source_problems
+
+
+def _wrap_usage_recorded(change: Callable[[MeterRecord, domain_events.UsageRecorded],
+                                          dict[str, Any]]) -> None:
+    """usage.recorded events built with some fields as `change` says, the id recomputed over
+    the dimensions in the order given."""
+    original = domain_events.usage_recorded
+
+    def usage_recorded(record: MeterRecord) -> domain_events.UsageRecorded:
+        event = original(record)
+        fields = change(record, event)
+        event = msgspec.structs.replace(event, **fields)
+        parts = [domain_events.USAGE_RECORDED_TAG, event.workspace_id, event.universe_id,
+                 event.subject, event.record_id, event.source_event_id, event.recorded_at,
+                 event.measurement.quantity, event.measurement.unit, str(len(event.dimensions))]
+        for key, value in event.dimensions.items():
+            parts += (key, value)
+        return msgspec.structs.replace(event, id=ids.digest_id("dev_", parts))
+    domain_events.usage_recorded = usage_recorded
+
+
+@fault("event-id-dimensions-as-given", "usage.recorded's id digests the dimensions in the "
+       "record's order, not in code-point order of their keys (MS-DEV-007)")
+def _event_id_dimensions_as_given() -> None:
+    _wrap_usage_recorded(lambda record, event: {"dimensions": dict(record.dimensions)})
+
+
+@fault("event-time-as-written", "usage.recorded copies the record's recordedAt as written, not "
+       "in canonical form (MS-DEV-002)")
+def _event_time_as_written() -> None:
+    _wrap_usage_recorded(lambda record, event: {"recorded_at": record.recorded_at})
 
 
 # --- errors -----------------------------------------------------------------------------------
