@@ -38,18 +38,7 @@ TIMEOUT = 300
 # Cases the reference fails because the reference is wrong: the suite keeps each case as the
 # spec says, and the reason names the bug in src/meterspec (not fixed here: another owner's
 # code). tests/test_conformance_harness.py holds each one as a strict xfail, so a fix shows.
-REFERENCE_BUGS: dict[str, str] = {
-    "inv-017": "bug: invoices.request_value_problems does not check the subscriptions' cycles "
-               "(an anchorDate that is no calendar date, an unknown timeZone) beside schema "
-               "problems, so a request with an unknown member and anchorDate 2023-02-29 reports "
-               "only unknown-field (MS-ERR-002, MS-BIL-001)",
-    "inv-018": "bug: invoices.request_semantic_problems returns the plans' and usage rules' "
-               "problems before it checks the subscriptions, so a unit without a usage rule "
-               "hides a subject subscribed twice (MS-ERR-002, MS-INV-001)",
-    "ce-041": "bug: cloudevents.domain_event_from_cloudevent checks the CloudEvents type against "
-              "the data's only when id, source and type are all strings, so a missing id hides "
-              "a type naming another domain type (MS-ERR-002, MS-CE-010)",
-}
+REFERENCE_BUGS: dict[str, str] = {}
 
 # What the Node adapter passes today. Raise it when the adapter learns more; a drop is a
 # regression (in the adapter, or a suite change that the adapter's README must explain).

@@ -287,13 +287,14 @@ def domain_event_from_cloudevent(data: object) -> DomainEvent:
             event = decode_domain_event(msgspec.json.encode(payload))
         except MeterspecError as error:
             problems += _under_data(error)
-    if envelope is not None and event is not None:
-        named = _domain_type_of(envelope.type)
-        if envelope.type.startswith(TYPE_PREFIX) and named != event.type:
-            problems.append(Problem("invalid-value", "/type", f"{envelope.type[:64]!r} does "
-                                    f"not name the data's type {event.type!r} (expected "
-                                    f"{cloudevent_type(event_type(event.type))!r})",
-                                    "MS-CE-010"))
+    # The type is compared whenever both are readable, even beside envelope problems
+    # elsewhere (a missing id): MS-ERR-002.
+    ce_type = document.get("type")
+    if (isinstance(ce_type, str) and event is not None and ce_type.startswith(TYPE_PREFIX)
+            and _domain_type_of(ce_type) != event.type):
+        problems.append(Problem("invalid-value", "/type", f"{ce_type[:64]!r} does not name "
+                                f"the data's type {event.type!r} (expected "
+                                f"{cloudevent_type(event_type(event.type))!r})", "MS-CE-010"))
     if problems or envelope is None or event is None:
         raise MeterspecError(problems)
     return event

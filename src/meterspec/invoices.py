@@ -169,7 +169,20 @@ def request_value_problems(document: object, reported: set[str]) -> list[Problem
     for path, plan in walk(document, ("plans", "*"), ""):
         inner = {p[len(path):] for p in reported if p.startswith(path + "/")}
         problems += _prefixed(plan_value_problems(plan, inner), path)
+    for path, cycle in walk(document, ("subscriptions", "*", "cycle"), ""):
+        problems += _cycle_value_problems(cycle, path, reported)
     return problems
+
+
+def _cycle_value_problems(cycle: object, path: str, reported: set[str]) -> list[Problem]:
+    """A raw cycle's anchor date and time zone (MS-BIL-001), beside schema problems."""
+    if not isinstance(cycle, dict):
+        return []
+    anchor_date, zone = cycle.get("anchorDate"), cycle.get("timeZone", "UTC")
+    checked = BillingCycle(
+        anchor_date=anchor_date if isinstance(anchor_date, str) else "2000-01-01",
+        time_zone=zone if isinstance(zone, str) else "UTC")
+    return [p for p in cycle_problems(checked, path) if p.path not in reported]
 
 
 def _usage_problems(unit: str, rule: UsageRule) -> list[Problem]:
@@ -200,20 +213,24 @@ def request_semantic_problems(request: InvoiceRequest) -> list[Problem]:
     problems += [Problem("missing-field", pointer("usage", unit), f"unit {unit!r} is priced by "
                          "a plan but has no usage rule", "MS-INV-002")
                  for unit in priced if unit not in request.usage]
-    if problems:
-        return problems
     subjects: set[str] = set()
-    at = parse_timestamp(request.at)
     for index, subscription in enumerate(request.subscriptions):
         path = f"/subscriptions/{index}"
         if subscription.subject in subjects:
             problems.append(Problem("duplicate-item", f"{path}/subject", f"subject "
                                     f"{subscription.subject!r} is subscribed twice", "MS-INV-001"))
         subjects.add(subscription.subject)
-        found = cycle_problems(subscription.cycle, f"{path}/cycle")
-        if found:
-            problems += found
-            continue
+        problems += cycle_problems(subscription.cycle, f"{path}/cycle")
+    # The periods, and the plan version of each, only mean something once all else is right.
+    return problems or _period_problems(request)
+
+
+def _period_problems(request: InvoiceRequest) -> list[Problem]:
+    """MS-BIL-002 (periods within the supported years) and MS-INV-001 (an effective plan
+    version at each billed period's start)."""
+    problems: list[Problem] = []
+    at = parse_timestamp(request.at)
+    for index, subscription in enumerate(request.subscriptions):
         try:
             spans = periods(subscription.cycle, at, request.periods, "/at")
         except MeterspecError as error:
@@ -222,8 +239,8 @@ def request_semantic_problems(request: InvoiceRequest) -> list[Problem]:
         for start, _ in spans:
             if select_plan(request.plans, subscription.plan_id, start) is None:
                 problems.append(Problem(
-                    "no-effective-plan", f"{path}/planID", f"no version of plan "
-                    f"{subscription.plan_id!r} is effective at {format_timestamp(start)}",
+                    "no-effective-plan", f"/subscriptions/{index}/planID", f"no version of "
+                    f"plan {subscription.plan_id!r} is effective at {format_timestamp(start)}",
                     "MS-INV-001"))
                 break
     return problems
