@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from datetime import datetime
 
 from hypothesis import strategies as st
 
@@ -90,3 +91,23 @@ def _decode(number: int) -> MeterRecord:
 
 records_strategy = st.integers(0, _SIZE - 1).map(_decode)
 record_lists = st.lists(records_strategy, max_size=25)
+
+
+identifiers = st.text(min_size=1, max_size=10)
+short_text = st.text(max_size=8)
+
+
+@st.composite
+def timestamps(draw: st.DrawFn) -> str:
+    """MS-TIME-001: real calendar instants, any offset within +-23:59, 0-9 fraction digits,
+    upper or lower case T and Z; the local date range keeps the UTC date in 0001..9999."""
+    moment = draw(st.datetimes(min_value=datetime(1, 1, 2),
+                               max_value=datetime(9999, 12, 30, 23, 59, 59)))
+    digits = draw(st.text("0123456789", max_size=9))
+    offset = draw(st.one_of(
+        st.sampled_from(["Z", "z", "+00:00", "-00:00"]),
+        st.builds(lambda sign, h, m: f"{sign}{h:02d}:{m:02d}", st.sampled_from("+-"),
+                  st.integers(0, 23), st.integers(0, 59))))
+    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}{draw(st.sampled_from('Tt'))}"
+            f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
+            f"{'.' + digits if digits else ''}{offset}")

@@ -17,6 +17,7 @@ import jsonschema
 import msgspec
 import pytest
 import referencing
+from conftest import identifiers, short_text, timestamps
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_ingestion import check_invalid_example, check_valid_example, example_cases
@@ -88,23 +89,7 @@ def canonical_quantity(text: str) -> str:
 
 # ------------------------------------------------------------------ strategies
 
-identifiers = st.text(min_size=1, max_size=10)
-short_text = st.text(max_size=8)
 quantities = st.from_regex(r"-?[0-9]{1,10}(\.[0-9]{1,10})?([eE][+-]?[0-9])?", fullmatch=True)
-
-
-@st.composite
-def timestamps(draw: st.DrawFn) -> str:
-    moment = draw(st.datetimes(min_value=datetime(1, 1, 2),
-                               max_value=datetime(9999, 12, 30, 23, 59, 59)))
-    digits = draw(st.text("0123456789", max_size=9))
-    offset = draw(st.one_of(
-        st.sampled_from(["Z", "z", "+00:00", "-00:00"]),
-        st.builds(lambda sign, h, m: f"{sign}{h:02d}:{m:02d}", st.sampled_from("+-"),
-                  st.integers(0, 23), st.integers(0, 59))))
-    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}{draw(st.sampled_from('Tt'))}"
-            f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
-            f"{'.' + digits if digits else ''}{offset}")
 
 
 records = st.builds(

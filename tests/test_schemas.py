@@ -25,6 +25,7 @@ import jsonschema
 import msgspec
 import pytest
 import referencing
+from conftest import identifiers, short_text, timestamps
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from test_domain_events import INSTANCES as DOMAIN_EVENT_INSTANCES
@@ -448,28 +449,10 @@ def test_the_walk_covers_the_nested_structs() -> None:
 
 # ------------------------------------------------------------------ (d) hypothesis
 
-identifiers = st.text(min_size=1, max_size=10)
-short_text = st.text(max_size=8)
 # MS-QTY-001 grammar, sized so every value also meets the MS-QTY-002 bounds.
 quantities = st.from_regex(r"-?[0-9]{1,10}(\.[0-9]{1,10})?([eE][+-]?[0-9])?", fullmatch=True)
 canonical_quantities = st.from_regex(r"-?(0|[1-9][0-9]{0,15})(\.[0-9]{0,8}[1-9])?",
                                      fullmatch=True).filter(lambda q: q != "-0")
-
-
-@st.composite
-def timestamps(draw: st.DrawFn) -> str:
-    """MS-TIME-001: real calendar instants, any offset within +-23:59, 0-9 fraction digits,
-    upper or lower case T and Z; the local date range keeps the UTC date in 0001..9999."""
-    moment = draw(st.datetimes(min_value=datetime(1, 1, 2),
-                               max_value=datetime(9999, 12, 30, 23, 59, 59)))
-    digits = draw(st.text("0123456789", max_size=9))
-    offset = draw(st.one_of(
-        st.sampled_from(["Z", "z", "+00:00", "-00:00"]),
-        st.builds(lambda sign, h, m: f"{sign}{h:02d}:{m:02d}", st.sampled_from("+-"),
-                  st.integers(0, 23), st.integers(0, 59))))
-    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}{draw(st.sampled_from('Tt'))}"
-            f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
-            f"{'.' + digits if digits else ''}{offset}")
 
 
 _leaf_filters = st.one_of(
