@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -40,6 +40,7 @@ __all__ = ["EVENT_TYPES", "BillingPeriodClosed", "DomainEvent", "EventType", "In
            "event_type", "invoice_generated", "semantic_problems", "usage_recorded",
            "value_problems"]
 
+F = TypeVar("F", bound="_InvoiceFact")
 PREFIX = "dev_"
 USAGE_RECORDED_TAG = "meterspec/usage-recorded/v1"
 INVOICE_GENERATED_TAG = "meterspec/invoice-generated/v1"
@@ -70,34 +71,31 @@ class UsageRecorded(_Event, frozen=True):
     dimensions: dict[str, str]
 
 
-class InvoiceGenerated(_Event, frozen=True):
+class _InvoiceFact(_Event, frozen=True):
+    """The fields an invoice event takes from its invoice (MS-DEV-009, MS-DEV-010)."""
+
+    id: str
+    type: str
+    workspace_id: str = msgspec.field(name="workspaceID")
+    universe_id: str = msgspec.field(name="universeID")
+    subject: str
+    invoice_id: str = msgspec.field(name="invoiceID")
+    revision: str
+    period: Window
+    currency: str
+    total: Amount
+
+
+class InvoiceGenerated(_InvoiceFact, frozen=True):
     """MS-DEV-009: a revision of an invoice was issued."""
 
-    id: str
     type: Literal["invoice.generated"]
-    workspace_id: str = msgspec.field(name="workspaceID")
-    universe_id: str = msgspec.field(name="universeID")
-    subject: str
-    invoice_id: str = msgspec.field(name="invoiceID")
-    revision: str
-    period: Window
-    currency: str
-    total: Amount
 
 
-class BillingPeriodClosed(_Event, frozen=True):
+class BillingPeriodClosed(_InvoiceFact, frozen=True):
     """MS-DEV-010: a subject's billing period is closed; its invoice is final at `revision`."""
 
-    id: str
     type: Literal["billing.period.closed"]
-    workspace_id: str = msgspec.field(name="workspaceID")
-    universe_id: str = msgspec.field(name="universeID")
-    subject: str
-    invoice_id: str = msgspec.field(name="invoiceID")
-    revision: str
-    period: Window
-    currency: str
-    total: Amount
 
 
 DomainEvent = UsageRecorded | QuotaEvent | InvoiceGenerated | BillingPeriodClosed
@@ -264,13 +262,9 @@ def invoice_generated(invoice_id: str, revision: str, workspace_id: str, univers
     """MS-DEV-009: the invoice.generated event of one revision of an invoice, from the
     invoice's fields as they are (an invoice's values are canonical already). Problems point
     into the event."""
-    _invoice_fields(invoice_id, revision, workspace_id, universe_id, subject, period,
-                    currency_code, total, "MS-DEV-009")
-    return InvoiceGenerated(
-        invoice_event_id(INVOICE_GENERATED_TAG, workspace_id, universe_id, subject, invoice_id,
-                         revision, period, currency_code, total),
-        "invoice.generated", workspace_id, universe_id, subject, invoice_id, revision,
-        Window(period.start, period.end), currency_code, Amount(total.precise, total.rounded))
+    return _invoice_event(InvoiceGenerated, "invoice.generated", INVOICE_GENERATED_TAG,
+                          "MS-DEV-009", invoice_id, revision, workspace_id, universe_id,
+                          subject, period, currency_code, total)
 
 
 def billing_period_closed(invoice_id: str, revision: str, workspace_id: str, universe_id: str,
@@ -278,13 +272,21 @@ def billing_period_closed(invoice_id: str, revision: str, workspace_id: str, uni
                           total: Amount) -> BillingPeriodClosed:
     """MS-DEV-010: the billing.period.closed event of a subject's period, naming the final
     revision of its invoice. Problems point into the event."""
+    return _invoice_event(BillingPeriodClosed, "billing.period.closed",
+                          BILLING_PERIOD_CLOSED_TAG, "MS-DEV-010", invoice_id, revision,
+                          workspace_id, universe_id, subject, period, currency_code, total)
+
+
+def _invoice_event(kind: type[F], name: str, tag: str, requirement: str, invoice_id: str,
+                   revision: str, workspace_id: str, universe_id: str, subject: str,
+                   period: Window, currency_code: str, total: Amount) -> F:
     _invoice_fields(invoice_id, revision, workspace_id, universe_id, subject, period,
-                    currency_code, total, "MS-DEV-010")
-    return BillingPeriodClosed(
-        invoice_event_id(BILLING_PERIOD_CLOSED_TAG, workspace_id, universe_id, subject,
-                         invoice_id, revision, period, currency_code, total),
-        "billing.period.closed", workspace_id, universe_id, subject, invoice_id, revision,
-        Window(period.start, period.end), currency_code, Amount(total.precise, total.rounded))
+                    currency_code, total, requirement)
+    return kind(invoice_event_id(tag, workspace_id, universe_id, subject, invoice_id, revision,
+                                 period, currency_code, total),
+                name, workspace_id, universe_id, subject, invoice_id, revision,
+                Window(period.start, period.end), currency_code,
+                Amount(total.precise, total.rounded))
 
 
 def quota_event_id(event: QuotaEvent) -> str:
