@@ -650,3 +650,23 @@ def test_invoice_events_carry_the_invoice_they_announce(
     assert (generated.type, final.type) == ("invoice.generated", "billing.period.closed")
     assert invoice_generated_for(rebuilt).id != generated.id
     assert invoice_generated_for(closed) == generated
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["project", "--as-of", "yesterday"], b"invalid-timestamp at --as-of"),
+    (["invoice", "--periods", "0"], b"argument --periods: an integer from 1 to 120"),
+    (["invoice", "--periods", "121"], b"argument --periods: an integer from 1 to 120"),
+])
+def test_bad_command_line_values_name_the_option(capsysbinary: Capture, argv: list[str],
+                                                 message: bytes) -> None:
+    """A bad --as-of or --periods is the command line's fault, not the request file's."""
+    request = str(EXAMPLE / "invoice-request.json")
+    full = [argv[0], "--request", request, *argv[1:], str(EXAMPLE / "events.ndjson")]
+    try:
+        status = main(full)
+    except SystemExit as exit_:  # argparse's usage error
+        status = int(exit_.code or 0)
+    _, err = capsysbinary.readouterr()
+    assert status == 2
+    assert message in err
+    assert b"is not usable" not in err

@@ -24,7 +24,7 @@ from meterspec.codec import (
 from meterspec.conformance import command as conformance
 from meterspec.contracts import MeterReading
 from meterspec.errors import MeterspecError, Problem
-from meterspec.invoices import Invoice, InvoiceBuilder, InvoiceRequest
+from meterspec.invoices import MAX_PERIODS, Invoice, InvoiceBuilder, InvoiceRequest
 from meterspec.metering import Meter, check_event
 from meterspec.projection import projections
 from meterspec.quotas import QuotaCheck, decide
@@ -290,6 +290,13 @@ def _check_reading_window(reading: MeterReading) -> None:
         raise MeterspecError(problems)
 
 
+def _period_count(text: str) -> int:
+    """--periods: an integer 1..MAX_PERIODS (MS-BIL-004), or argparse's usage error."""
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PERIODS:
+        raise argparse.ArgumentTypeError(f"an integer from 1 to {MAX_PERIODS}")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="meterspec", description="Usage events -> meter records -> meter readings -> "
@@ -319,8 +326,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = command("invoice", "Write the Invoices of NDJSON records as NDJSON.", _invoice)
     sub.add_argument("--request", required=True, help="InvoiceRequest JSON file")
-    sub.add_argument("--periods", type=int, help="bill this many periods up to the request's "
-                     "`at` (a usage history), overriding the request's `periods`")
+    sub.add_argument("--periods", type=_period_count, help="bill this many periods (1 to "
+                     f"{MAX_PERIODS}) up to the request's `at` (a usage history), overriding "
+                     "the request's `periods`")
     sub.add_argument("file", help="records NDJSON file, '-' for stdin")
 
     sub = command("reconcile", "Write the Adjustments that bring closed invoices up to date "
@@ -363,12 +371,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    if getattr(args, "metered_at", None) is not None:
-        try:
-            args.metered_at = format_timestamp(parse_timestamp(args.metered_at, "--metered-at"))
-        except MeterspecError as error:
-            sys.stderr.write(f"meterspec: {error}\n")
-            return EXIT_USAGE
+    for option in ("metered_at", "as_of"):  # timestamps given on the command line
+        if getattr(args, option, None) is not None:
+            flag = "--" + option.replace("_", "-")
+            try:
+                setattr(args, option, format_timestamp(parse_timestamp(getattr(args, option),
+                                                                       flag)))
+            except MeterspecError as error:
+                sys.stderr.write(f"meterspec: {error}\n")
+                return EXIT_USAGE
     with ExitStack() as stack:
         try:
             source = (sys.stdin.buffer if args.file == "-"
