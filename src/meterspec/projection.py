@@ -160,14 +160,19 @@ def projection_problems(projection: Projection) -> list[Problem]:
     """MS-PRJ-003: asOf lies in the period, each amount is rounded half to even from its
     precise value, and both totals are the sums of their lines (MS-MNY-007)."""
     problems: list[Problem] = []
-    start, end = (parse_timestamp(projection.period.start),
-                  parse_timestamp(projection.period.end))
-    if not start <= parse_timestamp(projection.as_of) < end:
+    try:  # values that do not parse are the value checks' to report (MS-ERR-002)
+        start, end, as_of = (parse_timestamp(projection.period.start),
+                             parse_timestamp(projection.period.end),
+                             parse_timestamp(projection.as_of))
+        found = currency(projection.currency)
+    except MeterspecError:
+        return problems
+    if not start <= as_of < end:
         problems.append(Problem("invalid-window", "/asOf", "asOf must lie in the period",
                                 "MS-PRJ-001"))
     for index, line in enumerate(projection.lines):
         for name, amount in (("amount", line.amount), ("projectedAmount", line.projected_amount)):
-            if Amount.of(Decimal(amount.precise), projection.currency) != amount:
+            if Amount.of(Decimal(amount.precise), found) != amount:
                 problems.append(Problem("inconsistent-amount", f"/lines/{index}/{name}",
                                         "rounded must be precise rounded half to even",
                                         "MS-MNY-005"))
