@@ -670,3 +670,24 @@ def test_bad_command_line_values_name_the_option(capsysbinary: Capture, argv: li
     assert status == 2
     assert message in err
     assert b"is not usable" not in err
+
+
+def test_invoice_can_write_its_invoice_generated_events(capsysbinary: Capture,
+                                                        tmp_path: Path) -> None:
+    """MS-DEV-009 from the CLI: one invoice.generated per invoice, naming its id, revision
+    and total, with the id recomputed from the prose (tag, then every field, MS-ID-001)."""
+    records, _ = _records(capsysbinary, tmp_path, "events.ndjson")
+    events_path = tmp_path / "events-out.ndjson"
+    out, _ = _cli(capsysbinary, "invoice", "--request", str(EXAMPLE / "invoice-request.json"),
+                  "--events", str(events_path), str(records))
+    invoices, events = _ndjson(out), _ndjson(events_path.read_bytes())
+    assert [e["type"] for e in events] == ["invoice.generated"] * len(invoices) == [
+        "invoice.generated"] * 2
+    for invoice, event in zip(invoices, events, strict=True):
+        assert (event["invoiceID"], event["revision"], event["total"]) == (
+            invoice["id"], invoice["revision"], invoice["total"])
+        assert event["id"] == ms_id("dev_", [
+            "meterspec/invoice-generated/v1", invoice["workspaceID"], invoice["universeID"],
+            invoice["subject"], invoice["id"], invoice["revision"], invoice["period"]["start"],
+            invoice["period"]["end"], invoice["currency"], invoice["total"]["precise"],
+            invoice["total"]["rounded"]])

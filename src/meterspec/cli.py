@@ -23,6 +23,7 @@ from meterspec.codec import (
 )
 from meterspec.conformance import command as conformance
 from meterspec.contracts import MeterReading
+from meterspec.domain_events import invoice_generated_for
 from meterspec.errors import MeterspecError, Problem
 from meterspec.invoices import MAX_PERIODS, Invoice, InvoiceBuilder, InvoiceRequest
 from meterspec.metering import Meter, check_event
@@ -167,7 +168,11 @@ def _invoice(args: argparse.Namespace, source: BinaryIO, out: BinaryIO, report: 
     except MeterspecError as error:
         raise BadDocumentError(args.request, error) from None
     _feed([builder], source, report, "invoice")
-    return _write(builder.invoices(), out)
+    invoices = builder.invoices()
+    if args.events is not None:  # MS-DEV-009: one invoice.generated per invoice
+        with open(args.events, "wb") as events:
+            _write(map(invoice_generated_for, invoices), events)
+    return _write(invoices, out)
 
 
 def _reconcile(args: argparse.Namespace, source: BinaryIO, out: BinaryIO,
@@ -329,6 +334,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--periods", type=_period_count, help="bill this many periods (1 to "
                      f"{MAX_PERIODS}) up to the request's `at` (a usage history), overriding "
                      "the request's `periods`")
+    sub.add_argument("--events", metavar="FILE", help="also write an invoice.generated domain "
+                     "event per invoice here, as NDJSON")
     sub.add_argument("file", help="records NDJSON file, '-' for stdin")
 
     sub = command("reconcile", "Write the Adjustments that bring closed invoices up to date "
