@@ -136,8 +136,8 @@ def decode(kind: str, data: bytes | str, struct: type[T], *, fast: bool = True) 
             check = _SEMANTIC_CHECKS.get(kind)
             semantic = _problems_of(lambda: check(value)) if check else []
             # A rule check that trips over a value already reported adds nothing new.
-            seen = {p.code for p in values}
-            problems = values + [p for p in semantic if p.code not in seen]
+            seen = {(p.code, p.path) for p in values}
+            problems = values + [p for p in semantic if (p.code, p.path) not in seen]
             if not problems:
                 return value
     event_id = document.get("id") if kind == "event" and isinstance(document, dict) else None

@@ -307,8 +307,9 @@ def rated_charge_semantic_problems(rated: RatedCharge) -> list[Problem]:
             total = EXACT.add(total, number(row.amount))
         if number(rated.subtotal) != total:
             disagree("/subtotal", "subtotal is not the sum of the tier amounts")
-    if number(rated.amount.rounded) != round_money(number(rated.amount.precise),
-                                                   rated.currency):
+    found = _parsed(currency, rated.currency)  # an unknown one is a value problem
+    if found is not None and number(rated.amount.rounded) != round_money(
+            number(rated.amount.precise), found):
         disagree("/amount/rounded", "rounded is not precise rounded half to even to the "
                  "currency's minor units")
     return problems
