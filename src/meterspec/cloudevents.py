@@ -11,7 +11,8 @@ CloudEvent (MS-ERR-002).
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -20,6 +21,8 @@ from meterspec.contracts import EventPayload
 from meterspec.domain_events import DomainEvent, EventType, decode_domain_event, event_type
 from meterspec.errors import MeterspecError, Problem, pointer
 from meterspec.timestamps import parse_timestamp
+
+D = TypeVar("D")
 
 __all__ = ["CloudEvent", "Envelope", "ReceivedEvent", "cloudevent_type",
            "domain_event_from_cloudevent", "event_from_cloudevent", "events_from_batch",
@@ -253,6 +256,21 @@ def _with_event_id(problems: list[Problem], data: dict[str, Any] | None) -> list
     return problems
 
 
+def _opened(document: dict[str, Any], problems: list[Problem],
+            decode_data: Callable[[bytes], D]) -> tuple[Envelope | None, Any, D | None]:
+    """The envelope, the raw data and the data decoded, each None when unusable; every
+    problem found is added to `problems`, data problems under /data (MS-CE-006..008)."""
+    envelope = _envelope(document, problems)
+    payload = _data(document, problems)
+    event = None
+    if payload is not None:
+        try:
+            event = decode_data(msgspec.json.encode(payload))
+        except MeterspecError as error:
+            problems += _under_data(error)
+    return envelope, payload, event
+
+
 def event_from_cloudevent(data: object) -> ReceivedEvent:
     """MS-CE-006..009: the EventPayload a CloudEvent (JSON bytes, or an already decoded JSON
     object) carries in its data, exactly as written there: its id, time and every other field
@@ -260,14 +278,9 @@ def event_from_cloudevent(data: object) -> ReceivedEvent:
     of the envelope and of the payload, paths into the CloudEvent (/data/time)."""
     document = _document(data)
     problems: list[Problem] = []
-    envelope = _envelope(document, problems)
-    payload = _data(document, problems)
-    event = None
-    if payload is not None:
-        try:
-            event = decode("event", msgspec.json.encode(payload), EventPayload, fast=False)
-        except MeterspecError as error:
-            problems += _under_data(error)
+    envelope, payload, event = _opened(
+        document, problems,
+        lambda raw: decode("event", raw, EventPayload, fast=False))
     if problems or envelope is None or event is None:
         raise MeterspecError(_with_event_id(problems, payload))
     return ReceivedEvent(event=event, envelope=envelope)
@@ -279,14 +292,7 @@ def domain_event_from_cloudevent(data: object) -> DomainEvent:
     namespace that names another type is `invalid-value` at /type."""
     document = _document(data)
     problems: list[Problem] = []
-    envelope = _envelope(document, problems)
-    payload = _data(document, problems)
-    event = None
-    if payload is not None:
-        try:
-            event = decode_domain_event(msgspec.json.encode(payload))
-        except MeterspecError as error:
-            problems += _under_data(error)
+    envelope, _, event = _opened(document, problems, decode_domain_event)
     # The type is compared whenever both are readable, even beside envelope problems
     # elsewhere (a missing id): MS-ERR-002.
     ce_type = document.get("type")
