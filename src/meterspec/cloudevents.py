@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from meterspec import json_text
 from meterspec.codec import decode
 from meterspec.contracts import EventPayload
 from meterspec.domain_events import DomainEvent, EventType, decode_domain_event, event_type
@@ -227,10 +228,7 @@ def _parsed(data: object) -> object:
     """JSON bytes or text parsed (`invalid-json` otherwise); a decoded value as it is."""
     if not isinstance(data, bytes | str):
         return data
-    try:
-        return msgspec.json.decode(data)
-    except msgspec.DecodeError as error:
-        raise MeterspecError.single("invalid-json", "", str(error), "MS-ERR-003") from None
+    return json_text.load(data)  # MS-ERR-007 to MS-ERR-011
 
 
 def _document(data: object) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from meterspec import (
     domain_events,
     ingestion,
     invoices,
+    json_text,
     projection,
     quotas,
     ratelimit,
@@ -25,6 +26,7 @@ from meterspec.contracts import (
     MeterRecord,
 )
 from meterspec.errors import MeterspecError, Problem, walk
+from meterspec.json_text import repeats_a_name, string_count
 from meterspec.metering import Meter
 from meterspec.plans import (
     Plan,
@@ -110,17 +112,17 @@ _encoder = msgspec.json.Encoder()
 
 def decode(kind: str, data: bytes | str, struct: type[T], *, fast: bool = True) -> T:
     """Decode one document of `kind`; on any error, raise MeterspecError with every schema
-    problem in it. With `fast`, the typed decoder runs first and the schema only explains its
-    failures (for high-volume events and records); without, the schema always runs."""
-    if fast:
+    problem in it. With `fast` (events and records), the typed decoder runs first and the
+    schema only explains its failures; otherwise the careful parser and the schema always run."""
+    if fast and kind in _STRINGS:
         try:
-            return msgspec.json.decode(data, type=struct)
-        except msgspec.DecodeError:
+            value = msgspec.json.decode(data, type=struct)
+        except (msgspec.DecodeError, RecursionError):
             pass
-    try:
-        document = msgspec.json.decode(data)
-    except msgspec.DecodeError as error:
-        raise MeterspecError.single("invalid-json", "", str(error), "MS-ERR-003") from None
+        else:
+            if _unique_names(kind, value, data):
+                return value
+    document = json_text.load(data)  # text-level problems alone (MS-ERR-007 to MS-ERR-011)
     problems = schema_problems(kind, document)
     values = _value_problems(kind, document, {p.path for p in problems})
     if problems:
@@ -175,6 +177,34 @@ def _value_problems(kind: str, document: object, reported: set[str]) -> list[Pro
     if kind in _OWN_VALUE_CHECKS:
         problems += _OWN_VALUE_CHECKS[kind](document, reported)
     return problems
+
+
+def _event_strings(event: EventPayload) -> tuple[int, ...]:
+    """The strings an event's text holds when no name repeats: a name and a string value per
+    member; `properties` (a name and its members' names and values) may be absent or `{}`
+    when empty."""
+    count = 12 + 2 * len(event.properties)
+    return (count + 1,) if event.properties else (count, count + 1)
+
+
+def _record_strings(record: MeterRecord) -> tuple[int, ...]:
+    """The same for a record: a name and a string per member, `measurement` and
+    `dimensions` a name each, and meteredAt optional."""
+    return (18 + 2 * len(record.dimensions) + (0 if record.metered_at is msgspec.UNSET else 2),)
+
+
+# The kinds whose fast path (a typed decode) is proven free of repeated names (MS-ERR-009);
+# every other kind, and every text they do not prove, goes through json_text.load.
+_STRINGS: dict[str, Callable[[Any], tuple[int, ...]]] = {
+    "event": _event_strings, "record": _record_strings}
+
+
+def _unique_names(kind: str, value: object, data: bytes | str) -> bool:
+    line = data.encode() if isinstance(data, str) else data
+    found = string_count(line)
+    if found is None:
+        return not repeats_a_name(line)
+    return found in _STRINGS[kind](value)
 
 
 def decode_event(data: bytes | str) -> EventPayload:

@@ -26,6 +26,7 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
+from meterspec import json_text
 from meterspec.contracts import Measurement, MeterRecord, Window
 from meterspec.errors import MeterspecError, Problem, pointer, walk
 from meterspec.ids import digest_id
@@ -426,10 +427,7 @@ def decode_domain_event(data: bytes | str) -> DomainEvent:
     type or version is `unknown-event-type` at /type, never decoded as another type."""
     from meterspec.codec import decode  # the codec imports this module
 
-    try:
-        document = msgspec.json.decode(data)
-    except msgspec.DecodeError as error:
-        raise MeterspecError.single("invalid-json", "", str(error), "MS-ERR-003") from None
+    document = json_text.load(data)  # MS-ERR-007 to MS-ERR-011
     if not isinstance(document, dict):
         raise MeterspecError.single("wrong-type", "", "a domain event is a JSON object",
                                     "MS-DEV-001")

@@ -66,19 +66,25 @@ def parse_bounded(text: object, path: str, bounds: Bounds) -> Decimal:
         raise MeterspecError.single(
             bounds.invalid_code, path, f"{text[:64]!r} is not a decimal {bounds.noun}",
             bounds.grammar_requirement)
+    if len(text) > bounds.text_length:  # before any conversion whose cost grows with it
+        raise _out_of_range(path, bounds)
     integer, fraction, exponent_text = match.groups()
     coefficient = (integer + (fraction or "")).lstrip("0")
     significant = coefficient.rstrip("0")
     exponent = int(exponent_text or 0) - len(fraction or "") + len(coefficient) - len(significant)
-    if len(text) > bounds.text_length or (coefficient and (
+    if (coefficient and (
             len(significant) + exponent > bounds.integer_digits
             or -exponent > bounds.fraction_digits)):
-        raise MeterspecError.single(
-            bounds.out_of_range_code, path,
-            f"a {bounds.noun} has at most {bounds.text_length} characters, "
-            f"{bounds.integer_digits} integer and {bounds.fraction_digits} fraction digits",
-            bounds.bounds_requirement)
+        raise _out_of_range(path, bounds)
     return Decimal(text) if coefficient else ZERO
+
+
+def _out_of_range(path: str, bounds: Bounds) -> MeterspecError:
+    return MeterspecError.single(
+        bounds.out_of_range_code, path,
+        f"a {bounds.noun} has at most {bounds.text_length} characters, "
+        f"{bounds.integer_digits} integer and {bounds.fraction_digits} fraction digits",
+        bounds.bounds_requirement)
 
 
 def is_quantity(text: object) -> bool:

@@ -1,0 +1,223 @@
+"""JSON text as a hostile client may write it: bounded depth, unique names, numbers of any size
+(MS-ERR-007 to MS-ERR-011).
+
+`load` is the careful parser every rejected or whole-document input goes through; it never
+recurses without bound, never converts a digit string whose length it has not bounded, and
+reports problems with a code and a JSON Pointer instead of raising anything else.
+`string_count` and `repeats_a_name` are the cheap exact tests the fast path runs on a decoded
+event or record.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from fractions import Fraction
+from typing import Any
+
+from meterspec.errors import MeterspecError, Problem, pointer
+
+MAX_DEPTH = 64
+# Integers this long (or longer) are out of every bound the contracts have (MS-ERR-011), so they
+# become a stand-in beyond all of them instead of being converted digit by digit.
+_MAX_INTEGER_DIGITS = 30
+_BEYOND_EVERY_BOUND: int = 10**_MAX_INTEGER_DIGITS
+_NUMBER = re.compile(r"-?([0-9]+)(?:\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?")
+# Tokens that matter for depth: strings (skipped whole, escapes included) and punctuation.
+_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},:]', re.DOTALL)
+# A \uD800-\uDFFF escape: the only way JSON text can spell a surrogate (MS-ERR-007).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB]|\\u[dD][c-fC-F]")
+
+
+class _Object(dict[str, Any]):
+    """A decoded object that remembers the names it saw more than once."""
+
+    __slots__ = ("repeated",)
+    repeated: list[str]
+
+
+def load(data: bytes | str) -> Any:
+    """Parse one JSON document (MS-ERR-007 to MS-ERR-011) or raise MeterspecError with the
+    text-level problems alone (MS-ERR-010)."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _invalid(f"not UTF-8 ({error.reason} at byte {error.start})") from None
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:  # could be too deep: find where
+        deep = _first_too_deep(raw)
+        if deep is not None:
+            raise MeterspecError.single(
+                "nesting-too-deep", deep, f"objects and arrays nest at most {MAX_DEPTH} deep",
+                "MS-ERR-008")
+    repeated = False
+
+    def pairs(members: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal repeated
+        plain = dict(members)
+        if len(plain) == len(members):
+            return plain
+        found = _Object(members)
+        repeated = True
+        seen: set[str] = set()
+        found.repeated = []
+        for name, _ in members:
+            if name in seen and name not in found.repeated:
+                found.repeated.append(name)
+            seen.add(name)
+        return found
+
+    try:
+        document = json.loads(text, object_pairs_hook=pairs, parse_int=_integer,
+                              parse_float=_number, parse_constant=_constant)
+    except (ValueError, RecursionError) as error:
+        raise _invalid(str(error)[:200]) from None
+    if repeated:
+        raise MeterspecError([
+            Problem("duplicate-name", path, f"the name {path.rsplit('/', 1)[-1]!r} appears "
+                    "more than once in one object", "MS-ERR-009")
+            for path in _repeated_paths(document)])
+    if _SURROGATE_ESCAPE.search(raw) and _has_surrogate(document):
+        raise _invalid("a \\u escape names a lone surrogate, which is no Unicode character")
+    return document
+
+
+def string_count(line: bytes) -> int | None:
+    """How many strings (names included) the valid JSON text `line` holds, or None when it has
+    an escape (and a quote may be part of a string).
+
+    Without escapes every quote of a JSON text opens or closes a string. A decoder that merges
+    a repeated name keeps fewer strings than the text holds (at least the repeated name is
+    gone), so comparing this count with the strings of the decoded value proves that no name
+    was repeated without parsing the text again: the fast path's exact check (MS-ERR-009)."""
+    if b"\\" in line:
+        return None
+    return line.count(b'"') >> 1
+
+
+def repeats_a_name(line: bytes | str) -> bool:
+    """Whether a valid JSON text repeats a name in some object (MS-ERR-009); the exact check
+    for texts `string_count` cannot judge."""
+    repeated = False
+
+    def pairs(members: list[tuple[str, Any]]) -> None:
+        nonlocal repeated
+        if not repeated and len({name for name, _ in members}) != len(members):
+            repeated = True
+
+    try:
+        json.loads(line, object_pairs_hook=pairs, parse_int=len, parse_float=len)
+    except (ValueError, RecursionError):
+        return True  # not for this check to judge: `load` reports what is wrong
+    return repeated
+
+
+def _invalid(message: str) -> MeterspecError:
+    return MeterspecError.single("invalid-json", "", message, "MS-ERR-003")
+
+
+def _constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _integer(text: str) -> int:
+    digits = len(text) - text.startswith("-")
+    if digits > _MAX_INTEGER_DIGITS and text.lstrip("-").lstrip("0"):
+        return -_BEYOND_EVERY_BOUND if text.startswith("-") else _BEYOND_EVERY_BOUND
+    return int(text)
+
+
+def _number(text: str) -> int | Fraction:
+    """A number with a fraction or exponent, without converting more than a bounded number of
+    digits: an integer value stays an integer (2.0 is the integer 2, as JSON Schema says) or
+    becomes the stand-in beyond every bound; any other value is only ever checked for its
+    type, so a Fraction keeps it non-integral (exact where that is cheap)."""
+    match = _NUMBER.fullmatch(text)
+    if match is None:  # json only calls this for its own number grammar
+        raise ValueError(f"{text[:64]!r} is not a number")
+    integer, fraction, exponent_text = match.groups()
+    sign = -1 if text.startswith("-") else 1
+    digits = (integer + (fraction or "")).lstrip("0")
+    significant = digits.rstrip("0")
+    if not significant:
+        return 0
+    exponent_text = exponent_text or "0"
+    if len(exponent_text.lstrip("+-").lstrip("0")) > 9:  # |exponent| >= 10**9: no bound near
+        if exponent_text.startswith("-"):
+            return Fraction(sign, _BEYOND_EVERY_BOUND)
+        return sign * _BEYOND_EVERY_BOUND
+    # value = significant * 10**scale, significant without leading or trailing zeros
+    scale = int(exponent_text) - len(fraction or "") + len(digits) - len(significant)
+    if scale >= 0:
+        if len(significant) + scale > _MAX_INTEGER_DIGITS:
+            return sign * _BEYOND_EVERY_BOUND
+        return sign * int(significant + "0" * scale)
+    if len(significant) > 2 * _MAX_INTEGER_DIGITS or scale < -2 * _MAX_INTEGER_DIGITS:
+        return Fraction(sign, _BEYOND_EVERY_BOUND)  # not an integer; its size matters nowhere
+    return Fraction(sign * int(significant), int("1" + "0" * -scale))
+
+
+def _first_too_deep(raw: bytes) -> str | None:
+    """The JSON Pointer of the first container opening at depth MAX_DEPTH + 1, without
+    recursion: a scan of strings and punctuation only (numbers and literals are skipped)."""
+    # One frame per open container: [is_object, current name or index, expecting a name].
+    frames: list[list[Any]] = []
+    for match in _TOKENS.finditer(raw):
+        token = match.group()
+        top = frames[-1] if frames else None
+        if token in (b"{", b"["):
+            if len(frames) == MAX_DEPTH:
+                return pointer(*(frame[1] for frame in frames))
+            frames.append([token == b"{", 0 if token == b"[" else "", token == b"{"])
+        elif token in (b"}", b"]"):
+            if frames:
+                frames.pop()
+        elif top is None:
+            continue
+        elif token == b",":
+            if top[0]:
+                top[2] = True
+            else:
+                top[1] += 1
+        elif token == b":":
+            top[2] = False
+        elif top[0] and top[2]:  # a string where an object expects a name
+            try:
+                top[1] = json.loads(token)
+            except ValueError:
+                top[1] = token[1:-1].decode("utf-8", "replace")
+    return None
+
+
+def _repeated_paths(document: Any) -> list[str]:
+    """The pointer of every repeated name, in document order (iterative: depth is bounded
+    already, but recursion is not needed)."""
+    paths: list[str] = []
+    stack: list[tuple[str, Any]] = [("", document)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, _Object) and hasattr(value, "repeated"):
+            paths.extend(path + pointer(name) for name in value.repeated)
+        children: Iterator[tuple[str | int, Any]] = (
+            iter(value.items()) if isinstance(value, dict)
+            else enumerate(value) if isinstance(value, list) else iter(()))
+        stack.extend(reversed([(path + pointer(key), child) for key, child in children]))
+    return paths
+
+
+def _has_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
