@@ -4,7 +4,7 @@ added, never on order or partitioning; ties are broken by value, never by arriva
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Protocol, Self
@@ -180,22 +180,30 @@ class TimeWeightedAverage:
     def results(
         self, spans: list[tuple[Micros, Micros]], scale: int
     ) -> Iterator[tuple[Decimal, int]]:
-        """(average, recordCount) per window: one half-even rounding to `scale` digits."""
+        """(average, recordCount) per window: one half-even rounding to `scale` digits. The
+        area of a window is the difference of two exact integrals from the first point, so a
+        window costs O(log P) however many points it holds (windows may overlap)."""
         times = sorted(self.points)
+        levels = [self.points[t][0] for t in times]
+        seen, areas = [0], [ZERO]
+        for i, instant in enumerate(times):
+            seen.append(seen[-1] + self.points[instant][1])
+            if i:
+                step = EXACT.multiply(levels[i - 1], Decimal(instant - times[i - 1]))
+                areas.append(EXACT.add(areas[-1], step))
+        opening = self.before[1] if self.before is not None else ZERO
+        origin = times[0] if times else 0
+
+        def integral(instant: Micros) -> Decimal:
+            """Of the level from the first point (or 0) to `instant`; negative before it."""
+            i = bisect_right(times, instant) - 1
+            if i < 0:
+                return EXACT.multiply(opening, Decimal(instant - origin))
+            return EXACT.add(areas[i], EXACT.multiply(levels[i], Decimal(instant - times[i])))
+
         for start, end in spans:
-            i = bisect_left(times, start)
-            if i > 0:
-                level = self.points[times[i - 1]][0]
-            else:
-                level = self.before[1] if self.before is not None else ZERO
-            area, since, count = ZERO, start, 0
-            while i < len(times) and times[i] < end:
-                area = EXACT.add(area, EXACT.multiply(level, Decimal(times[i] - since)))
-                since = times[i]
-                level, seen = self.points[since]
-                count += seen
-                i += 1
-            area = EXACT.add(area, EXACT.multiply(level, Decimal(end - since)))
+            area = EXACT.subtract(integral(end), integral(start))
+            count = seen[bisect_left(times, end)] - seen[bisect_left(times, start)]
             yield EXACT.scaleb(Decimal(_divide_half_even(area, end - start, scale)), -scale), count
 
 

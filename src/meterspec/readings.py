@@ -27,6 +27,7 @@ from meterspec.contracts import (
 )
 from meterspec.errors import MeterspecError, Problem
 from meterspec.ids import encode_fields, reading_ids
+from meterspec.overlaps import window_results
 from meterspec.quantity import format_quantity, parse_quantity
 from meterspec.timestamps import Micros, format_timestamp, parse_timestamp
 from meterspec.windows import request_windows
@@ -45,7 +46,9 @@ _WINDOW_STATES: dict[str, Callable[[AggregationRequest], WindowState]] = {
 
 
 class Aggregator:
-    """Streaming, mergeable aggregation of records under one request."""
+    """Streaming, mergeable aggregation of records under one request: one state per group and
+    segment of the windows (meterspec.overlaps), so a record costs O(log W) however many
+    windows hold it."""
 
     def __init__(self, request: AggregationRequest) -> None:
         problems: list[Problem] = []
@@ -93,18 +96,17 @@ class Aggregator:
                     state = self._weighted[key] = TimeWeightedAverage(self.windows.start)
                 state.add(instant, quantity)
             return
-        indexes = self.windows.containing(instant)
-        if not indexes:
+        segment = self.windows.segment(instant)
+        if segment is None:
             return
         states = self._groups.get(key)
         if states is None:
             states = self._groups[key] = {}
-        assert self._new_state is not None
-        for index in indexes:
-            window_state = states.get(index)
-            if window_state is None:
-                window_state = states[index] = self._new_state(self.request)
-            window_state.add(instant, quantity, dimensions)
+        window_state = states.get(segment)
+        if window_state is None:
+            assert self._new_state is not None
+            window_state = states[segment] = self._new_state(self.request)
+        window_state.add(instant, quantity, dimensions)
 
     def add_record(self, record: MeterRecord, path: str = "") -> None:
         """Parse and add one MeterRecord; raises MeterspecError for a bad quantity or time."""
@@ -149,11 +151,14 @@ class Aggregator:
             if self.weighted:
                 results: Iterable[tuple[Decimal | None, int]] = (
                     self._weighted[key].results(spans, self.scale))
-            else:
+            elif self.windows.disjoint:
                 states = self._groups[key]
                 empty = self._new_state(request)  # type: ignore[misc]
                 results = ((s.result(), s.count) for s in
-                           (states.get(i, empty) for i in range(len(spans))))
+                           (states.get(first, empty) for first, _ in self.windows.ranges))
+            else:
+                results = window_results(self._groups[key], self.windows.ranges,
+                                         lambda: self._new_state(request))  # type: ignore[misc]
             for (window, encoded), (value, count) in zip(windows, results, strict=True):
                 yield MeterReading(
                     id=ids(encoded),

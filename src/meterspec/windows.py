@@ -4,11 +4,11 @@ explicitly or tumbling calendar periods in an IANA time zone."""
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
-from itertools import pairwise
+from itertools import accumulate, pairwise
 from zoneinfo import ZoneInfo
 
 from meterspec.contracts import AggregationRequest, Tumbling
@@ -21,25 +21,29 @@ Span = tuple[Micros, Micros]
 
 
 class Windows:
-    """The request's windows, sorted by (start, end), with lookup of the windows holding an
-    instant. Tumbling windows partition their range; explicit ones may overlap or leave gaps."""
+    """The request's windows, sorted by (start, end). Tumbling windows partition their range;
+    explicit ones may overlap or leave gaps (MS-WIN-002). Their bounds cut time into disjoint
+    segments, so an instant lies in at most one segment (found by bisection, whatever the
+    overlaps) and each window is a run of consecutive segments: `ranges[i]` = [first, last)."""
 
     def __init__(self, spans: list[Span]) -> None:
         self.spans = sorted(set(spans))
-        self._starts = [s for s, _ in self.spans]
-        self._contiguous = all(
-            a[1] == b[0] for a, b in zip(self.spans, self.spans[1:], strict=False))
-        self.start = self.spans[0][0]
-        self.end = max(e for _, e in self.spans)
+        self.bounds = sorted({instant for span in self.spans for instant in span})
+        self.ranges = [(bisect_left(self.bounds, start), bisect_left(self.bounds, end))
+                       for start, end in self.spans]
+        depth = [0] * len(self.bounds)
+        for first, last in self.ranges:
+            depth[first] += 1
+            depth[last] -= 1
+        self._covered = [d > 0 for d in accumulate(depth)]
+        # One segment per window: no two windows share an instant.
+        self.disjoint = all(last - first == 1 for first, last in self.ranges)
+        self.start, self.end = self.bounds[0], self.bounds[-1]
 
-    def containing(self, instant: Micros) -> list[int]:
-        """Indexes of every window with start <= instant < end (MS-WIN-001)."""
-        if not self.start <= instant < self.end:
-            return []
-        last = bisect_right(self._starts, instant) - 1
-        if self._contiguous:
-            return [last]
-        return [i for i in range(last, -1, -1) if self.spans[i][1] > instant][::-1]
+    def segment(self, instant: Micros) -> int | None:
+        """The segment holding `instant`, None when no window contains it (MS-WIN-001)."""
+        index = bisect_right(self.bounds, instant) - 1
+        return index if 0 <= index < len(self._covered) and self._covered[index] else None
 
 
 def request_windows(request: AggregationRequest) -> Windows:
