@@ -5,9 +5,10 @@ between an input and one ten times larger; never against absolute seconds."""
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -16,8 +17,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meterspec import aggregations
-from meterspec.contracts import Aggregation, AggregationRequest, Measurement, MeterRecord, Window
+from meterspec import aggregations, metering
+from meterspec.contracts import (
+    Aggregation,
+    AggregationRequest,
+    EventPayload,
+    Measurement,
+    MeasurementSpec,
+    MeteringConfig,
+    MeterRecord,
+    Window,
+)
+from meterspec.metering import Meter
 from meterspec.quantity import format_quantity
 from meterspec.readings import Aggregator, aggregate
 from meterspec.timestamps import format_timestamp, parse_timestamp
@@ -198,3 +209,28 @@ def test_nested_windows_read_in_w_log_w() -> None:
     run(100)  # warm caches
     small, large = cpu(lambda: run(400)), cpu(lambda: run(4_000))
     assert large < 30 * small, (small, large)
+
+
+# ------------------------------------------------------------------ metering (MS-MET-006)
+
+
+def test_an_event_costs_its_own_properties_not_the_config_dimensions(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config listing 100 000 dimensions: each event sorts only its own properties."""
+    config = MeteringConfig([MeasurementSpec("calls", quantity="1")],
+                            dimensions=[f"d{i:06d}" for i in range(100_000)])
+    meter = Meter(config)
+    largest = 0
+
+    def sorting(items: Iterable[str]) -> list[str]:
+        nonlocal largest
+        found = builtins.sorted(items)
+        largest = max(largest, len(found))
+        return found
+
+    monkeypatch.setattr(metering, "sorted", sorting, raising=False)
+    event = EventPayload(id="e", workspace_id="w", universe_id="u", type="t", subject="s",
+                         time=at(0), properties={"d000001": "x", "d099999": "y", "other": "z"})
+    [record] = meter.records(event)
+    assert record.dimensions == {"d000001": "x", "d099999": "y"}
+    assert largest == 3

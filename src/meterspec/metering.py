@@ -106,7 +106,9 @@ class Meter:
             raise MeterspecError(problems)
         self._rules = tuple(rules)
         self._sources = frozenset(r.source_property for r in rules if r.source_property)
-        self._dimensions = tuple(config.dimensions) if config.dimensions is not None else None
+        # A set, so an event costs its own properties whatever the size of the list.
+        self._dimensions = (frozenset(config.dimensions) if config.dimensions is not None
+                            else None)
 
     @staticmethod
     def _rule(spec: MeasurementSpec, path: str) -> _Rule:
@@ -162,8 +164,9 @@ class Meter:
     def dimensions(self, props: Mapping[str, str]) -> dict[str, str]:
         """MS-MET-006: the listed properties if the config lists them, else every property
         that is not the source of any measurement in the config; keys in code-point order."""
-        if self._dimensions is not None:
-            return {k: props[k] for k in sorted(self._dimensions) if k in props}
+        kept = self._dimensions
+        if kept is not None:
+            return {k: props[k] for k in sorted(props) if k in kept}
         return {k: props[k] for k in sorted(props) if k not in self._sources}
 
     def records(self, event: EventPayload, metered_at: str | None = None) -> list[MeterRecord]:
