@@ -1,0 +1,104 @@
+"""Bounded reading of input (MS-ERR-007, MS-ERR-012): NDJSON lines of at most 1 MiB and whole
+documents of at most 64 MiB, read in chunks so that no input, however long its lines, can make
+memory grow; a UTF-8 byte-order mark at the very start of a stream is dropped."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+from meterspec.errors import MeterspecError
+
+MAX_LINE_BYTES = 1_048_576  # without its "\n" and an optional "\r" before it
+MAX_DOCUMENT_BYTES = 67_108_864
+BOM = b"\xef\xbb\xbf"
+LINE_CHUNK_BYTES = 1 << 16
+DOCUMENT_CHUNK_BYTES = 1 << 20
+
+
+class Readable(Protocol):
+    """A binary stream: a file, a pipe, sys.stdin.buffer, BytesIO."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+def line_too_long(limit: int = MAX_LINE_BYTES) -> MeterspecError:
+    return MeterspecError.single("line-too-long", "", f"a line holds at most {limit:,} bytes",
+                                 "MS-ERR-012")
+
+
+def document_too_large(limit: int = MAX_DOCUMENT_BYTES) -> MeterspecError:
+    return MeterspecError.single("document-too-large", "",
+                                 f"a document holds at most {limit:,} bytes", "MS-ERR-012")
+
+
+def _chunks(source: Readable, size: int) -> Iterator[bytes]:
+    """The stream's bytes in pieces of at most `size` (fewer when a pipe has fewer ready, so
+    lines come out as they arrive), without a BOM at the very start (MS-ERR-007)."""
+    read: Callable[[int], bytes | None] = getattr(source, "read1", source.read)
+    head = b""
+    while len(head) < len(BOM):  # a pipe may hand out the BOM a byte at a time
+        chunk = read(size)
+        if not chunk:
+            break
+        head += chunk
+    if head.startswith(BOM):
+        head = head[len(BOM):]
+    if head:
+        yield head
+    while chunk := read(size):
+        yield chunk
+
+
+def read_lines(source: Readable, limit: int = MAX_LINE_BYTES,
+               chunk_size: int = LINE_CHUNK_BYTES) -> Iterator[tuple[int, bytes | None]]:
+    """Every line of an NDJSON stream with its 1-based number, blank lines included, without
+    its "\\n" (and a "\\r" before it). A line over `limit` bytes is None, given as soon as it is
+    known to be too long; its bytes are dropped as they are read, up to the next "\\n"."""
+    number = 0
+    pending: list[bytes] = []  # the start of the current line, at most limit + 1 bytes
+    size = 0
+    skipping = False  # inside a line already reported as too long
+    for chunk in _chunks(source, chunk_size):
+        *ended, rest = chunk.split(b"\n")
+        for part in ended:
+            if skipping:
+                skipping = False
+                continue
+            number += 1
+            if pending:
+                pending.append(part)
+                part = b"".join(pending)
+                pending.clear()
+                size = 0
+            if part.endswith(b"\r"):
+                part = part[:-1]
+            yield number, part if len(part) <= limit else None
+        if rest and not skipping:
+            size += len(rest)
+            if size > limit + 1:  # too long even if only "\r\n" follows
+                number += 1
+                yield number, None
+                pending.clear()
+                size = 0
+                skipping = True
+            else:
+                pending.append(rest)
+    if pending:  # a last line without "\n": its "\r", if any, is content
+        number += 1
+        line = b"".join(pending)
+        yield number, line if len(line) <= limit else None
+
+
+def read_document(source: Readable, limit: int = MAX_DOCUMENT_BYTES,
+                  chunk_size: int = DOCUMENT_CHUNK_BYTES) -> bytes:
+    """A whole document (config, request, plan), without a leading BOM; MeterspecError
+    `document-too-large` as soon as more than `limit` bytes have been read."""
+    pieces: list[bytes] = []
+    size = 0
+    for chunk in _chunks(source, chunk_size):
+        size += len(chunk)
+        if size > limit:
+            raise document_too_large(limit)
+        pieces.append(chunk)
+    return b"".join(pieces)

@@ -1,0 +1,62 @@
+"""MS-ING-020: a stream of meter records counts each (workspaceID, universeID, id) once.
+
+Pure (no I/O). A repeat equal to the first record apart from `meteredAt` (a retry metered
+later, a file fed twice) is a duplicate, to drop and count; a repeat with any other difference
+is a `record-conflict`, and the first record is the one that counts. Memory is what matters
+with millions of records, so only digests are kept: a 128-bit one of the identity (MS-ID-001
+field encoding, so no two identities share input bytes) and a 64-bit one of the content."""
+
+from __future__ import annotations
+
+from hashlib import blake2b
+from typing import Literal
+
+import msgspec
+
+from meterspec.contracts import MeterRecord
+from meterspec.errors import MeterspecError
+from meterspec.ids import encode_fields
+
+# Sorted object members: {"a":..,"b":..} and {"b":..,"a":..} are one JSON value.
+_content_encoder = msgspec.json.Encoder(order="deterministic")
+
+
+def identity_key(record: MeterRecord) -> int:
+    """128-bit digest of (workspaceID, universeID, id): a collision needs ~2^64 records."""
+    fields = encode_fields((record.workspace_id, record.universe_id, record.id))
+    return int.from_bytes(blake2b(fields, digest_size=16).digest(), "big")
+
+
+def content_digest(record: MeterRecord) -> int:
+    """64-bit digest of everything but meteredAt, which a retry may change."""
+    content = _content_encoder.encode(msgspec.structs.replace(record, metered_at=msgspec.UNSET))
+    return int.from_bytes(blake2b(content, digest_size=8).digest(), "big")
+
+
+class RecordDeduplicator:
+    """The identities of one record stream seen so far, each with its content digest (two
+    integers per identity, never the record)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, int] = {}
+        self.duplicates = 0
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def add(self, record: MeterRecord) -> Literal["new", "duplicate"]:
+        """"new" the first time an identity is seen (count the record), "duplicate" for an
+        identical repeat (drop it); MeterspecError `record-conflict` for a repeat with other
+        content (reject it: the first one stands)."""
+        key, content = identity_key(record), content_digest(record)
+        first = self._seen.get(key)
+        if first is None:
+            self._seen[key] = content
+            return "new"
+        if first != content:
+            raise MeterspecError.single(
+                "record-conflict", "", f"record {record.id!r} of {record.workspace_id!r}/"
+                f"{record.universe_id!r} was already read with other content; the first one "
+                "counts", "MS-ING-020")
+        self.duplicates += 1
+        return "duplicate"
