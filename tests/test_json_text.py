@@ -1,5 +1,6 @@
-"""Hostile JSON text (MS-ERR-007 to MS-ERR-011, MS-QTY-002): every input ends in a value or in
-problems with a code and a pointer, never in another exception."""
+"""Hostile JSON text (MS-ERR-007, MS-ERR-008, MS-ERR-009, MS-ERR-010, MS-ERR-011, MS-QTY-002):
+every input ends in a value or in problems with a code and a pointer, never in another
+exception."""
 
 from __future__ import annotations
 
@@ -285,3 +286,18 @@ def test_a_surrogate_pair_is_one_character() -> None:
 def test_a_record_round_trips_through_both_paths() -> None:
     text = json.dumps(RECORD)
     assert decode_record(text) == decode("record", text, STRUCTS["record"], fast=False)
+
+
+def test_a_lone_surrogate_in_a_repeated_name_is_invalid_json_not_a_crash() -> None:
+    """Found by tests/test_fuzz.py: the duplicate's pointer held the surrogate, which no
+    report can encode. A lone surrogate makes the text invalid first (MS-ERR-007)."""
+    line = json.dumps(EVENT)[:-1] + ', "\\ud800": {"id": 0, "id": []}}'
+    assert problems_of("event", line) == [("invalid-json", "")]
+
+
+def test_a_too_deep_pointer_through_a_lone_surrogate_name_can_be_written() -> None:
+    text = '{"\\ud800":' + "[" * 70 + "]" * 70 + "}"
+    with pytest.raises(MeterspecError) as error:
+        json_text.load(text)
+    assert codes(error) == [("nesting-too-deep", "/\ufffd" + "/0" * 63)]
+    error.value.problems[0].path.encode("utf-8")

@@ -73,13 +73,13 @@ def load(data: bytes | str) -> Any:
                               parse_float=_number, parse_constant=_constant)
     except (ValueError, RecursionError) as error:
         raise _invalid(str(error)[:200]) from None
+    if _SURROGATE_ESCAPE.search(raw) and _has_surrogate(document):
+        raise _invalid("a \\u escape names a lone surrogate, which is no Unicode character")
     if repeated:
         raise MeterspecError([
             Problem("duplicate-name", path, f"the name {path.rsplit('/', 1)[-1]!r} appears "
                     "more than once in one object", "MS-ERR-009")
             for path in _repeated_paths(document)])
-    if _SURROGATE_ESCAPE.search(raw) and _has_surrogate(document):
-        raise _invalid("a \\u escape names a lone surrogate, which is no Unicode character")
     return document
 
 
@@ -184,9 +184,11 @@ def _first_too_deep(raw: bytes) -> str | None:
             top[2] = False
         elif top[0] and top[2]:  # a string where an object expects a name
             try:
-                top[1] = json.loads(token)
+                name = json.loads(token)
             except ValueError:
-                top[1] = token[1:-1].decode("utf-8", "replace")
+                name = token[1:-1].decode("utf-8", "replace")
+            # A lone surrogate escape cannot be written in a report: U+FFFD stands for it.
+            top[1] = name.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return None
 
 
