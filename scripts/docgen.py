@@ -351,6 +351,8 @@ class SchemaWriter:
         if doc.kind:
             facts.append(f"validate with `meterspec validate {doc.kind} FILE`")
         out += [" · ".join(facts) + ".", ""]
+        if doc.kind:
+            out += [JSON_TEXT_RULES, ""]
         if self.description(schema, requirement=False):
             out += [self.description(schema, requirement=False), ""]
         if schema.get("properties") or schema.get("type"):
@@ -382,6 +384,16 @@ class SchemaWriter:
                     *(f"    {line}" if line else "" for line in text.split("\n")),
                     "    ```", ""]
         return out if files else []
+
+
+JSON_TEXT_RULES = (
+    "!!! note \"The text around the schema\"\n"
+    "    A document is JSON text in UTF-8 (a byte-order mark only at the very start of a file "
+    "or stream, MS-ERR-007), nests at most 64 deep (MS-ERR-008) and never repeats a name in one "
+    "object (`duplicate-name`, MS-ERR-009): the schema cannot say these, every decoder "
+    "checks them. Numbers of any size are JSON; where a string belongs they are `wrong-type` "
+    "and every integer is bounded (MS-ERR-011). An NDJSON line holds at most 1 MiB, a "
+    "document file at most 64 MiB (MS-ERR-012).")
 
 
 def schema_docs(root: Path) -> dict[str, SchemaDoc]:
