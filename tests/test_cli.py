@@ -389,7 +389,10 @@ def test_aggregate_batch_with_bad_records(meterspec: Cli, tmp_path: Path) -> Non
     bad_quantity = json.dumps({**_expected_records()[1], "measurement": {
         "quantity": "NaN", "unit": "api_calls"}}).encode()
     records = tmp_path / "records.ndjson"
-    records.write_bytes(b"\n\n".join([good, b"[]", bad_quantity, good]) + b"\n\n")
+    # A good record of the same group and day, not `good` again: a repeated record counts
+    # once (MS-ING-020).
+    other = json.dumps(_expected_records()[1]).encode()
+    records.write_bytes(b"\n\n".join([good, b"[]", bad_quantity, other]) + b"\n\n")
     result = meterspec("aggregate", "--request", REQUEST, records)
     assert result.status == 1
     *report, summary = result.err_lines()

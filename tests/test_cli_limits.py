@@ -226,7 +226,9 @@ def test_a_document_of_exactly_64_mib_is_read_and_one_byte_more_is_not(tmp_path:
     config.write_bytes(_pad(CONFIG.read_bytes(), DOCUMENT_LIMIT + 1))
     result = _cli("meter", "--config", config, EVENTS)
     assert (result.status, result.out) == (2, b"")
-    assert [p["code"] for p in result.report()] == ["document-too-large"]
+    first, *problems = result.err.splitlines()
+    assert str(config).encode() in first
+    assert [json.loads(p)["code"] for p in problems] == ["document-too-large"]
 
 
 # ------------------------------------------------------------------ MS-ERR-007 the BOM
@@ -412,28 +414,34 @@ def test_stdout_that_cannot_be_written_exits_2(tmp_path: Path, copies: int) -> N
 
 
 class _Full(io.RawIOBase):
-    """A device that accepts nothing: every write fails with ENOSPC."""
+    """A device that accepts nothing while `full`: every write fails with ENOSPC."""
+
+    full = True
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if self.full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return len(data)
 
 
 def test_a_stdout_whose_flush_fails_at_the_end_exits_2() -> None:
     """The in-memory stdout buffers the little output, then fails when it is flushed."""
-    saved = sys.stdout
-    err = io.BytesIO()
-    saved_err = sys.stderr
-    sys.stdout = io.TextIOWrapper(io.BufferedWriter(_Full(), 1 << 16))
+    device, err = _Full(), io.BytesIO()
+    saved = sys.stdout, sys.stderr
+    sys.stdout = io.TextIOWrapper(io.BufferedWriter(device, 1 << 16))
     sys.stderr = io.TextIOWrapper(err, write_through=True)
     try:
         status = cli.main(["meter", "--config", str(CONFIG), str(EVENTS)])
+        message = err.getvalue()
     finally:
-        sys.stdout, sys.stderr = saved, saved_err
+        device.full = False  # let the abandoned buffer go quietly
+        sys.stderr.detach()
+        sys.stdout, sys.stderr = saved
     assert status == 2
-    _one_line(err.getvalue(), b"standard output", b"No space left on device")
+    _one_line(message, b"standard output", b"No space left on device")
 
 
 # ------------------------------------------------------------------ MS-ERR-013 `| head -c1`

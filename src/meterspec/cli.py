@@ -1,14 +1,23 @@
-"""The `meterspec` command: the I/O edge around the pure core (files, stdin, exit codes)."""
+"""The `meterspec` command: the I/O edge around the pure core (files, stdin, exit codes).
+
+Inputs are read in bounded pieces (MS-ERR-012, meterspec.lines). Outputs are checked not to be
+inputs before anything is opened, buffered, and any failure to write one ends the command with
+one line on stderr and exit 2 (MS-ERR-013). Record streams count each record once (MS-ING-020).
+"""
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
+import select
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack
-from pathlib import Path
-from typing import Any, BinaryIO
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from msgspec.structs import replace
 
@@ -22,27 +31,219 @@ from meterspec.codec import (
     encode,
 )
 from meterspec.conformance import command as conformance
-from meterspec.contracts import MeterReading
+from meterspec.contracts import MeterReading, MeterRecord
 from meterspec.domain_events import invoice_generated_for
 from meterspec.errors import MeterspecError, Problem
 from meterspec.invoices import MAX_PERIODS, Invoice, InvoiceBuilder, InvoiceRequest
+from meterspec.lines import line_too_long, read_document, read_lines
 from meterspec.metering import Meter, check_event
 from meterspec.projection import projections
 from meterspec.quotas import QuotaCheck, decide
 from meterspec.readings import Aggregator, parse_record
 from meterspec.reconcile import Adjustment, rebuild_requests, reconcile
-from meterspec.timestamps import format_timestamp, parse_timestamp
+from meterspec.record_stream import RecordDeduplicator
+from meterspec.timestamps import Micros, format_timestamp, parse_timestamp
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 PROGRESS_EVERY = 50_000
+OUTPUT_BUFFER_BYTES = 1 << 20
+DEDUP_HELP = (" A record repeated in the stream (same workspaceID, universeID and id) counts "
+              "once: duplicates are dropped (they may differ in meteredAt) and conflicts "
+              "(any other difference) rejected as record-conflict (MS-ING-020).")
 
+
+# ------------------------------------------------------------------ outputs (MS-ERR-013)
+
+class OutputError(Exception):
+    """An output could not be written or flushed: the command ends with exit 2."""
+
+    def __init__(self, name: str, error: OSError) -> None:
+        super().__init__(f"cannot write {name}: {error.strerror or error}")
+
+
+class ReaderGoneError(Exception):
+    """Standard output was closed by its reader (`| head`): stop reading, say so."""
+
+
+class _Sink(io.RawIOBase):
+    """The raw end of one output, under a large buffer. Any failure to write it becomes an
+    OutputError naming it (ReaderGoneError for a standard output whose reader left); after the
+    first failure it drops everything, so no later flush (at close, at exit) fails again."""
+
+    def __init__(self, name: str, write: Callable[[ReadableBuffer], int],
+                 close: Callable[[], None] | None = None, *, stdout: bool = False) -> None:
+        super().__init__()
+        self.label, self._write, self._close, self._stdout = name, write, close, stdout
+        self.dead = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        if self.dead:
+            return memoryview(data).nbytes
+        try:
+            return self._write(data)
+        except BrokenPipeError as error:
+            self.dead = True
+            if self._stdout:
+                raise ReaderGoneError from None
+            raise OutputError(self.label, error) from None
+        except OSError as error:
+            self.dead = True
+            raise OutputError(self.label, error) from None
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if self._close is not None:
+                self._close()
+        except OSError as error:  # NFS and others report a failed write only here
+            if not self.dead:
+                self.dead = True
+                raise OutputError(self.label, error) from None
+        finally:
+            super().close()
+
+
+def _fd_writer(fd: int) -> Callable[[ReadableBuffer], int]:
+    def write(data: ReadableBuffer) -> int:
+        while True:
+            try:
+                return os.write(fd, data)
+            except BlockingIOError:  # a non-blocking pipe (some parents set one): wait
+                select.select([], [fd], [])
+    return write
+
+
+def _stream_writer(stream: BinaryIO) -> Callable[[ReadableBuffer], int]:
+    """Write through a stream that has no file descriptor (an in-memory sys.stdout)."""
+    def write(data: ReadableBuffer) -> int:
+        stream.write(data)
+        stream.flush()
+        return memoryview(data).nbytes
+    return write
+
+
+def _fileno(stream: object) -> int | None:
+    try:
+        return int(stream.fileno())  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return None
+
+
+class _Outputs:
+    """Every output of one command, opened only once the same-file check has passed; flushed
+    and closed together so that exit 0 or 1 means every byte was written."""
+
+    def __init__(self) -> None:
+        self._writers: list[tuple[io.BufferedWriter[_Sink], _Sink]] = []
+
+    def _add(self, sink: _Sink) -> BinaryIO:
+        writer = io.BufferedWriter(sink, OUTPUT_BUFFER_BYTES)
+        self._writers.append((writer, sink))
+        return writer
+
+    def file(self, name: str, path: str) -> BinaryIO:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        return self._add(_Sink(name, _fd_writer(fd), lambda: os.close(fd)))
+
+    def standard(self, name: str, stream: TextIO, *, stdout: bool = False) -> BinaryIO:
+        fd = _fileno(stream)
+        if fd is None:
+            return self._add(_Sink(name, _stream_writer(stream.buffer), stdout=stdout))
+        stream.flush()  # anything already written through the text layer comes first
+        return self._add(_Sink(name, _fd_writer(fd), stdout=stdout))
+
+    def finish(self) -> None:
+        """Flush every output, then close the files: OutputError or ReaderGoneError if any
+        fails. May be called again after ReaderGoneError to finish the others."""
+        for writer, _ in self._writers:
+            if not writer.closed:
+                writer.flush()
+        for writer, _ in self._writers:
+            if not writer.closed:
+                writer.close()
+
+    def abandon(self) -> None:
+        """Give up on unwritten bytes (the command has failed) and close quietly."""
+        for writer, sink in self._writers:
+            sink.dead = True
+            with suppress(OutputError, ReaderGoneError, OSError, ValueError):
+                writer.close()
+
+
+def _regular(status: os.stat_result | None) -> os.stat_result | None:
+    """Only regular files can be written over; /dev/null, ttys and pipes cannot."""
+    return status if status is not None and stat.S_ISREG(status.st_mode) else None
+
+
+def _stat(path: str) -> os.stat_result | None:
+    try:
+        return _regular(os.stat(path))
+    except (OSError, ValueError):  # missing (an output not yet made), or unreadable: the
+        return None                # open that follows reports what matters
+
+
+def _fstat(stream: object) -> os.stat_result | None:
+    fd = _fileno(stream)
+    try:
+        return None if fd is None else _regular(os.fstat(fd))
+    except OSError:
+        return None
+
+
+def _overwritten_input(args: argparse.Namespace) -> str | None:
+    """MS-ERR-013: the first output that is the same file as an input (device and inode, so
+    a link or another spelling is caught), described; None when there is none."""
+    inputs = [(f"{flag} {getattr(args, name)}", _stat(getattr(args, name)))
+              for name, flag in (("config", "--config"), ("request", "--request"),
+                                 ("closed", "--closed"))
+              if getattr(args, name, None) is not None]
+    if args.file == "-":
+        inputs.append(("standard input", _fstat(sys.stdin)))
+    else:
+        inputs.append((f"the input {args.file}", _stat(args.file)))
+    outputs = [("standard output", _fstat(sys.stdout))]
+    if args.errors is None:
+        outputs.append(("standard error (the error report)", _fstat(sys.stderr)))
+    else:
+        outputs.append((f"--errors {args.errors}", _stat(args.errors)))
+    if getattr(args, "events", None) is not None:
+        outputs.append((f"--events {args.events}", _stat(args.events)))
+    for output, written in outputs:
+        for source, read in inputs:
+            if written is not None and read is not None and (
+                    written.st_dev, written.st_ino) == (read.st_dev, read.st_ino):
+                return (f"{output} is the same file as {source}; refusing to write over an "
+                        "input (MS-ERR-013)")
+    return None
+
+
+def _say(text: str) -> None:
+    """One line on stderr. A stderr that cannot be written is given up on: the exit status
+    still tells."""
+    try:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+# ------------------------------------------------------------------ inputs (MS-ERR-012)
 
 class Report:
-    """Error report (MS-ERR-004): one Problem per line, with line number and event id."""
+    """Error report (MS-ERR-004): one Problem per line, with line number and event id; and
+    the counts the summary gives."""
 
     def __init__(self, stream: BinaryIO) -> None:
         self.stream = stream
         self.rejected = 0
+        self.duplicates = 0
 
     def reject(self, error: MeterspecError, line: int | None = None) -> None:
         self.rejected += 1
@@ -51,18 +252,14 @@ class Report:
             self.stream.write(b"\n")
 
 
-def _lines(source: BinaryIO, label: str) -> Iterator[tuple[int, bytes]]:
-    """Non-blank lines with 1-based numbers; progress on stderr when it is a terminal."""
-    show = sys.stderr.isatty() and not os.environ.get("CI")
-    number = 0
-    for number, line in enumerate(source, start=1):
-        if show and number % PROGRESS_EVERY == 0:
-            sys.stderr.write(f"\r{label}: {number:,} lines")
-            sys.stderr.flush()
-        if line.strip():
-            yield number, line
-    if show and number >= PROGRESS_EVERY:
-        sys.stderr.write("\r\033[K")
+@dataclass
+class Streams:
+    """What a command reads and writes, all opened by _main."""
+
+    source: BinaryIO
+    out: BinaryIO
+    report: Report
+    events: BinaryIO | None = None
 
 
 class BadDocumentError(Exception):
@@ -73,81 +270,130 @@ class BadDocumentError(Exception):
         self.path, self.error = path, error
 
 
+def _progress(text: str) -> None:
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def _lines(source: BinaryIO, label: str,
+           reject: Callable[[MeterspecError, int], None]) -> Iterator[tuple[int, bytes]]:
+    """Non-blank lines with 1-based numbers, each at most 1 MiB: a longer one goes to
+    `reject` as line-too-long (MS-ERR-012); progress on stderr when it is a terminal."""
+    show = sys.stderr.isatty() and not os.environ.get("CI")
+    number = 0
+    for number, line in read_lines(source):
+        if show and number % PROGRESS_EVERY == 0:
+            _progress(f"\r{label}: {number:,} lines")
+        if line is None:
+            reject(line_too_long(), number)
+        elif line and not line.isspace():
+            yield number, line
+    if show and number >= PROGRESS_EVERY:
+        _progress("\r\033[K")
+
+
+def _document_bytes(path: str) -> bytes:
+    """A whole-document file, at most 64 MiB (MS-ERR-012), without a leading BOM."""
+    with open(path, "rb") as file:
+        try:
+            return read_document(file)
+        except MeterspecError as error:
+            raise BadDocumentError(path, error) from None
+
+
+def _records(source: BinaryIO, report: Report,
+             label: str) -> Iterator[tuple[int, MeterRecord, Micros, Decimal]]:
+    """The good records of a stream, each identity once (MS-ING-020): a bad record or a
+    conflicting repeat is rejected, an identical repeat dropped and counted."""
+    dedup = RecordDeduplicator()
+    for number, line in _lines(source, label, report.reject):
+        try:
+            record = decode_record(line)
+            instant, quantity = parse_record(record)  # a bad record is not an identity seen
+            if dedup.add(record) == "duplicate":
+                report.duplicates = dedup.duplicates
+                continue
+        except MeterspecError as error:
+            report.reject(error, number)
+            continue
+        yield number, record, instant, quantity
+
+
+# ------------------------------------------------------------------ commands
+
 def _meter_for(path: str) -> Meter:
     try:
-        return Meter(decode_config(Path(path).read_bytes()))
+        return Meter(decode_config(_document_bytes(path)))
     except MeterspecError as error:
         raise BadDocumentError(path, error) from None
 
 
 def _aggregator_for(path: str) -> Aggregator:
     try:
-        return Aggregator(decode_request(Path(path).read_bytes()))
+        return Aggregator(decode_request(_document_bytes(path)))
     except MeterspecError as error:
         raise BadDocumentError(path, error) from None
 
 
-def _meter(args: argparse.Namespace, source: BinaryIO, out: BinaryIO, report: Report) -> int:
+def _meter(args: argparse.Namespace, streams: Streams) -> int:
     meter = _meter_for(args.config)
     metered_at = args.metered_at
     count = 0
-    for number, line in _lines(source, "meter"):
+    for number, line in _lines(streams.source, "meter", streams.report.reject):
         try:
             records = meter.records(decode_event(line), metered_at)
         except MeterspecError as error:
-            report.reject(error, number)
+            streams.report.reject(error, number)
             continue
         for record in records:
-            out.write(encode(record))
-            out.write(b"\n")
+            streams.out.write(encode(record))
+            streams.out.write(b"\n")
         count += len(records)
     return count
 
 
-def _aggregate(args: argparse.Namespace, source: BinaryIO, out: BinaryIO,
-               report: Report) -> int:
+def _aggregate(args: argparse.Namespace, streams: Streams) -> int:
     aggregator = _aggregator_for(args.request)
-    for number, line in _lines(source, "aggregate"):
-        try:
-            aggregator.add_record(decode_record(line))
-        except MeterspecError as error:
-            report.reject(error, number)
-    return _write_readings(aggregator, out)
+    for _, record, instant, quantity in _records(streams.source, streams.report, "aggregate"):
+        aggregator.add(record.workspace_id, record.universe_id, record.subject,
+                       record.measurement.unit, record.dimensions, instant, quantity)
+    return _write_readings(aggregator, streams.out)
 
 
-def _run(args: argparse.Namespace, source: BinaryIO, out: BinaryIO, report: Report) -> int:
+def _run(args: argparse.Namespace, streams: Streams) -> int:
     meter = _meter_for(args.config)
     aggregator = _aggregator_for(args.request)
-    for number, line in _lines(source, "run"):
+    for number, line in _lines(streams.source, "run", streams.report.reject):
         try:
             event = decode_event(line)
             instant, measured, dimensions = meter.measure(event)
         except MeterspecError as error:
-            report.reject(error, number)
+            streams.report.reject(error, number)
             continue
         for m in measured:
             aggregator.add(event.workspace_id, event.universe_id, event.subject, m.unit,
                            dimensions, instant, m.quantity)
-    return _write_readings(aggregator, out)
+    return _write_readings(aggregator, streams.out)
 
 
 def _document(kind: str, path: str) -> Any:
     """A config or request file decoded and checked, or BadDocumentError."""
     try:
-        return decode(kind, Path(path).read_bytes(), STRUCTS[kind], fast=False)
+        return decode(kind, _document_bytes(path), STRUCTS[kind], fast=False)
     except MeterspecError as error:
         raise BadDocumentError(path, error) from None
 
 
-def _feed(builders: list[InvoiceBuilder], source: BinaryIO, report: Report,
-          label: str) -> None:
-    for number, line in _lines(source, label):
+def _feed(builders: list[InvoiceBuilder], streams: Streams, label: str) -> None:
+    for number, record, _, _ in _records(streams.source, streams.report, label):
         try:
-            record = decode_record(line)
             for builder in builders:
                 builder.add(record)
         except MeterspecError as error:
-            report.reject(error, number)
+            streams.report.reject(error, number)
 
 
 def _write(values: Iterable[object], out: BinaryIO) -> int:
@@ -159,7 +405,7 @@ def _write(values: Iterable[object], out: BinaryIO) -> int:
     return written
 
 
-def _invoice(args: argparse.Namespace, source: BinaryIO, out: BinaryIO, report: Report) -> int:
+def _invoice(args: argparse.Namespace, streams: Streams) -> int:
     request: InvoiceRequest = _document("invoice-request", args.request)
     if args.periods is not None:
         request = replace(request, periods=args.periods)
@@ -167,30 +413,37 @@ def _invoice(args: argparse.Namespace, source: BinaryIO, out: BinaryIO, report: 
         builder = InvoiceBuilder(request)
     except MeterspecError as error:
         raise BadDocumentError(args.request, error) from None
-    _feed([builder], source, report, "invoice")
+    _feed([builder], streams, "invoice")
     invoices = builder.invoices()
-    if args.events is not None:  # MS-DEV-009: one invoice.generated per invoice
-        with open(args.events, "wb") as events:
-            _write(map(invoice_generated_for, invoices), events)
-    return _write(invoices, out)
+    if streams.events is not None:  # MS-DEV-009: one invoice.generated per invoice
+        _write(map(invoice_generated_for, invoices), streams.events)
+    return _write(invoices, streams.out)
 
 
-def _reconcile(args: argparse.Namespace, source: BinaryIO, out: BinaryIO,
-               report: Report) -> int:
-    request: InvoiceRequest = _document("invoice-request", args.request)
+def _closed_invoices(path: str) -> list[Invoice]:
+    """reconcile --closed: every line a closed Invoice, or the file is unusable."""
+    def unusable(error: MeterspecError, number: int) -> None:
+        raise BadDocumentError(f"{path}, line {number}", error)
+
     closed: list[Invoice] = []
-    with open(args.closed, "rb") as file:
-        for number, line in _lines(file, "closed"):
+    with open(path, "rb") as file:
+        for number, line in _lines(file, "closed", unusable):
             try:
                 closed.append(decode("invoice", line, Invoice, fast=False))
             except MeterspecError as error:
-                raise BadDocumentError(f"{args.closed}, line {number}", error) from None
+                unusable(error, number)
+    return closed
+
+
+def _reconcile(args: argparse.Namespace, streams: Streams) -> int:
+    request: InvoiceRequest = _document("invoice-request", args.request)
+    closed = _closed_invoices(args.closed)
     try:
         groups = [(InvoiceBuilder(rebuilt), invoices)
                   for rebuilt, invoices in rebuild_requests(request, closed)]
     except MeterspecError as error:
         raise BadDocumentError(args.closed, error) from None
-    _feed([builder for builder, _ in groups], source, report, "reconcile")
+    _feed([builder for builder, _ in groups], streams, "reconcile")
     found: dict[str, Adjustment] = {}
     for builder, invoices in groups:
         for invoice, rebuilt in zip(invoices, builder.invoices(), strict=True):
@@ -201,11 +454,10 @@ def _reconcile(args: argparse.Namespace, source: BinaryIO, out: BinaryIO,
             if adjustment is not None:
                 found[invoice.id] = adjustment
     adjustments = [found[invoice.id] for invoice in closed if invoice.id in found]
-    return _write(adjustments, out)
+    return _write(adjustments, streams.out)
 
 
-def _project(args: argparse.Namespace, source: BinaryIO, out: BinaryIO,
-             report: Report) -> int:
+def _project(args: argparse.Namespace, streams: Streams) -> int:
     request: InvoiceRequest = _document("invoice-request", args.request)
     request = replace(request, at=args.as_of, periods=1)
     try:
@@ -213,48 +465,49 @@ def _project(args: argparse.Namespace, source: BinaryIO, out: BinaryIO,
     except MeterspecError as error:
         raise BadDocumentError(args.request, error) from None
     as_of = parse_timestamp(request.at)
-    for number, line in _lines(source, "project"):
-        try:
-            record = decode_record(line)
-            if parse_record(record)[0] < as_of:  # MS-PRJ-001: only what is known by asOf
+    for number, record, instant, _ in _records(streams.source, streams.report, "project"):
+        if instant < as_of:  # MS-PRJ-001: only what is known by asOf
+            try:
                 builder.add(record)
-        except MeterspecError as error:
-            report.reject(error, number)
-    return _write(projections(request, builder.invoices()), out)
+            except MeterspecError as error:
+                streams.report.reject(error, number)
+    return _write(projections(request, builder.invoices()), streams.out)
 
 
-def _quota(args: argparse.Namespace, source: BinaryIO, out: BinaryIO, report: Report) -> int:
+def _quota(args: argparse.Namespace, streams: Streams) -> int:
     written = 0
-    for number, line in _lines(source, "quota"):
+    for number, line in _lines(streams.source, "quota", streams.report.reject):
         try:
             decision = decide(decode("quota-check", line, QuotaCheck, fast=False))
         except MeterspecError as error:
-            report.reject(error, number)
+            streams.report.reject(error, number)
             continue
-        written += _write([decision], out)
+        written += _write([decision], streams.out)
     return written
 
 
 def _write_readings(aggregator: Aggregator, out: BinaryIO) -> int:
-    written = 0
-    for reading in aggregator.iter_readings():
-        out.write(encode(reading))
-        out.write(b"\n")
-        written += 1
-    return written
+    return _write(aggregator.iter_readings(), out)
 
 
-def _validate(args: argparse.Namespace, source: BinaryIO, out: BinaryIO, report: Report) -> int:
+def _validate(args: argparse.Namespace, streams: Streams) -> int:
     struct = STRUCTS[args.kind]
     lines = args.lines or args.file.endswith((".ndjson", ".jsonl"))
-    documents = _lines(source, "validate") if lines else iter([(1, source.read())])
+    if lines:
+        documents: Iterator[tuple[int, bytes]] = _lines(streams.source, "validate",
+                                                        streams.report.reject)
+    else:
+        try:
+            documents = iter([(1, read_document(streams.source))])
+        except MeterspecError as error:
+            raise BadDocumentError(_input_name(args.file), error) from None
     valid = 0
     for number, data in documents:
         try:
             value = decode(args.kind, data, struct, fast=False)
             _check_semantics(args.kind, value)
         except MeterspecError as error:
-            report.reject(error, number if lines else None)
+            streams.report.reject(error, number if lines else None)
             continue
         valid += 1
     return valid
@@ -305,11 +558,13 @@ def _period_count(text: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="meterspec", description="Usage events -> meter records -> meter readings -> "
-        "invoices.")
+        "invoices.", epilog="Input lines hold at most 1 MiB and documents at most 64 MiB "
+        "(MS-ERR-012); no output may be one of the inputs (MS-ERR-013).")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, help_text: str, run: Callable[..., int]) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+    def command(name: str, help_text: str, run: Callable[..., int],
+                more: str = "") -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text + more)
         sub.set_defaults(run=run)
         sub.add_argument("--errors", metavar="FILE",
                          help="write the error report here instead of stderr")
@@ -320,7 +575,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--metered-at", help="RFC 3339 time to stamp as meteredAt")
     sub.add_argument("file", help="events NDJSON file, '-' for stdin")
 
-    sub = command("aggregate", "Write the MeterReadings of NDJSON records.", _aggregate)
+    sub = command("aggregate", "Write the MeterReadings of NDJSON records.", _aggregate,
+                  DEDUP_HELP)
     sub.add_argument("--request", required=True, help="AggregationRequest JSON file")
     sub.add_argument("file", help="records NDJSON file, '-' for stdin")
 
@@ -329,7 +585,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--request", required=True, help="AggregationRequest JSON file")
     sub.add_argument("file", help="events NDJSON file, '-' for stdin")
 
-    sub = command("invoice", "Write the Invoices of NDJSON records as NDJSON.", _invoice)
+    sub = command("invoice", "Write the Invoices of NDJSON records as NDJSON.", _invoice,
+                  DEDUP_HELP)
     sub.add_argument("--request", required=True, help="InvoiceRequest JSON file")
     sub.add_argument("--periods", type=_period_count, help="bill this many periods (1 to "
                      f"{MAX_PERIODS}) up to the request's `at` (a usage history), overriding "
@@ -339,14 +596,14 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("file", help="records NDJSON file, '-' for stdin")
 
     sub = command("reconcile", "Write the Adjustments that bring closed invoices up to date "
-                  "with every record now known.", _reconcile)
+                  "with every record now known.", _reconcile, DEDUP_HELP)
     sub.add_argument("--request", required=True, help="InvoiceRequest JSON file (its plans, "
                      "usage rules and subscriptions; `at` and `periods` are ignored)")
     sub.add_argument("--closed", required=True, help="closed Invoices, NDJSON")
     sub.add_argument("file", help="records NDJSON file, '-' for stdin")
 
     sub = command("project", "Project each subscription's period in progress to its end.",
-                  _project)
+                  _project, DEDUP_HELP)
     sub.add_argument("--request", required=True, help="InvoiceRequest JSON file (`at` and "
                      "`periods` are replaced by --as-of)")
     sub.add_argument("--as-of", required=True, help="RFC 3339 instant: records before it "
@@ -368,13 +625,28 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        if args.command == "conformance":
-            return conformance.run_command(args)
+    if args.command != "conformance":
         return _main(args)
-    except BrokenPipeError:  # `meterspec ... | head`: the reader left; stop quietly
+    try:
+        return conformance.run_command(args)
+    except BrokenPipeError:  # `meterspec conformance ... | head`: the reader left
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+
+
+def _input_name(path: str) -> str:
+    return "standard input" if path == "-" else path
+
+
+def _summary(args: argparse.Namespace, report: Report, written: int | None) -> str:
+    noun = {"validate": "valid documents", "aggregate": "readings", "run": "readings",
+            "invoice": "invoices", "reconcile": "adjustments", "quota": "decisions",
+            "project": "projections"}
+    parts = [] if written is None else [f"{written} {noun.get(args.command, 'records')}"]
+    if report.duplicates:
+        parts.append(f"{report.duplicates} duplicate{'s' * (report.duplicates != 1)} dropped")
+    parts.append(f"{report.rejected} rejected")
+    return f"meterspec {args.command}: {', '.join(parts)}"
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -385,39 +657,57 @@ def _main(args: argparse.Namespace) -> int:
                 setattr(args, option, format_timestamp(parse_timestamp(getattr(args, option),
                                                                        flag)))
             except MeterspecError as error:
-                sys.stderr.write(f"meterspec: {error}\n")
+                _say(f"meterspec: {error}")
                 return EXIT_USAGE
+    refusal = _overwritten_input(args)
+    if refusal is not None:  # before anything is opened, read or written
+        _say(f"meterspec: {refusal}")
+        return EXIT_USAGE
+    outputs = _Outputs()
+    try:
+        return _execute(args, outputs)
+    finally:
+        outputs.abandon()  # a no-op once every output is finished
+
+
+def _execute(args: argparse.Namespace, outputs: _Outputs) -> int:
     with ExitStack() as stack:
         try:
             source = (sys.stdin.buffer if args.file == "-"
                       else stack.enter_context(open(args.file, "rb")))
-            errors = (sys.stderr.buffer if args.errors is None
-                      else stack.enter_context(open(args.errors, "wb")))
+            errors = (outputs.standard("the error report to standard error", sys.stderr)
+                      if args.errors is None
+                      else outputs.file(f"the error report to {args.errors}", args.errors))
+            events = (None if getattr(args, "events", None) is None else outputs.file(
+                f"the invoice.generated events to {args.events}", args.events))
+            out = outputs.standard("the output to standard output", sys.stdout, stdout=True)
         except OSError as error:
-            sys.stderr.write(f"meterspec: {error}\n")
+            _say(f"meterspec: {error}")
             return EXIT_USAGE
         report = Report(errors)
-        out = sys.stdout.buffer
         try:
-            written = args.run(args, source, out, report)
-            out.flush()
+            try:
+                written = args.run(args, Streams(source, out, report, events))
+                outputs.finish()
+            except ReaderGoneError:  # MS-ERR-013: stop reading; the other outputs still complete
+                outputs.finish()
+                _say(_summary(args, report, None) + "; stopped: standard output was closed "
+                     "by its reader")
+                return EXIT_REJECTED if report.rejected else EXIT_OK
         except BadDocumentError as bad:
-            sys.stderr.write(f"meterspec: {bad.path} is not usable:\n")
-            Report(sys.stderr.buffer).reject(bad.error)
+            _say(f"meterspec: {bad.path} is not usable:")
+            for problem in bad.error.problems:
+                _say(encode(problem).decode())
             return EXIT_USAGE
-        except BrokenPipeError:
-            raise  # handled in main(), not an unreadable file
-        except OSError as error:
-            sys.stderr.write(f"meterspec: {error}\n")
+        except OutputError as error:
+            _say(f"meterspec: {error}")
+            return EXIT_USAGE
+        except OSError as error:  # reading: outputs raise OutputError instead
+            _say(f"meterspec: {error}")
             return EXIT_USAGE
         except KeyboardInterrupt:
             return 130
-        errors.flush()
-    noun = {"validate": "valid documents", "aggregate": "readings", "run": "readings",
-            "invoice": "invoices", "reconcile": "adjustments", "quota": "decisions",
-            "project": "projections"}
-    sys.stderr.write(f"meterspec {args.command}: {written} {noun.get(args.command, 'records')}"
-                     f", {report.rejected} rejected\n")
+    _say(_summary(args, report, written))
     return EXIT_REJECTED if report.rejected else EXIT_OK
 
 
