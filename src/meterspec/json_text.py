@@ -154,7 +154,12 @@ def _number(text: str) -> int | Fraction:
             return sign * _BEYOND_EVERY_BOUND
         return sign * int(significant + "0" * scale)
     if len(significant) > 2 * _MAX_INTEGER_DIGITS or scale < -2 * _MAX_INTEGER_DIGITS:
-        return Fraction(sign, _BEYOND_EVERY_BOUND)  # not an integer; its size matters nowhere
+        # Not an integer. Against an integer bound it compares as its integer part plus one
+        # half does (1.000...01 is within [1, 10]), so that stands in for it.
+        whole = len(significant) + scale  # digits before the point
+        part = (0 if whole <= 0 else _BEYOND_EVERY_BOUND if whole > _MAX_INTEGER_DIGITS
+                else int(significant[:whole]))
+        return sign * (part + Fraction(1, 2))
     return Fraction(sign * int(significant), int("1" + "0" * -scale))
 
 
