@@ -59,6 +59,8 @@ OUTPUTS: dict[str, Output] = {
     "from-cloudevent": Output(result="receivedEvent", inside=((("event",), "event"),)),
     "domain-event-from-cloudevent": Output(result="receivedEvent",
                                            inside=((("event",), DOMAIN_EVENT),)),
+    # The documents inside are of the kind the case's input names: see _decoded_text.
+    "decode-text": Output(result="decodedText"),
 }
 # Kinds checked in full (schema, values and rules: a RatedCharge must add up, MS-PRC-017; a
 # state must be in order, MS-ING-007; an invoice's totals, id and revision must be its own,
@@ -197,11 +199,28 @@ def _check_case(where: str, case: dict[str, Any], defined: dict[str, Requirement
             yield f"{where}: output/{index}{at}: not a valid {shape.result}: {_message(error)}"
         if errors:
             continue
-        for fields, kind in shape.inside:
+        inside = list(shape.inside)
+        if case["operation"] == "decode-text":
+            yield from _decoded_text(f"{where}: output/{index}", item)
+            inside = [(("document",), case["input"]["kind"]),
+                      (("lines", "*", "document"), case["input"]["kind"])]
+        for fields, kind in inside:
             for path, document in walk(item, fields):
                 for problem in _contract_problems(kind, document):
                     yield (f"{where}: output/{index}{path}{problem.path}: not a valid {kind}: "
                            f"{problem.code}: {problem.message}")
+
+
+def _decoded_text(where: str, item: dict[str, Any]) -> Iterator[str]:
+    """What results.schema.json cannot say about a decode-text result (3.19): lines in
+    increasing order, each line's problems sorted by path then code, each pair once."""
+    numbers = [entry["line"] for entry in item.get("lines", [])]
+    if numbers != sorted(set(numbers)):
+        yield f"{where}/lines: line numbers are not increasing: {numbers}"
+    for position, entry in enumerate(item.get("lines", [])):
+        pairs = [(p["path"], p["code"]) for p in entry.get("problems", [])]
+        if pairs != sorted(set(pairs)):
+            yield f"{where}/lines/{position}/problems: not sorted by path then code, each once"
 
 
 def _contract_problems(kind: str, document: object) -> list[Problem]:

@@ -1,7 +1,8 @@
 """The reference's answers to the operations beyond the core (INTERPRETING.md 3.4 to 3.18):
 `rate`, `rate-plan` (pricing), `ingest`, `apply-corrections` (ingestion), `quota`, `rate-limit`
 (quotas), `billing-periods`, `invoice`, `reconcile`, `apply-adjustment`, `project` (billing),
-`domain-event`, `to-cloudevent`, `from-cloudevent` and `domain-event-from-cloudevent` (events).
+`domain-event`, `to-cloudevent`, `from-cloudevent` and `domain-event-from-cloudevent` (events),
+and `decode-text` (3.19: JSON text and NDJSON lines as bytes, MS-ERR-007 to MS-ERR-012).
 
 Each handler takes a case's `input` and returns the answer body: `{"output": [...]}`, or raises
 MeterspecError with every problem of the input, paths being JSON Pointers into the input object
@@ -11,8 +12,12 @@ the shapes INTERPRETING.md defines."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
 import json
 from collections.abc import Callable, Iterable
+from fractions import Fraction
 from typing import Any, TypeVar
 
 import msgspec
@@ -23,6 +28,7 @@ from meterspec import (
     domain_events,
     ingestion,
     invoices,
+    json_text,
     money,
     plans,
     pricing,
@@ -31,9 +37,10 @@ from meterspec import (
     ratelimit,
     reconcile,
 )
-from meterspec.codec import decode
+from meterspec.codec import STRUCTS, decode
 from meterspec.contracts import EventPayload, MeterRecord
 from meterspec.errors import MeterspecError, Problem, pointer
+from meterspec.lines import read_document, read_lines
 from meterspec.metering import check_event
 from meterspec.quantity import parse_quantity
 from meterspec.readings import parse_record
@@ -653,6 +660,97 @@ def domain_event_from_cloudevent(case_input: dict[str, Any]) -> Answer:
     return {"output": [{"event": msgspec.to_builtins(event), "envelope": _envelope(envelope)}]}
 
 
+# ------------------------------------------------------------------ JSON text (MS-ERR-007..012)
+
+_JSON_WHITESPACE = b" \t\r"  # what a blank line may hold besides nothing (LF ends it)
+
+
+def _text_part(part: object) -> tuple[bytes, int]:
+    """One item of `parts`: its bytes and how many times they repeat."""
+    if isinstance(part, str):
+        return part.encode("utf-8"), 1
+    if isinstance(part, dict) and part.keys() == {"repeat", "count"}:
+        piece, count = part["repeat"], part["count"]
+        if isinstance(piece, str) and isinstance(count, int) and not isinstance(count, bool) \
+                and count >= 0:
+            return piece.encode("utf-8"), count
+    raise ValueError(f"not a part of a text: {part!r:.80}")
+
+
+def _text_pieces(text: object) -> list[tuple[bytes, int]]:
+    """The bytes a case's `text` stands for (3.19), as (piece, repeat count) pairs: a string is
+    its UTF-8 encoding, {"base64"} the decoded bytes, {"parts"} the parts in order. A text
+    that is none of these (or a string holding a lone surrogate) is a malformed case: the
+    ValueError makes the answer `errored`."""
+    if isinstance(text, str):
+        return [(text.encode("utf-8"), 1)]
+    if isinstance(text, dict) and text.keys() == {"base64"} and isinstance(text["base64"], str):
+        try:
+            return [(base64.b64decode(text["base64"], validate=True), 1)]
+        except binascii.Error as error:
+            raise ValueError(f"text.base64 is not base64: {error}") from None
+    if isinstance(text, dict) and text.keys() == {"parts"} and isinstance(text["parts"], list):
+        return [_text_part(part) for part in text["parts"]]
+    raise ValueError("text is a string, {\"base64\": ...} or {\"parts\": [...]}")
+
+
+def _plain(value: object) -> object:
+    """A document from json_text.load as plain JSON values. Every number an accepted document
+    holds is an integer (MS-ERR-011: every integer field is bounded by 2^53 - 1, and no
+    contract has a number of another kind), so a non-integer here is a bug, not an answer."""
+    if isinstance(value, Fraction):
+        raise TypeError("an accepted document holds a number that is not an integer")
+    if isinstance(value, dict):
+        return {name: _plain(item) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _decoded(kind: str, data: bytes, *, fast: bool) -> object:
+    """The document `data` holds, checked in full as a `kind` (3.1), as plain JSON values; or
+    MeterspecError with its problems, paths into the document."""
+    decode(kind, data, STRUCTS[kind], fast=fast)
+    return _plain(json_text.load(data))
+
+
+def decode_text(case_input: dict[str, Any]) -> Answer:
+    """`decode-text`: {kind, text, stream?} -> [{"document"}] or [{"lines"}] (MS-ERR-007 to
+    MS-ERR-012): the text as bytes, decoded and checked as a document of `kind`.
+
+    The output is the JSON value the text decoded to, not the Struct re-encoded: the value is
+    what RFC 8259 and MS-ERR-007..011 alone determine, while a re-encoding adds what an
+    implementation's own types do (defaults filled in, members dropped or reordered)."""
+    kind = case_input.get("kind")
+    if not isinstance(kind, str) or kind not in STRUCTS:
+        raise ValueError(f"kind {kind!r} is not a contract kind")
+    pieces = _text_pieces(case_input.get("text"))
+    stream = case_input.get("stream", False)
+    if not isinstance(stream, bool):
+        raise ValueError("stream is true or false")
+    # The command line's own readers (meterspec.lines), over the bytes in memory: a BOM at
+    # the very start dropped (MS-ERR-007), lines and documents bounded (MS-ERR-012).
+    data = io.BytesIO(b"".join(piece * count for piece, count in pieces))
+    if not stream:
+        document = read_document(data)
+        return {"output": [{"document": _decoded(kind, document, fast=False)}]}
+    # NDJSON, as the commands read it: each line on its own, through the same decoder (the
+    # fast path first for events and records), so a bad line takes no other line with it.
+    entries: list[dict[str, Any]] = []
+    for number, line in read_lines(data):
+        if line is None:
+            entries.append({"line": number, "problems": [{"code": "line-too-long",
+                                                          "path": ""}]})
+            continue
+        if not line.strip(_JSON_WHITESPACE):
+            continue
+        try:
+            entries.append({"line": number, "document": _decoded(kind, line, fast=True)})
+        except MeterspecError as error:
+            entries.append({"line": number, "problems": _problem_list(error.problems)})
+    return {"output": [{"lines": entries}]}
+
+
 HANDLERS: dict[str, Callable[[dict[str, Any]], Answer]] = {
     "rate": rate,
     "rate-plan": rate_plan,
@@ -669,4 +767,5 @@ HANDLERS: dict[str, Callable[[dict[str, Any]], Answer]] = {
     "to-cloudevent": to_cloudevent,
     "from-cloudevent": from_cloudevent,
     "domain-event-from-cloudevent": domain_event_from_cloudevent,
+    "decode-text": decode_text,
 }
