@@ -201,7 +201,7 @@ def _check_case(where: str, case: dict[str, Any], defined: dict[str, Requirement
             continue
         inside = list(shape.inside)
         if case["operation"] == "decode-text":
-            yield from _decoded_text(f"{where}: output/{index}", item)
+            yield from _decoded_text(f"{where}: output/{index}", item, codes)
             inside = [(("document",), case["input"]["kind"]),
                       (("lines", "*", "document"), case["input"]["kind"])]
         for fields, kind in inside:
@@ -211,9 +211,10 @@ def _check_case(where: str, case: dict[str, Any], defined: dict[str, Requirement
                            f"{problem.code}: {problem.message}")
 
 
-def _decoded_text(where: str, item: dict[str, Any]) -> Iterator[str]:
+def _decoded_text(where: str, item: dict[str, Any], codes: set[str]) -> Iterator[str]:
     """What results.schema.json cannot say about a decode-text result (3.19): lines in
-    increasing order, each line's problems sorted by path then code, each pair once."""
+    increasing order, each line's problems sorted by path then code, each pair once, with
+    codes of specs/errors.md."""
     numbers = [entry["line"] for entry in item.get("lines", [])]
     if numbers != sorted(set(numbers)):
         yield f"{where}/lines: line numbers are not increasing: {numbers}"
@@ -221,6 +222,10 @@ def _decoded_text(where: str, item: dict[str, Any]) -> Iterator[str]:
         pairs = [(p["path"], p["code"]) for p in entry.get("problems", [])]
         if pairs != sorted(set(pairs)):
             yield f"{where}/lines/{position}/problems: not sorted by path then code, each once"
+        for _, code in pairs:
+            if code not in codes:
+                yield f"{where}/lines/{position}/problems: code {code!r} is not in " \
+                      "specs/errors.md"
 
 
 def _contract_problems(kind: str, document: object) -> list[Problem]:
