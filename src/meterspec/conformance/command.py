@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,9 +12,50 @@ from typing import Any
 from meterspec.conformance import build, check, report
 from meterspec.conformance.cases import load_cases, select
 from meterspec.conformance.data import HarnessError, default_root
-from meterspec.conformance.runner import DEFAULT_TIMEOUT, Runner, make_adapter
+from meterspec.conformance.protocol import (
+    DEFAULT_MAX_RESPONSE,
+    DEFAULT_STDERR_SHOWN,
+    ENVELOPE_DEPTH,
+    MAX_DEPTH,
+    RESPONSE_DEPTH,
+    STDERR_TAIL,
+    size_text,
+)
+from meterspec.conformance.runner import DEFAULT_TIMEOUT, REASON_LIMIT, Runner, make_adapter
 
 EXIT_OK, EXIT_FAILED, EXIT_HARNESS = 0, 1, 2
+
+RUN_LIMITS = (
+    "The harness bounds what it takes from an adapter (INTERPRETING.md 5): a response is one "
+    f"line of at most --max-response bytes whose objects and arrays nest at most "
+    f"{RESPONSE_DEPTH} deep ({MAX_DEPTH} for a document, MS-ERR-008, and {ENVELOPE_DEPTH} for "
+    "the envelope); a response that breaks a bound, or is late, makes its case errored and "
+    "the adapter is killed, with every process it started, and restarted. The adapter's "
+    "stderr is read as "
+    "it comes; --max-stderr bytes of it are shown, and an errored case keeps the last "
+    f"{size_text(STDERR_TAIL)} the adapter wrote while it ran in --report. Reasons are clipped "
+    f"to {REASON_LIMIT} characters. Exit status: 0 if every selected case passed, 1 if not "
+    "(or the deadline passed), 2 if the harness could not run.")
+_SIZE = re.compile(r"([0-9]+)\s*(?:([KMG])(?:I?B)?|B)?", re.IGNORECASE)
+
+
+def _size(text: str) -> int:
+    """A byte count: 1048576, 1024K, 1M, 16MiB, 1G."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (bytes, or with K, M or G)")
+    unit = match.group(2)
+    return int(match.group(1)) << (10 * ("KMG".index(unit.upper()) + 1) if unit else 0)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return value
 
 
 def register(commands: Any) -> None:
@@ -35,7 +78,9 @@ def register(commands: Any) -> None:
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 if the files on disk are out of date")
 
-    parser = sub.add_parser("run", help="Drive an implementation through the suite.")
+    parser = sub.add_parser("run", help="Drive an implementation through the suite.",
+                            description="Drive an implementation through the suite. "
+                            + RUN_LIMITS)
     parser.add_argument("--impl", required=True, metavar="COMMAND",
                         help="the adapter's command line, or python:meterspec (in-process)")
     parser.add_argument("--suite", type=Path, help=suite_help)
@@ -43,8 +88,20 @@ def register(commands: Any) -> None:
     parser.add_argument("--feature", action="append", default=[],
                         help="only cases with this feature")
     parser.add_argument("--case", action="append", default=[], help="only this case id")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                        help="seconds to wait for each response (default %(default)g)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                        help="seconds to wait for each response (default %(default)g; the "
+                        "start response gets at least 30)")
+    parser.add_argument("--deadline", type=_seconds, metavar="SECONDS",
+                        help="stop the whole run after this many seconds: the adapter is "
+                        "killed, the cases not yet run are reported as skipped (not run), the "
+                        "reports are written and the exit status is 1 (default: none)")
+    parser.add_argument("--max-response", type=_size, default=DEFAULT_MAX_RESPONSE,
+                        metavar="BYTES", help="longest response line accepted, in bytes or "
+                        f"with K, M or G (default {size_text(DEFAULT_MAX_RESPONSE)})")
+    parser.add_argument("--max-stderr", type=_size, default=DEFAULT_STDERR_SHOWN,
+                        metavar="BYTES", help="how much of the adapter's stderr to show per "
+                        f"run (default {size_text(DEFAULT_STDERR_SHOWN)}; 0: none); the rest "
+                        "is read and dropped")
     parser.add_argument("--report", type=Path, metavar="FILE.jsonl",
                         help="write a JSON-lines report")
     parser.add_argument("--markdown", type=Path, metavar="FILE.md",
@@ -98,7 +155,8 @@ def _build(root: Path, drift_check: bool) -> int:
 
 def _run(root: Path, args: argparse.Namespace) -> int:
     cases = select(load_cases(root), areas=args.area, features=args.feature, ids=args.case)
-    adapter = make_adapter(args.impl, args.timeout)
+    adapter = make_adapter(args.impl, args.timeout, max_response=args.max_response,
+                           stderr_shown=args.max_stderr)
     outputs = []
     try:
         for path in (args.report, args.markdown):
@@ -112,7 +170,8 @@ def _run(root: Path, args: argparse.Namespace) -> int:
     report_file = next(with_files) if args.report is not None else None
     markdown_file = next(with_files) if args.markdown is not None else None
     try:
-        run = Runner(adapter, validate=args.validate_protocol).run(cases)
+        run = Runner(adapter, validate=args.validate_protocol,
+                     deadline=args.deadline).run(cases)
         report.print_terminal(run, sys.stdout)
         if report_file is not None:
             report.write_jsonl(run, report_file)

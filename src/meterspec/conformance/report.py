@@ -12,6 +12,10 @@ from meterspec.conformance.runner import Outcome, Run
 
 RESULTS = ("passed", "failed", "skipped", "errored")
 COLUMNS = (*RESULTS, "percent")
+SHOWN_LINES = 400
+"""Lines of a failed case's input, and of its diff, printed on the terminal: an adapter's
+answer may be as long as --max-response allows; the JSON-lines report keeps all of it."""
+NAME_LIMIT = 100  # characters of the implementation's name, version and language shown
 
 
 def counts(outcomes: Iterable[Outcome]) -> dict[str, int]:
@@ -47,8 +51,10 @@ def _cells(tally: dict[str, int]) -> list[str]:
 
 
 def describe(implementation: dict[str, Any]) -> str:
-    name = implementation.get("name", "?")
-    return f"{name} {implementation.get('version', '?')} ({implementation.get('language', '?')})"
+    """name version (language), each clipped: the adapter chose them."""
+    name, version, language = (str(implementation.get(k, "?"))[:NAME_LIMIT]
+                                for k in ("name", "version", "language"))
+    return f"{name} {version} ({language})"
 
 
 def print_terminal(run: Run, out: TextIO) -> None:
@@ -59,13 +65,16 @@ def print_terminal(run: Run, out: TextIO) -> None:
             assert outcome.actual is not None
             out.write(f"FAILED {case.id} ({case.file}): {case.description}\n")
             out.write("input:\n")
-            out.write(_indent(json.dumps(case.input, indent=2, ensure_ascii=False)) + "\n")
-            out.write(_indent(diff(case.expected, outcome.actual)) + "\n\n")
+            out.write(_indent(_head(json.dumps(case.input, indent=2, ensure_ascii=False)))
+                      + "\n")
+            out.write(_indent(_head(diff(case.expected, outcome.actual))) + "\n\n")
         elif outcome.result == "errored":
             out.write(f"ERRORED {case.id} ({case.file}): {outcome.reason}\n\n")
     skipped = sum(1 for o in run.outcomes if o.result == "skipped")
     if skipped:
         out.write(f"{skipped} case(s) skipped; the JSON-lines report (--report) says why\n\n")
+    if run.interrupted is not None:
+        out.write(f"{run.not_run} case(s) not run: {run.interrupted}\n\n")
     out.write(f"implementation: {describe(run.implementation)}\n")
     for heading, rows in tables(run):
         header = [heading, *COLUMNS]
@@ -86,6 +95,15 @@ def _indent(text: str) -> str:
     return "\n".join("    " + line for line in text.splitlines())
 
 
+def _head(text: str, limit: int = SHOWN_LINES) -> str:
+    """The first `limit` lines of text, and how many more there were."""
+    lines = text.splitlines()
+    if len(lines) <= limit:
+        return text
+    return "\n".join([*lines[:limit], f"... ({len(lines) - limit} more lines; the "
+                                       "JSON-lines report (--report) has the whole answer)"])
+
+
 def jsonl_lines(run: Run) -> list[dict[str, Any]]:
     """One line per case, then the summary line."""
     lines: list[dict[str, Any]] = []
@@ -98,9 +116,14 @@ def jsonl_lines(run: Run) -> list[dict[str, Any]]:
             line["actual"] = outcome.actual
         if outcome.reason is not None and outcome.result != "passed":
             line["reason"] = outcome.reason
+        if outcome.stderr:
+            line["stderr"] = outcome.stderr
         lines.append(line)
     tally = counts(run.outcomes)
-    lines.append({"summary": tally, "implementation": run.implementation})
+    summary: dict[str, Any] = {"summary": tally, "implementation": run.implementation}
+    if run.interrupted is not None:
+        summary["interrupted"] = f"{run.interrupted}; {run.not_run} case(s) not run"
+    lines.append(summary)
     return lines
 
 
@@ -113,6 +136,8 @@ def write_markdown(run: Run, out: TextIO) -> None:
     total = counts(run.outcomes)
     out.write(f"# meterspec conformance: {describe(run.implementation)}\n\n")
     out.write(f"{total['passed']} of {total['total']} cases passed ({percent(total)}).\n")
+    if run.interrupted is not None:
+        out.write(f"\nThe run was stopped: {run.interrupted}; {run.not_run} case(s) not run.\n")
     for heading, rows in tables(run):
         out.write(f"\n## By {heading}\n\n")
         out.write(f"| {heading} | " + " | ".join(COLUMNS) + " |\n")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +13,10 @@ from meterspec.conformance.cases import Case
 from meterspec.conformance.compare import judge
 from meterspec.conformance.data import HarnessError
 from meterspec.conformance.protocol import (
+    DEFAULT_MAX_RESPONSE,
+    DEFAULT_STDERR_SHOWN,
     Adapter,
+    DeadlineError,
     InProcessAdapter,
     ProtocolError,
     SubprocessAdapter,
@@ -22,31 +27,53 @@ from meterspec.conformance.protocol import (
 
 IN_PROCESS = {"python:meterspec": InProcessAdapter}
 DEFAULT_TIMEOUT = 30.0
+REASON_LIMIT = 2000
+"""Longest reason kept (characters): an adapter's `errored` or `skipped` text, or a message
+quoting what it sent, is clipped so one answer cannot flood the terminal or the report."""
+NOT_RUN = "not run: the run's deadline ({:g} s) passed"
+
+
+def clip(text: str, limit: int = REASON_LIMIT) -> str:
+    """text, or its first `limit` characters and how many more there were."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one case."""
+    """What became of one case. `stderr`: what the adapter wrote to stderr while the case ran,
+    kept when the adapter broke the protocol (its last 64 KiB)."""
 
     case: Case
     result: str  # passed | failed | skipped | errored
     actual: dict[str, Any] | None = None  # the answer without seq, when there was one
     reason: str | None = None
+    stderr: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.reason is not None and len(self.reason) > REASON_LIMIT:
+            object.__setattr__(self, "reason", clip(self.reason))
 
 
 @dataclass(frozen=True)
 class Run:
+    """The outcome of every selected case; `interrupted` says why some were not run."""
+
     implementation: dict[str, Any]
     outcomes: list[Outcome]
+    interrupted: str | None = None
+    not_run: int = 0
 
     @property
     def passed(self) -> bool:
         return all(o.result == "passed" for o in self.outcomes)
 
 
-def make_adapter(impl: str, timeout: float) -> Adapter:
+def make_adapter(impl: str, timeout: float, *, max_response: int = DEFAULT_MAX_RESPONSE,
+                 stderr_shown: int = DEFAULT_STDERR_SHOWN) -> Adapter:
     """`python:meterspec` (in-process) or a command line, split as a POSIX shell would but
-    run without one."""
+    run without one (on a POSIX system: the harness's bounds need non-blocking pipes)."""
     if impl.startswith("python:"):
         if impl not in IN_PROCESS:
             raise HarnessError(f"unknown in-process implementation {impl!r}; "
@@ -60,27 +87,38 @@ def make_adapter(impl: str, timeout: float) -> Adapter:
         raise HarnessError("--impl is empty")
     if timeout <= 0:
         raise HarnessError("--timeout must be positive")
-    return SubprocessAdapter(argv, timeout)
+    if max_response < 1:
+        raise HarnessError("--max-response must be positive")
+    if os.name != "posix":
+        raise HarnessError("an adapter command needs a POSIX system (Linux, macOS, WSL); "
+                           "only python:meterspec runs elsewhere")
+    return SubprocessAdapter(argv, timeout, max_response=max_response,
+                             stderr_shown=stderr_shown)
 
 
 class Runner:
-    """Runs cases one at a time; restarts the adapter after it breaks the protocol."""
+    """Runs cases one at a time; restarts the adapter after it breaks the protocol. With a
+    `deadline` (seconds), the run stops when it passes: the adapter is killed and the cases
+    not yet run are skipped as not run."""
 
     def __init__(self, adapter: Adapter, *, validate: bool = False,
-                 progress: Callable[[Outcome], None] | None = None) -> None:
+                 progress: Callable[[Outcome], None] | None = None,
+                 deadline: float | None = None) -> None:
         self.adapter = adapter
         self.validate = validate
         self.progress = progress
+        self.deadline = deadline
         self.implementation: dict[str, Any] = {}
         self._seq = 0
         self._broken: str | None = None  # set when the adapter cannot be (re)started
+        self._until: float | None = None  # the deadline, on time.monotonic()'s clock
 
     def _start(self) -> str | None:
         """Start the adapter; None, or why its start response is not acceptable. A response
         that is usable but violates the schema (--validate-protocol) still names the
         implementation, so the report can say whose run it was."""
         try:
-            message = self.adapter.start()
+            message = self.adapter.start(self._until)
         except ProtocolError as error:
             self.adapter.discard()
             return f"start: {error}"
@@ -95,21 +133,44 @@ class Runner:
         return None
 
     def run(self, cases: Sequence[Case]) -> Run:
-        problem = self._start()
+        if self.deadline is not None:
+            self._until = time.monotonic() + self.deadline
+        try:
+            problem = self._start()
+        except DeadlineError:
+            raise HarnessError("the adapter did not start properly: start: no response to "
+                               f"start before the run's deadline ({self.deadline:g} s)"
+                               ) from None
         if problem is not None and not self.implementation:
             raise HarnessError(f"the adapter did not start properly: {problem}")
         if problem is not None:  # usable, but not what the schema says: every case errored
             self._broken = f"protocol: {problem}"
-        outcomes = []
+        outcomes: list[Outcome] = []
         try:
             for case in cases:
-                outcome = self._one(case)
-                outcomes.append(outcome)
-                if self.progress is not None:
-                    self.progress(outcome)
+                if self._until is not None and time.monotonic() >= self._until:
+                    break
+                try:
+                    outcome = self._one(case)
+                except DeadlineError:
+                    break
+                self._record(outcome, outcomes)
         finally:
             self.adapter.stop()
-        return Run(self.implementation, outcomes)
+        if len(outcomes) == len(cases):
+            return Run(self.implementation, outcomes)
+        not_run = NOT_RUN.format(self.deadline)
+        for case in cases[len(outcomes):]:
+            self._record(Outcome(case, "skipped", reason=self._skip_reason(case) or not_run),
+                         outcomes)
+        count = sum(1 for o in outcomes if o.reason == not_run)
+        return Run(self.implementation, outcomes, f"the run's deadline ({self.deadline:g} s) "
+                   "passed", count)
+
+    def _record(self, outcome: Outcome, outcomes: list[Outcome]) -> None:
+        outcomes.append(outcome)
+        if self.progress is not None:
+            self.progress(outcome)
 
     def _skip_reason(self, case: Case) -> str | None:
         if case.operation not in self.implementation["operations"]:
@@ -139,9 +200,10 @@ class Runner:
             if violation is not None:  # the runner's own bug; say so rather than send it
                 return Outcome(case, "errored", reason=f"protocol (runner): {violation}")
         try:
-            response = self.adapter.exchange(request)
+            response = self.adapter.exchange(request, self._until)
         except ProtocolError as error:
-            return Outcome(case, "errored", reason=f"protocol: {error}")
+            return Outcome(case, "errored", reason=f"protocol: {error}",
+                           stderr=error.stderr or None)
         problem = result_problem(response, self._seq)
         if problem is None and self.validate:
             problem = schema_violation(response, "result")
