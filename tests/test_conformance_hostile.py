@@ -309,6 +309,17 @@ def test_invalid_answers_are_errored_with_a_clear_reason(tmp_path: Path, pids: P
     assert result.seconds < 30
 
 
+def test_a_long_wrong_answer_does_not_flood_the_terminal(tmp_path: Path, pids: Path) -> None:
+    result = harness(tmp_path, ["long-output", "huge-output"])
+    no_traceback(result)
+    assert [result.result(i) for i in ("h-001", "h-002")] == ["failed"] * 2
+    assert len(result.cases["h-002"]["actual"]["output"]) == 300_000  # the report has it all
+    assert "more lines; the JSON-lines report (--report) has the whole answer" in result.stdout
+    assert "too long to diff here" in result.stdout
+    assert len(result.stdout) < 40_000
+    assert result.seconds < 20
+
+
 def test_an_adapter_that_stops_reading_does_not_block_the_harness(
         tmp_path: Path, pids: Path) -> None:
     suite_case = case("h-001", output=[], input={"config": {}, "event": {"pad": "x" * MIB}})

@@ -108,6 +108,10 @@ def run_behaviour(name: str, seq: int) -> None:
         send(head + b'"error": [{"code": 1, "path": ""}]}\n')
     elif name == "not-object":
         send(b'"just a string"\n')
+    elif name == "long-output":  # wrong, and a diff of some 1000 lines
+        answer(seq, output=[f"item {i}" for i in range(1000)])
+    elif name == "huge-output":  # wrong, and 3 MiB of JSON
+        answer(seq, output=[f"item {i}" for i in range(300_000)])
     elif name == "huge-seq":
         answer("s" * 100_000, output=[])
     else:

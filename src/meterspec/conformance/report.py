@@ -15,6 +15,9 @@ COLUMNS = (*RESULTS, "percent")
 SHOWN_LINES = 400
 """Lines of a failed case's input, and of its diff, printed on the terminal: an adapter's
 answer may be as long as --max-response allows; the JSON-lines report keeps all of it."""
+DIFF_LIMIT = 1 << 20
+"""Characters of an answer, as JSON, beyond which it is not diffed on the terminal: a diff of
+a 16 MiB answer takes seconds and runs to a million lines."""
 NAME_LIMIT = 100  # characters of the implementation's name, version and language shown
 
 
@@ -67,7 +70,7 @@ def print_terminal(run: Run, out: TextIO) -> None:
             out.write("input:\n")
             out.write(_indent(_head(json.dumps(case.input, indent=2, ensure_ascii=False)))
                       + "\n")
-            out.write(_indent(_head(diff(case.expected, outcome.actual))) + "\n\n")
+            out.write(_indent(_difference(case.expected, outcome.actual)) + "\n\n")
         elif outcome.result == "errored":
             out.write(f"ERRORED {case.id} ({case.file}): {outcome.reason}\n\n")
     skipped = sum(1 for o in run.outcomes if o.result == "skipped")
@@ -93,6 +96,15 @@ def print_terminal(run: Run, out: TextIO) -> None:
 
 def _indent(text: str) -> str:
     return "\n".join("    " + line for line in text.splitlines())
+
+
+def _difference(expected: dict[str, Any], actual: dict[str, Any]) -> str:
+    """The diff of a failed case, its first lines, or why there is none."""
+    size = len(json.dumps(actual, ensure_ascii=False))
+    if size > DIFF_LIMIT:
+        return (f"(the actual answer is {size} characters of JSON, too long to diff here; the "
+                "JSON-lines report (--report) has it)")
+    return _head(diff(expected, actual))
 
 
 def _head(text: str, limit: int = SHOWN_LINES) -> str:
