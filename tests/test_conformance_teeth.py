@@ -42,7 +42,7 @@ REFERENCE_BUGS: dict[str, str] = {}
 
 # What the Node adapter passes today. Raise it when the adapter learns more; a drop is a
 # regression (in the adapter, or a suite change that the adapter's README must explain).
-NODE_MIN_PASSED = 329
+NODE_MIN_PASSED = 330
 
 
 @dataclass(frozen=True)
@@ -175,6 +175,23 @@ FAULTS: dict[str, Fault] = {
     "source-unchecked": Fault(("events",), catchers=("ce-007", "ce-008", "ce-009")),
     "event-id-dimensions-as-given": Fault(("events",), catchers=("dev-002", "dev-005")),
     "event-time-as-written": Fault(("events",), catchers=("dev-002", "ce-011")),
+    # JSON text (decode-text: MS-ERR-007 to MS-ERR-012)
+    "duplicate-names-last-wins": Fault(
+        features=("json-text",), catchers=("text-060", "text-063", "text-064")),
+    "depth-unbounded": Fault(
+        features=("json-text",), catchers=("text-041", "text-049", "text-054")),
+    "bom-rejected": Fault(features=("json-text",), catchers=("text-001", "text-002", "text-007")),
+    "large-numbers-invalid-json": Fault(
+        features=("json-text",), catchers=("text-090", "text-092", "text-104")),
+    "lines-unbounded": Fault(
+        features=("json-text",), catchers=("text-121", "text-123", "text-129")),
+    "line-limit-in-characters": Fault(features=("json-text",), catchers=("text-125",)),
+    "lone-surrogates-replaced": Fault(
+        features=("json-text",), catchers=("text-020", "text-021", "text-027")),
+    "invalid-utf8-replaced": Fault(
+        features=("json-text",), catchers=("text-010", "text-011", "text-017")),
+    "json-nan-accepted": Fault(
+        features=("json-text",), catchers=("text-030", "text-031", "text-032")),
 }
 
 

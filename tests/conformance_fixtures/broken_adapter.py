@@ -39,6 +39,8 @@ from meterspec import (
     ids,
     ingestion,
     invoices,
+    json_text,
+    lines,
     metering,
     money,
     plans,
@@ -1424,6 +1426,126 @@ def _event_id_dimensions_as_given() -> None:
        "in canonical form (MS-DEV-002)")
 def _event_time_as_written() -> None:
     _wrap_usage_recorded(lambda record, event: {"recorded_at": record.recorded_at})
+
+
+# --- JSON text (decode-text) -----------------------------------------------------------------
+
+@fault("duplicate-names-last-wins", "a repeated name is no error: the last one wins, as most JSON "
+       "parsers do (MS-ERR-009)")
+def _duplicate_names_last_wins() -> None:
+    original = json_text.load
+
+    def load(data: bytes | str) -> Any:
+        try:
+            return original(data)
+        except MeterspecError as error:
+            if any(problem.code != "duplicate-name" for problem in error.problems):
+                raise
+        return json.loads(data, parse_int=json_text._integer, parse_float=json_text._number)
+    json_text.load = load
+    codec._unique_names = lambda kind, value, data: True
+
+
+@fault("depth-unbounded", "nesting has no limit: the parser recurses as deep as the text goes, "
+       "so 65 levels are read and 100,000 crash it (MS-ERR-008)")
+def _depth_unbounded() -> None:
+    original = json_text.load
+    json_text.MAX_DEPTH = sys.maxsize
+
+    def load(data: bytes | str) -> Any:
+        with contextlib.suppress(ValueError):  # a RecursionError is no ValueError: it crashes
+            json.loads(data)
+        return original(data)
+    json_text.load = load
+
+
+@fault("bom-rejected", "a UTF-8 byte-order mark at the start of a file or stream is invalid-json, "
+       "as a strict JSON parser says (MS-ERR-007)")
+def _bom_rejected() -> None:
+    lines.BOM = b"\x00not a BOM\x00"  # the readers strip nothing
+
+
+@fault("large-numbers-invalid-json", "a number a double cannot hold (over 2^53, or overflowing "
+       "or underflowing) is invalid-json instead of wrong-type or out-of-range (MS-ERR-011)")
+def _large_numbers_invalid_json() -> None:
+    integer, number = json_text._integer, json_text._number
+
+    def _integer(text: str) -> int:
+        value = integer(text)
+        if abs(value) > 2**53:
+            raise ValueError(f"{text[:20]} does not fit a double")
+        return value
+
+    def _number(text: str) -> int | Fraction:
+        value, double = number(text), float(text)
+        if math.isinf(double) or (double == 0 and value != 0):
+            raise ValueError(f"{text[:20]} does not fit a double")
+        return _integer(str(value)) if isinstance(value, int) else value
+    json_text._integer, json_text._number = _integer, _number
+
+
+def _read_lines(limit_of: Callable[[bytes], int]) -> None:
+    """NDJSON lines held whole, whatever their length, then measured by `limit_of`."""
+    original = lines.read_lines
+
+    def read_lines(source: lines.Readable, limit: int = lines.MAX_LINE_BYTES,
+                   chunk_size: int = lines.LINE_CHUNK_BYTES) -> Iterator[tuple[int, bytes | None]]:
+        for number, line in original(source, sys.maxsize, chunk_size):
+            yield number, line if line is None or limit_of(line) <= limit else None
+    replace_everywhere(original, read_lines)
+
+
+@fault("lines-unbounded", "NDJSON lines are split without the 1 MiB limit: a line of any length "
+       "is held and decoded (MS-ERR-012)")
+def _lines_unbounded() -> None:
+    _read_lines(lambda line: 0)
+
+
+@fault("line-limit-in-characters", "the 1 MiB line limit counts characters, not bytes, as a "
+       "reader of decoded text does (MS-ERR-012)")
+def _line_limit_in_characters() -> None:
+    _read_lines(lambda line: len(line.decode("utf-8", "replace")))
+
+
+def _without_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, dict):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_surrogates(item) for item in value]
+    return value
+
+
+@fault("lone-surrogates-replaced", "a lone surrogate escape becomes U+FFFD, as lenient decoders "
+       "make it, instead of invalid-json (MS-ERR-007)")
+def _lone_surrogates_replaced() -> None:
+    original = json_text.load
+    json_text._has_surrogate = lambda value: False
+
+    def load(data: bytes | str) -> Any:
+        return _without_surrogates(original(data))
+    json_text.load = load
+
+
+@fault("invalid-utf8-replaced", "bytes that are not UTF-8 become U+FFFD, as a decoder with "
+       "errors='replace' makes them, instead of invalid-json (MS-ERR-007)")
+def _invalid_utf8_replaced() -> None:
+    original = json_text.load
+
+    def load(data: bytes | str) -> Any:
+        if isinstance(data, bytes):
+            data = data.decode("utf-8", "replace").encode("utf-8")
+        return original(data)
+    json_text.load = load
+
+
+@fault("json-nan-accepted", "NaN, Infinity and -Infinity are read as numbers, as Python's json "
+       "module does by default (MS-ERR-007)")
+def _json_nan_accepted() -> None:
+    def _constant(name: str) -> Any:
+        return float(name)
+    json_text._constant = _constant
 
 
 # --- errors -----------------------------------------------------------------------------------
