@@ -24,12 +24,15 @@ from typing import Any
 import pytest
 from test_conformance_harness import case, write_suite
 
+from meterspec.conformance.cases import Case
 from meterspec.conformance.protocol import (
     RESPONSE_DEPTH,
     ProtocolError,
     StderrSink,
     parse_response,
 )
+from meterspec.conformance.report import print_terminal
+from meterspec.conformance.runner import Runner
 
 ROOT = Path(__file__).resolve().parents[1]
 HOSTILE = ROOT / "tests" / "conformance_fixtures" / "hostile_adapter.py"
@@ -283,6 +286,10 @@ def test_stderr_sink_keeps_a_bounded_tail() -> None:
     assert "".join(shown).startswith("0123456789")
     assert "abc" not in "".join(shown)
     assert "".join(shown).count("shown") == 1
+    hidden: list[str] = []
+    quiet = StderrSink(0, hidden.append)  # --max-stderr 0: nothing, not even the notice
+    quiet.feed(b"x" * 100)
+    assert hidden == [] and quiet.since(0) == "x" * 100
     tail = sink.since(mark)
     assert len(tail.encode()) == 64 * 1024 and tail.endswith("é" * 10)
     assert sink.since(sink.total) == ""
@@ -370,6 +377,40 @@ def test_the_deadline_stops_the_run_and_the_rest_is_not_run(
     assert "3 case(s) not run: the run's deadline (3 s) passed" in result.stdout
     assert result.seconds < 15
     assert left_behind(pids) == []
+
+
+class ClaimsEverything:
+    """An in-process adapter whose start response lists 200 000 operations and answers
+    `errored` with 1 MiB of text."""
+
+    def start(self, deadline: float | None = None) -> Any:
+        operations = [f"op-{i}" for i in range(200_000)] + ["meter"]
+        return {"ready": True, "implementation": {"name": "n" * MIB, "version": "1",
+                                                  "language": "x", "operations": operations}}
+
+    def exchange(self, message: dict[str, Any], deadline: float | None = None) -> Any:
+        return {"seq": message["seq"], "errored": "e" * MIB}
+
+    def restart_needed(self) -> bool:
+        return False
+
+    def discard(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def test_a_long_start_response_costs_no_time_per_case(capsys: pytest.CaptureFixture[str]) -> None:
+    cases = [Case(f"h-{i:04}", "metering", "metering/a.json", "d", "meter" if i < 10 else "rate",
+                  {}, {"output": []}, ("basic",), ()) for i in range(3000)]
+    began = time.monotonic()
+    run = Runner(ClaimsEverything()).run(cases)
+    assert time.monotonic() - began < 2
+    assert [o.result for o in run.outcomes[:11]] == ["errored"] * 10 + ["skipped"]
+    assert len(run.outcomes[0].reason or "") < 2100 and run.outcomes[0].actual is None
+    print_terminal(run, sys.stdout)
+    assert len(capsys.readouterr().out) < 40_000
 
 
 def test_run_help_documents_the_limits(capsys: pytest.CaptureFixture[str]) -> None:

@@ -173,10 +173,13 @@ def _run(root: Path, args: argparse.Namespace) -> int:
         run = Runner(adapter, validate=args.validate_protocol,
                      deadline=args.deadline).run(cases)
         report.print_terminal(run, sys.stdout)
-        if report_file is not None:
-            report.write_jsonl(run, report_file)
-        if markdown_file is not None:
-            report.write_markdown(run, markdown_file)
+        try:
+            if report_file is not None:
+                report.write_jsonl(run, report_file)
+            if markdown_file is not None:
+                report.write_markdown(run, markdown_file)
+        except OSError as error:  # a full disk, say
+            raise HarnessError(f"cannot write report: {error}") from None
     finally:
         for stream in outputs:
             stream.close()

@@ -548,8 +548,8 @@ class SubprocessAdapter:
         try:
             extra = child.pending()
             if extra:
-                raise ProtocolError("the adapter wrote output nobody asked for after its last "
-                                    f"response: {excerpt(extra)}")
+                raise ProtocolError("the adapter wrote output nobody asked for before this "
+                                    f"request: {excerpt(extra)}")
             data = json.dumps(message, ensure_ascii=False).encode() + b"\n"
             child.send(data, cut, self.max_response)
             return parse_response(child.read_line(cut, self.max_response))

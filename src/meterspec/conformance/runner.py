@@ -47,7 +47,9 @@ class Outcome:
 
     case: Case
     result: str  # passed | failed | skipped | errored
-    actual: dict[str, Any] | None = None  # the answer without seq, when there was one
+    # The answer without seq, when there was one; not for a skipped or errored answer, whose
+    # text (up to --max-response) the clipped reason carries instead.
+    actual: dict[str, Any] | None = None
     reason: str | None = None
     stderr: str | None = None
 
@@ -112,6 +114,8 @@ class Runner:
         self._seq = 0
         self._broken: str | None = None  # set when the adapter cannot be (re)started
         self._until: float | None = None  # the deadline, on time.monotonic()'s clock
+        # The implementation's operations and features, as sets: the adapter's lists may be long.
+        self._claimed: tuple[frozenset[str], frozenset[str] | None] = (frozenset(), None)
 
     def _start(self) -> str | None:
         """Start the adapter; None, or why its start response is not acceptable. A response
@@ -125,6 +129,9 @@ class Runner:
         problem = started_problem(message)
         if problem is None and not self.implementation:
             self.implementation = message["implementation"]
+            features = self.implementation.get("features")
+            self._claimed = (frozenset(self.implementation["operations"]),
+                             None if features is None else frozenset(features))
         if problem is None and self.validate:
             problem = schema_violation(message, "started")
         if problem is not None:
@@ -173,9 +180,9 @@ class Runner:
             self.progress(outcome)
 
     def _skip_reason(self, case: Case) -> str | None:
-        if case.operation not in self.implementation["operations"]:
+        operations, features = self._claimed
+        if case.operation not in operations:
             return f"operation {case.operation!r} not supported by the implementation"
-        features = self.implementation.get("features")
         if features is not None:
             missing = [f for f in case.features if f not in features]
             if missing:
@@ -212,4 +219,5 @@ class Runner:
             return Outcome(case, "errored", reason=f"protocol: {problem}")
         actual = {k: v for k, v in response.items() if k != "seq"}
         result, why = judge(case.expected, actual)
-        return Outcome(case, result, actual=actual, reason=why)
+        return Outcome(case, result, actual=actual if result in ("passed", "failed") else None,
+                       reason=why)
