@@ -11,6 +11,9 @@ from __future__ import annotations
 import calendar
 import re
 from datetime import date, datetime
+from functools import lru_cache
+from itertools import pairwise
+from typing import cast
 
 import msgspec
 
@@ -65,12 +68,23 @@ def _start(cycle: BillingCycle, first: date, n: int) -> Micros | None:
     if not 1 <= year <= 9999:
         return None
     day = min(first.day, calendar.monthrange(year, month + 1)[1])
-    return wall_start(time_zone(cycle.time_zone), datetime(year, month + 1, day))
+    return _midnight(cycle.time_zone, year, month + 1, day)
 
 
-def period_containing(cycle: BillingCycle, instant: Micros, path: str = "") -> Period:
-    """The billing period [start, end) holding `instant` (MS-BIL-002/003); MeterspecError
-    `timestamp-out-of-range` when that period would start or end outside years 1..9999."""
+@lru_cache(maxsize=1 << 16)
+def _midnight(zone: str, year: int, month: int, day: int) -> Micros | None:
+    """When a day starts in a zone (MS-BIL-003); cycles with other anchors share days."""
+    return wall_start(time_zone(zone), datetime(year, month, day))
+
+
+def _out_of_range(path: str) -> MeterspecError:
+    return MeterspecError.single("timestamp-out-of-range", path, "the billing period holding "
+                                 "this instant starts or ends outside years 0001..9999",
+                                 "MS-BIL-002")
+
+
+def _holding(cycle: BillingCycle, instant: Micros, path: str) -> tuple[date, int]:
+    """The anchor and the number n of the period holding `instant` (MS-BIL-002/003)."""
     problems = cycle_problems(cycle)
     if problems:
         raise MeterspecError(problems)
@@ -83,21 +97,26 @@ def period_containing(cycle: BillingCycle, instant: Micros, path: str = "") -> P
     while True:
         start, end = _start(cycle, first, n), _start(cycle, first, n + 1)
         if start is None or end is None:
-            raise MeterspecError.single(
-                "timestamp-out-of-range", path, "the billing period holding this instant "
-                "starts or ends outside years 0001..9999", "MS-BIL-002")
+            raise _out_of_range(path)
         if instant < start:
             n -= 1
         elif instant >= end:
             n += 1
         else:
-            return start, end
+            return first, n
+
+
+def period_containing(cycle: BillingCycle, instant: Micros, path: str = "") -> Period:
+    """The billing period [start, end) holding `instant` (MS-BIL-002/003); MeterspecError
+    `timestamp-out-of-range` when that period would start or end outside years 1..9999."""
+    return periods(cycle, instant, 1, path)[0]
 
 
 def periods(cycle: BillingCycle, instant: Micros, count: int, path: str = "") -> list[Period]:
     """The `count` consecutive periods ending with the one holding `instant`, oldest first
     (MS-BIL-004: a usage history)."""
-    found = [period_containing(cycle, instant, path)]
-    while len(found) < count:
-        found.insert(0, period_containing(cycle, found[0][0] - 1, path))
-    return found
+    first, n = _holding(cycle, instant, path)
+    starts = [_start(cycle, first, k) for k in range(n - count + 1, n + 2)]
+    if None in starts:
+        raise _out_of_range(path)
+    return list(pairwise(cast(list[Micros], starts)))

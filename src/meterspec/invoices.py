@@ -11,26 +11,31 @@ billed periods, which the audit digest needs (MS-INV-005).
 
 from __future__ import annotations
 
+import hashlib
+from array import array
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property, lru_cache
+from itertools import pairwise
+from typing import NamedTuple, cast
 
 import msgspec
 
 from meterspec.billing_periods import BillingCycle, Period, cycle_problems, periods
 from meterspec.contracts import Aggregation, AggregationRequest, MeterRecord, Window
 from meterspec.errors import MeterspecError, Problem, pointer, walk
-from meterspec.ids import digest_id, reading_id
+from meterspec.ids import digest_id, encode_fields, reading_ids
 from meterspec.money import Amount, total
 from meterspec.plans import (
     Plan,
+    PlanVersions,
     RatedCharge,
     plan_semantic_problems,
     plan_value_problems,
     rated_charge_semantic_problems,
     rated_charge_value_problems,
-    select_plan,
 )
 from meterspec.pricing import rate_checked_plan
 from meterspec.readings import Aggregator, parse_record, reading_parameter
@@ -123,8 +128,8 @@ class Invoice(_Wire, frozen=True):
 
 def invoice_id(workspace: str, universe: str, subject: str, period: Window) -> str:
     """MS-INV-004: the same subject and period always name the same invoice."""
-    return digest_id("inv_", ("meterspec/invoice/v1", workspace, universe, subject,
-                              period.start, period.end))
+    return _digest("inv_", ("meterspec/invoice/v1", workspace, universe, subject,
+                            period.start, period.end))
 
 
 def records_digest(record_ids: Iterable[str]) -> str:
@@ -147,7 +152,18 @@ def revision(invoice: Invoice) -> str:
                    else records_digest(usage.carried_in)]
     fields += [invoice.subtotal.precise, invoice.subtotal.rounded, invoice.total.precise,
                invoice.total.rounded]
-    return digest_id("rev_", fields)
+    return _digest("rev_", fields)
+
+
+def _digest(prefix: str, fields: Iterable[str]) -> str:
+    """digest_id (MS-ID-001) with each field's encoding cached: the invoices of a request
+    repeat most of their fields (tenant, subject, period bounds, amounts, digests)."""
+    return prefix + hashlib.sha256(b"".join(map(_encoded, fields))).hexdigest()[:32]
+
+
+@lru_cache(maxsize=4096)
+def _encoded(field: str) -> bytes:
+    return encode_fields((field,))
 
 
 # ------------------------------------------------------------------ request checks
@@ -187,16 +203,15 @@ def _cycle_value_problems(cycle: object, path: str, reported: set[str]) -> list[
 
 def _usage_problems(unit: str, rule: UsageRule) -> list[Problem]:
     """The rule's aggregation parameters, checked as an AggregationRequest would be."""
-    probe = AggregationRequest(rule.aggregation, rule.dimension, rule.scale,
-                               windows=[Window("1970-01-01T00:00:00Z", "1970-01-01T00:00:01Z")])
     try:
-        Aggregator(probe)
+        _probe(rule)
     except MeterspecError as error:
         return _prefixed(error.problems, pointer("usage", unit))
     return []
 
 
-def request_semantic_problems(request: InvoiceRequest) -> list[Problem]:
+def request_semantic_problems(request: InvoiceRequest,
+                              schedules: Schedules | None = None) -> list[Problem]:
     """Checks of a well-formed request: each plan, the units, the subscriptions, and that each
     billed period has an effective plan version (MS-INV-001/002, MS-PRC-003)."""
     problems: list[Problem] = []
@@ -222,36 +237,107 @@ def request_semantic_problems(request: InvoiceRequest) -> list[Problem]:
         subjects.add(subscription.subject)
         problems += cycle_problems(subscription.cycle, f"{path}/cycle")
     # The periods, and the plan version of each, only mean something once all else is right.
-    return problems or _period_problems(request)
+    return problems or _period_problems(request, schedules or Schedules(request))
 
 
-def _period_problems(request: InvoiceRequest) -> list[Problem]:
+def _period_problems(request: InvoiceRequest, schedules: Schedules) -> list[Problem]:
     """MS-BIL-002 (periods within the supported years) and MS-INV-001 (an effective plan
     version at each billed period's start)."""
     problems: list[Problem] = []
-    at = parse_timestamp(request.at)
     for index, subscription in enumerate(request.subscriptions):
         try:
-            spans = periods(subscription.cycle, at, request.periods, "/at")
+            start = schedules.first_unrated(subscription.cycle, subscription.plan_id)
         except MeterspecError as error:
             problems += error.problems
             continue
-        for start, _ in spans:
-            if select_plan(request.plans, subscription.plan_id, start) is None:
-                problems.append(Problem(
-                    "no-effective-plan", f"/subscriptions/{index}/planID", f"no version of "
-                    f"plan {subscription.plan_id!r} is effective at {format_timestamp(start)}",
-                    "MS-INV-001"))
-                break
+        if start is not None:
+            problems.append(Problem(
+                "no-effective-plan", f"/subscriptions/{index}/planID", f"no version of "
+                f"plan {subscription.plan_id!r} is effective at {format_timestamp(start)}",
+                "MS-INV-001"))
     return problems
 
 
-def request_problems(request: InvoiceRequest) -> list[Problem]:
+def request_problems(request: InvoiceRequest,
+                     schedules: Schedules | None = None) -> list[Problem]:
     """Every problem of a request built in code or decoded (MS-ERR-002)."""
     document = msgspec.to_builtins(request)
     problems = schema_problems("invoice-request", document)
     problems += request_value_problems(document, {p.path for p in problems})
-    return problems or request_semantic_problems(request)
+    return problems or request_semantic_problems(request, schedules)
+
+
+# ------------------------------------------------------------------ billed periods
+
+
+class Schedule(NamedTuple):
+    """What the subscriptions with one cycle and plan share: their periods as windows and as
+    reading-id input, the plan version rating each, the units those versions price, and per
+    unit an empty Aggregator over the periods (windows resolved once, then copied)."""
+
+    windows: list[Window]
+    encoded: list[bytes]
+    plans: list[Plan]
+    units: tuple[str, ...]
+    aggregators: dict[str, Aggregator]
+
+    def aggregator(self, unit: str, rule: UsageRule) -> Aggregator:
+        """An empty aggregator reading `unit` over the periods (MS-INV-002)."""
+        template = self.aggregators.get(unit)
+        if template is None:
+            template = self.aggregators[unit] = Aggregator(AggregationRequest(
+                rule.aggregation, rule.dimension, rule.scale, windows=self.windows))
+        return template.fresh()
+
+
+class Schedules:
+    """The billed periods of a request's subscriptions, computed once per distinct cycle, and
+    the plan versions rating them, chosen once per distinct (cycle, plan): checking a request
+    and billing it cost in proportion to the request, not to subscriptions x periods x plans."""
+
+    def __init__(self, request: InvoiceRequest) -> None:
+        self._request = request
+        self._bounds: dict[BillingCycle, array[int] | tuple[Problem, ...]] = {}
+        self._unrated: dict[tuple[BillingCycle, str], Micros | None] = {}
+        self.schedule = lru_cache(maxsize=256)(self._schedule)
+
+    @cached_property
+    def _versions(self) -> PlanVersions:
+        return PlanVersions(self._request.plans)
+
+    def bounds(self, cycle: BillingCycle) -> array[int]:
+        """The starts of the billed periods, then the end of the last (MS-BIL-004)."""
+        found = self._bounds.get(cycle)
+        if found is None:
+            try:
+                spans = periods(cycle, parse_timestamp(self._request.at),
+                                self._request.periods, "/at")
+                found = array("q", [start for start, _ in spans] + [spans[-1][1]])
+            except MeterspecError as error:
+                found = error.problems
+            self._bounds[cycle] = found
+        if isinstance(found, tuple):
+            raise MeterspecError(found)
+        return found
+
+    def first_unrated(self, cycle: BillingCycle, plan_id: str) -> Micros | None:
+        """The first billed period start at which no version of the plan is effective."""
+        key = (cycle, plan_id)
+        if key not in self._unrated:
+            starts = self.bounds(cycle)[:-1]
+            self._unrated[key] = next(
+                (s for s in starts if self._versions.select(plan_id, s) is None), None)
+        return self._unrated[key]
+
+    def _schedule(self, cycle: BillingCycle, plan_id: str) -> Schedule:
+        bounds = self.bounds(cycle)
+        windows = [Window(format_timestamp(s), format_timestamp(e)) for s, e in pairwise(bounds)]
+        plans = [self._versions.select(plan_id, start) for start in bounds[:-1]]
+        assert None not in plans  # checked by first_unrated
+        chosen = cast(list[Plan], plans)
+        units = sorted({c.unit for p in chosen for c in p.charges if c.unit is not None})
+        return Schedule(windows, [encode_fields((w.start, w.end)) for w in windows], chosen,
+                        tuple(units), {})
 
 
 # ------------------------------------------------------------------ building
@@ -259,47 +345,52 @@ def request_problems(request: InvoiceRequest) -> list[Problem]:
 
 @dataclass
 class _Slot:
-    """One (subject, unit) of one subscription: its reading and its records per period."""
+    """One (subject, unit) with records: its aggregator, the ids of its records per period and,
+    for a time-weighted average, the records at the latest instant of each period and of the
+    time before the first (index -1), which carry levels into later periods (MS-AGG-012)."""
 
     aggregator: Aggregator
-    starts: list[Micros]
-    end: Micros
-    ids: list[list[str]]
-    carry: list[tuple[Micros, list[str]] | None] = field(default_factory=list)
+    ids: dict[int, list[str]] = field(default_factory=dict)
+    latest: dict[int, tuple[Micros, list[str]]] = field(default_factory=dict)
+
+    def carried(self, count: int) -> list[tuple[Micros, list[str]] | None]:
+        """Per period, the records at the latest instant before its start."""
+        found: list[tuple[Micros, list[str]] | None] = []
+        for index in range(-1, count - 1):
+            found.append(self.latest.get(index, found[-1] if found else None))
+        return found
 
 
 @dataclass
 class _Billed:
     subscription: Subscription
-    spans: list[Period]
-    plans: list[Plan]
+    bounds: array[int]
     slots: dict[str, _Slot]
+
+    @property
+    def spans(self) -> list[Period]:
+        return list(pairwise(self.bounds))
+
+
+_NO_RECORDS = records_digest(())
 
 
 class InvoiceBuilder:
-    """Streaming invoices for one request: add records, then take the invoices."""
+    """Streaming invoices for one request: add records, then take the invoices. A record costs
+    O(log periods); an invoice of a subject without records costs a few digests."""
 
     def __init__(self, request: InvoiceRequest) -> None:
-        problems = request_problems(request)
+        self._schedules = Schedules(request)
+        problems = request_problems(request, self._schedules)
         if problems:
             raise MeterspecError(problems)
         self.request = request
-        at = parse_timestamp(request.at)
-        self._billed: dict[str, _Billed] = {}
-        for subscription in request.subscriptions:
-            spans = periods(subscription.cycle, at, request.periods)
-            plans = [select_plan(request.plans, subscription.plan_id, start) for start, _ in spans]
-            units = {c.unit for p in plans if p for c in p.charges if c.unit is not None}
-            windows = [Window(format_timestamp(s), format_timestamp(e)) for s, e in spans]
-            slots = {}
-            for unit in sorted(units):
-                rule = request.usage[unit]
-                aggregator = Aggregator(AggregationRequest(
-                    rule.aggregation, rule.dimension, rule.scale, windows=windows))
-                slots[unit] = _Slot(aggregator, [s for s, _ in spans], spans[-1][1],
-                                    [[] for _ in spans], [None for _ in spans])
-            self._billed[subscription.subject] = _Billed(
-                subscription, spans, [p for p in plans if p], slots)
+        self._parameters = {unit: reading_parameter(_probe(rule))
+                            for unit, rule in request.usage.items()}
+        self._plans = {id(plan): plan for plan in request.plans}
+        self._rated = lru_cache(maxsize=1024)(self._rate)
+        self._billed = {s.subject: _Billed(s, self._schedules.bounds(s.cycle), {})
+                        for s in request.subscriptions}
 
     def add(self, record: MeterRecord, path: str = "") -> None:
         """Add one record; MeterspecError (and no change) if it is malformed. Records of
@@ -309,59 +400,89 @@ class InvoiceBuilder:
                                                          self.request.universe_id):
             return
         billed = self._billed.get(record.subject)
-        slot = None if billed is None else billed.slots.get(record.measurement.unit)
-        if slot is None:
+        if billed is None:
             return
-        slot.aggregator.add(record.workspace_id, record.universe_id, record.subject,
-                            record.measurement.unit, record.dimensions, instant, quantity)
-        index = bisect_right(slot.starts, instant) - 1
-        if index >= 0 and instant < slot.end:
-            slot.ids[index].append(record.id)
-        if slot.aggregator.weighted:  # MS-AGG-012: the latest record before each start
-            for later in range(index + 1, len(slot.starts)):
-                best = slot.carry[later]
-                if best is None or instant > best[0]:
-                    slot.carry[later] = (instant, [record.id])
-                elif instant == best[0]:
-                    best[1].append(record.id)
+        unit = record.measurement.unit
+        slot = billed.slots.get(unit)
+        if slot is None:
+            subscription = billed.subscription
+            schedule = self._schedules.schedule(subscription.cycle, subscription.plan_id)
+            if unit not in schedule.units:
+                return
+            slot = billed.slots[unit] = _Slot(
+                schedule.aggregator(unit, self.request.usage[unit]))
+        slot.aggregator.add(record.workspace_id, record.universe_id, record.subject, unit,
+                            record.dimensions, instant, quantity)
+        index = bisect_right(billed.bounds, instant) - 1
+        count = len(billed.bounds) - 1
+        if 0 <= index < count:
+            slot.ids.setdefault(index, []).append(record.id)
+        if slot.aggregator.weighted and index < count - 1:
+            best = slot.latest.get(index)
+            if best is None or instant > best[0]:
+                slot.latest[index] = (instant, [record.id])
+            elif instant == best[0]:
+                best[1].append(record.id)
 
     def invoices(self) -> list[Invoice]:
         """One invoice per subscription and period: subscriptions in request order, periods
         oldest first (MS-INV-003)."""
-        return [invoice for billed in self._billed.values() for invoice in self._finish(billed)]
+        return list(self.iter_invoices())
 
-    def _finish(self, billed: _Billed) -> list[Invoice]:
-        request, subject = self.request, billed.subscription.subject
-        readings = {unit: {r.window.start: r for r in slot.aggregator.iter_readings()}
-                    for unit, slot in billed.slots.items()}
-        invoices = []
-        for index, ((start, end), plan) in enumerate(zip(billed.spans, billed.plans,
-                                                         strict=True)):
-            window = Window(format_timestamp(start), format_timestamp(end))
-            quantities: dict[str, Decimal] = {}
+    def iter_invoices(self) -> Iterator[Invoice]:
+        """invoices(), one at a time, so a writer need not hold them all (12 000 000 at the
+        documented maximum)."""
+        for billed in self._billed.values():
+            yield from self._finish(billed)
+
+    def _rate(self, plan: int, quantities: tuple[tuple[str, str], ...]
+              ) -> list[RatedCharge]:
+        """The plan's lines for the quantities (most invoices share a few: cached)."""
+        return rate_checked_plan(self._plans[plan], {u: Decimal(q) for u, q in quantities})
+
+    def _finish(self, billed: _Billed) -> Iterator[Invoice]:
+        request, subscription = self.request, billed.subscription
+        schedule = self._schedules.schedule(subscription.cycle, subscription.plan_id)
+        count = len(schedule.windows)
+        columns = []
+        for unit in schedule.units:
+            rule, slot = request.usage[unit], billed.slots.get(unit)
+            ids = reading_ids(request.workspace_id, request.universe_id, subscription.subject,
+                              unit, rule.aggregation, self._parameters[unit])
+            readings = {} if slot is None else {
+                r.window.start: r for r in slot.aggregator.iter_readings()}
+            carried = (slot.carried(count) if slot is not None and slot.aggregator.weighted
+                       else [None] * count)
+            columns.append((unit, rule, slot, ids, readings, carried))
+        for index, (window, plan) in enumerate(zip(schedule.windows, schedule.plans,
+                                                   strict=True)):
+            quantities: list[tuple[str, str]] = []
             usages: dict[str, LineUsage] = {}
-            for unit, slot in billed.slots.items():
-                reading = readings[unit].get(window.start)
-                rule = request.usage[unit]
+            for unit, rule, slot, ids, readings, carried in columns:
+                reading = readings.get(window.start)
                 if reading is None:
-                    rid = reading_id(request.workspace_id, request.universe_id, subject, unit,
-                                     rule.aggregation, reading_parameter(slot.aggregator),
-                                     window.start, window.end)
-                    count, value = 0, None
+                    rid, records, value = ids(schedule.encoded[index]), 0, None
                 else:
-                    rid, count, value = reading.id, reading.record_count, \
-                        reading.measurement.quantity
+                    rid, records, value = (reading.id, reading.record_count,
+                                           reading.measurement.quantity)
                 # MS-INV-002: no reading, or an empty min/max/latest, rates quantity 0.
-                quantities[unit] = Decimal(value) if value is not None else Decimal(0)
-                carry = slot.carry[index]
+                quantities.append((unit, "0" if value is None else value))
+                found = None if slot is None else slot.ids.get(index)
+                carry = carried[index]
                 usages[unit] = LineUsage(
-                    reading_id=rid, aggregation=rule.aggregation, record_count=count,
-                    records_digest=records_digest(slot.ids[index]),
+                    reading_id=rid, aggregation=rule.aggregation, record_count=records,
+                    records_digest=records_digest(found) if found else _NO_RECORDS,
                     carried_in=sorted(carry[1]) if carry else None)
             lines = [InvoiceLine(rated=rated, usage=usages.get(rated.unit or ""))
-                     for rated in rate_checked_plan(plan, quantities)]
-            invoices.append(_invoice(request, billed.subscription, window, plan, lines))
-        return invoices
+                     for rated in self._rated(id(plan), tuple(quantities))]
+            yield _invoice(request, subscription, window, plan, lines)
+
+
+def _probe(rule: UsageRule) -> Aggregator:
+    """An aggregator of the rule over one window: its parameters, checked (MS-INV-002)."""
+    return Aggregator(AggregationRequest(
+        rule.aggregation, rule.dimension, rule.scale,
+        windows=[Window("1970-01-01T00:00:00Z", "1970-01-01T00:00:01Z")]))
 
 
 def _invoice(request: InvoiceRequest, subscription: Subscription, window: Window, plan: Plan,

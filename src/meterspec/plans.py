@@ -7,8 +7,10 @@ source of truth they agree with. meterspec.pricing rates them.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from decimal import Decimal
+from heapq import heappop, heappush
 from typing import Literal, TypeVar
 
 import msgspec
@@ -253,10 +255,49 @@ def check_plan(plan: Plan) -> Plan:
 # ------------------------------------------------------------------ version selection
 
 
-def effective_at(plan: Plan, at: Micros) -> bool:
-    """MS-PRC-002: a version is effective over [effectiveFrom, effectiveTo)."""
-    return parse_timestamp(plan.effective_from) <= at and (
-        plan.effective_to is None or at < parse_timestamp(plan.effective_to))
+class PlanVersions:
+    """MS-PRC-003 for many windows: each plan's versions as a timeline of which version is
+    chosen from each effectiveFrom or effectiveTo on (a version is effective over
+    [effectiveFrom, effectiveTo), MS-PRC-002), so choosing costs a bisection however many
+    versions a plan has."""
+
+    def __init__(self, versions: Iterable[Plan]) -> None:
+        by_id: dict[str, dict[int, Plan]] = {}
+        for plan in versions:
+            numbers = by_id.setdefault(plan.id, {})
+            if numbers.setdefault(plan.version, plan) != plan:
+                raise MeterspecError.single(
+                    "duplicate-item", "", f"plan {plan.id!r} has two different versions "
+                    f"numbered {plan.version}", "MS-PRC-003")
+        self._timelines = {plan_id: _timeline(list(numbers.values()))
+                           for plan_id, numbers in by_id.items()}
+
+    def select(self, plan_id: str, at: Micros) -> Plan | None:
+        """The version of `plan_id` that rates a window starting at `at`, None if none."""
+        bounds, chosen = self._timelines.get(plan_id, ([], []))
+        index = bisect_right(bounds, at) - 1
+        return chosen[index] if index >= 0 else None
+
+
+def _timeline(versions: list[Plan]) -> tuple[list[Micros], list[Plan | None]]:
+    """(bounds, chosen): chosen[i] is effective over [bounds[i], bounds[i + 1]): of the versions
+    effective there, the latest effectiveFrom, then the highest version."""
+    spans = sorted((parse_timestamp(p.effective_from),
+                    None if p.effective_to is None else parse_timestamp(p.effective_to), i)
+                   for i, p in enumerate(versions))
+    bounds = sorted({t for start, end, _ in spans for t in (start, end) if t is not None})
+    chosen: list[Plan | None] = []
+    started: list[tuple[Micros, int, Micros | None, int]] = []  # a heap, greatest first
+    taken = 0
+    for bound in bounds:
+        while taken < len(spans) and spans[taken][0] <= bound:
+            start, end, i = spans[taken]
+            heappush(started, (-start, -versions[i].version, end, i))
+            taken += 1
+        while started and started[0][2] is not None and started[0][2] <= bound:
+            heappop(started)  # ended: never effective again
+        chosen.append(versions[started[0][3]] if started else None)
+    return bounds, chosen
 
 
 def select_plan(versions: Iterable[Plan], plan_id: str, window_start: str | Micros) -> Plan | None:
@@ -266,17 +307,7 @@ def select_plan(versions: Iterable[Plan], plan_id: str, window_start: str | Micr
     window on. None when no version is effective."""
     at = (parse_timestamp(window_start, "windowStart") if isinstance(window_start, str)
           else window_start)
-    candidates = [p for p in versions if p.id == plan_id]
-    numbers: dict[int, Plan] = {}
-    for plan in candidates:
-        if numbers.setdefault(plan.version, plan) != plan:
-            raise MeterspecError.single(
-                "duplicate-item", "", f"plan {plan_id!r} has two different versions numbered "
-                f"{plan.version}", "MS-PRC-003")
-    effective = [p for p in numbers.values() if effective_at(p, at)]
-    if not effective:
-        return None
-    return max(effective, key=lambda p: (parse_timestamp(p.effective_from), p.version))
+    return PlanVersions(p for p in versions if p.id == plan_id).select(plan_id, at)
 
 
 # ------------------------------------------------------------------ rated-charge checks

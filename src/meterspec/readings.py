@@ -5,6 +5,7 @@ time-weighted-avg, whose state keeps the distinct instants inside the range)."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 
@@ -75,6 +76,14 @@ class Aggregator:
         self._new_state = _WINDOW_STATES.get(request.aggregation)
         self._groups: dict[GroupKey, dict[int, WindowState]] = {}
         self._weighted: dict[GroupKey, TimeWeightedAverage] = {}
+
+    def fresh(self) -> Aggregator:
+        """An empty aggregator over the same request, sharing its checked and resolved
+        windows (an invoice builder needs one per subject and unit, all over the same
+        periods)."""
+        empty = copy.copy(self)
+        empty._groups, empty._weighted = {}, {}
+        return empty
 
     def add(
         self,

@@ -43,6 +43,7 @@ from meterspec import (
     lines,
     metering,
     money,
+    overlaps,
     plans,
     pricing,
     projection,
@@ -109,9 +110,12 @@ def _twa_half_up() -> None:
 @fault("window-end-inclusive", "a record at a window's end counts in it: [start, end] "
        "instead of [start, end) (MS-WIN-001)")
 def _window_end_inclusive() -> None:
-    def containing(self: windows.Windows, instant: Micros) -> list[int]:
-        return [i for i, (start, end) in enumerate(self.spans) if start <= instant <= end]
-    windows.Windows.containing = containing  # type: ignore[method-assign]
+    original = windows.Windows.__init__
+
+    def init(self: windows.Windows, spans: list[tuple[Micros, Micros]]) -> None:
+        original(self, [(start, end + 1) for start, end in spans])  # [start, end] in µs
+        self.spans = sorted(set(spans))  # the readings still name the windows as given
+    windows.Windows.__init__ = init  # type: ignore[method-assign]
 
 
 @fault("latest-last-seen", "latest breaks ties at one instant by input order, last seen wins, "
@@ -300,11 +304,21 @@ def _unique_count_counts_missing() -> None:
 @fault("overlap-first-window-only", "a record inside overlapping windows counts only in the "
        "first of them (MS-WIN-002)")
 def _overlap_first_window_only() -> None:
-    original = windows.Windows.containing
-
-    def containing(self: windows.Windows, instant: Micros) -> list[int]:
-        return original(self, instant)[:1]
-    windows.Windows.containing = containing  # type: ignore[method-assign]
+    def window_results(states: Mapping[int, aggregations.WindowState],
+                       ranges: list[tuple[int, int]],
+                       new_state: Callable[[], aggregations.WindowState],
+                       ) -> Iterator[tuple[Decimal | None, int]]:
+        owner: dict[int, int] = {}  # segment -> the first window holding it
+        for index, (first, last) in enumerate(ranges):
+            for segment in range(first, last):
+                owner.setdefault(segment, index)
+        for index, (first, last) in enumerate(ranges):
+            total = new_state()
+            for segment in range(first, last):
+                if owner[segment] == index and segment in states:
+                    total.merge(states[segment])
+            yield total.result(), total.count
+    replace_everywhere(overlaps.window_results, window_results)
 
 
 @fault("readings-in-input-order", "readings come out in the order their groups first appear in "
@@ -835,7 +849,10 @@ def _version_highest_number() -> None:
                     window_start: str | Micros) -> plans.Plan | None:
         at = (timestamps.parse_timestamp(window_start) if isinstance(window_start, str)
               else window_start)
-        effective = [p for p in versions if p.id == plan_id and plans.effective_at(p, at)]
+        effective = [p for p in versions if p.id == plan_id
+                     and timestamps.parse_timestamp(p.effective_from) <= at
+                     and (p.effective_to is None
+                          or at < timestamps.parse_timestamp(p.effective_to))]
         return max(effective, key=lambda p: p.version) if effective else None
     plans.select_plan = select_plan
 
@@ -843,10 +860,17 @@ def _version_highest_number() -> None:
 @fault("effective-to-inclusive", "a plan version is still effective at its effectiveTo "
        "instant (MS-PRC-002)")
 def _effective_to_inclusive() -> None:
-    def effective_at(plan: plans.Plan, at: Micros) -> bool:
-        return timestamps.parse_timestamp(plan.effective_from) <= at and (
-            plan.effective_to is None or at <= timestamps.parse_timestamp(plan.effective_to))
-    plans.effective_at = effective_at
+    original = plans._timeline
+
+    def timeline(versions: list[plans.Plan]) -> tuple[list[Micros], list[plans.Plan | None]]:
+        # Effective over [from, to] in microseconds: [from, to + 1 µs).
+        later = [p if p.effective_to is None else msgspec.structs.replace(
+            p, effective_to=timestamps.format_timestamp(
+                timestamps.parse_timestamp(p.effective_to) + 1)) for p in versions]
+        bounds, chosen = original(later)
+        back = {id(shifted): plan for shifted, plan in zip(later, versions, strict=True)}
+        return bounds, [None if c is None else back[id(c)] for c in chosen]
+    plans._timeline = timeline
 
 
 # --- ingestion --------------------------------------------------------------------------------
