@@ -5,6 +5,7 @@ first record is the one that counts. The deduplicator keeps digests, never the r
 from __future__ import annotations
 
 import gc
+import hashlib
 import tracemalloc
 from collections.abc import Iterator
 
@@ -17,7 +18,7 @@ from msgspec.structs import replace
 
 from meterspec.contracts import Measurement, MeterRecord
 from meterspec.errors import MeterspecError
-from meterspec.record_stream import RecordDeduplicator
+from meterspec.record_stream import RecordDeduplicator, content_digest, identity_key
 
 
 def _base(**changes: object) -> MeterRecord:
@@ -89,6 +90,22 @@ def test_identity_fields_cannot_run_into_each_other() -> None:
     assert dedup.add(_base(workspace_id="a", universe_id="bc")) == "new"
     assert dedup.add(_base(universe_id="x", id="y:z")) == "new"
     assert dedup.add(_base(universe_id="x:y", id="z")) == "new"
+
+
+@given(st.text(), st.text(), st.text())
+def test_identity_key_is_a_digest_of_the_ms_id_001_encoding(workspace: str, universe: str,
+                                                            ident: str) -> None:
+    """Written here from MS-ID-001: per field its UTF-8 length in decimal, ':', its bytes."""
+    data = b"".join(b"%d:" % len(f.encode()) + f.encode() for f in (workspace, universe, ident))
+    expected = int.from_bytes(hashlib.blake2b(data, digest_size=16).digest(), "big")
+    assert identity_key(_base(workspace_id=workspace, universe_id=universe, id=ident)) == (
+        expected)
+
+
+def test_content_digest_ignores_only_metered_at() -> None:
+    body = msgspec.json.encode(_base())  # no meteredAt: the content as written
+    assert content_digest(_base(metered_at="2024-09-09T00:00:00Z")) == int.from_bytes(
+        hashlib.blake2b(body, digest_size=8).digest(), "big")
 
 
 @given(st.lists(records_strategy, max_size=12), st.data())

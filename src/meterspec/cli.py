@@ -675,12 +675,13 @@ def _execute(args: argparse.Namespace, outputs: _Outputs) -> int:
         try:
             source = (sys.stdin.buffer if args.file == "-"
                       else stack.enter_context(open(args.file, "rb")))
+            # Flushed in this order at the end: the result, side outputs, the report.
+            out = outputs.standard("the output to standard output", sys.stdout, stdout=True)
+            events = (None if getattr(args, "events", None) is None else outputs.file(
+                f"the invoice.generated events to {args.events}", args.events))
             errors = (outputs.standard("the error report to standard error", sys.stderr)
                       if args.errors is None
                       else outputs.file(f"the error report to {args.errors}", args.errors))
-            events = (None if getattr(args, "events", None) is None else outputs.file(
-                f"the invoice.generated events to {args.events}", args.events))
-            out = outputs.standard("the output to standard output", sys.stdout, stdout=True)
         except OSError as error:
             _say(f"meterspec: {error}")
             return EXIT_USAGE
