@@ -6,6 +6,7 @@ between an input and one ten times larger; never against absolute seconds."""
 from __future__ import annotations
 
 import builtins
+import itertools
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -17,7 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meterspec import aggregations, metering
+from meterspec import aggregations, billing_periods, invoices, metering, plans, readings, windows
+from meterspec.billing_periods import BillingCycle
 from meterspec.contracts import (
     Aggregation,
     AggregationRequest,
@@ -28,7 +30,16 @@ from meterspec.contracts import (
     MeterRecord,
     Window,
 )
+from meterspec.invoices import (
+    MAX_PERIODS,
+    InvoiceBuilder,
+    InvoiceRequest,
+    Subscription,
+    UsageRule,
+    request_problems,
+)
 from meterspec.metering import Meter
+from meterspec.plans import Charge, Plan, PlanVersions
 from meterspec.quantity import format_quantity
 from meterspec.readings import Aggregator, aggregate
 from meterspec.timestamps import format_timestamp, parse_timestamp
@@ -50,9 +61,9 @@ def cpu(work: Callable[[], object]) -> float:
 
 
 def make_record(minute: int, quantity: str, subject: str = "s", region: str | None = None,
-                ident: str = "r") -> MeterRecord:
+                ident: str = "r", unit: str = "calls") -> MeterRecord:
     return MeterRecord(id=ident, workspace_id="w", universe_id="u", subject=subject,
-                       recorded_at=at(minute), measurement=Measurement(quantity, "calls"),
+                       recorded_at=at(minute), measurement=Measurement(quantity, unit),
                        dimensions={} if region is None else {"region": region},
                        source_event_id=ident)
 
@@ -234,3 +245,126 @@ def test_an_event_costs_its_own_properties_not_the_config_dimensions(
     [record] = meter.records(event)
     assert record.dimensions == {"d000001": "x", "d099999": "y"}
     assert largest == 3
+
+
+# ------------------------------------------------------------------ invoices (MS-INV, MS-BIL)
+
+PLANS = [Plan(id="team", version=1, currency="USD", effective_from="2000-01-01T00:00:00Z",
+              effective_to="2020-01-01T00:00:00Z",
+              charges=[Charge(id="platform", model="flat", amount="49"),
+                       Charge(id="seats", model="per-unit", unit="seats", unit_price="10")]),
+         Plan(id="team", version=2, currency="USD", effective_from="2020-01-01T00:00:00Z",
+              charges=[Charge(id="platform", model="flat", amount="59"),
+                       Charge(id="api", model="per-unit", unit="api_call", unit_price="0.01")])]
+ZONES = ["UTC", "America/New_York", "Europe/Berlin", "Asia/Tokyo"]
+
+
+def invoice_request(count: int, periods: int = MAX_PERIODS, distinct: int = 8) -> InvoiceRequest:
+    """`count` subscriptions on `distinct` cycles (in 4 zones; past 112, anchors in other
+    years with the same periods), billed on 2 plan versions."""
+
+    def cycle(k: int) -> BillingCycle:
+        return BillingCycle(anchor_date=f"{2019 - k // 112}-01-{1 + k // 4 % 28:02d}",
+                            time_zone=ZONES[k % 4])
+
+    return InvoiceRequest(
+        workspace_id="w", universe_id="u", at="2024-02-15T00:00:00Z", periods=periods,
+        plans=PLANS, usage={"seats": UsageRule("time-weighted-avg"),
+                            "api_call": UsageRule("sum")},
+        subscriptions=[Subscription(f"s{i}", "team", cycle(i % distinct))
+                       for i in range(count)])
+
+
+def counting(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> list[int]:
+    """Count the calls of module.name (a one-item list, read after the work)."""
+    calls = [0]
+    original = getattr(module, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+def test_request_checks_compute_each_cycle_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """2 000 subscriptions x 120 periods on 8 cycles: the periods are computed per cycle (121
+    period starts each, not a search per period per subscription) and each plan version's
+    dates are parsed once, not once per subscription and period."""
+    request = invoice_request(2_000)
+    starts = counting(monkeypatch, billing_periods, "_start")
+    parses = counting(monkeypatch, plans, "parse_timestamp")
+    assert request_problems(request) == []
+    assert starts[0] <= 8 * (MAX_PERIODS + 1 + 4)
+    assert parses[0] <= 4 * len(PLANS)  # checked, then the timeline: never per period
+
+
+def test_distinct_cycles_cost_their_periods_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """2 000 distinct cycles: one period computation each, and the zones' local midnights
+    are shared between them."""
+    request = invoice_request(2_000, distinct=2_000)
+    periods_calls = counting(monkeypatch, invoices, "periods")
+    midnights = counting(monkeypatch, billing_periods, "wall_start")
+    billing_periods._midnight.cache_clear()
+    assert request_problems(request) == []
+    assert periods_calls[0] == len({s.cycle for s in request.subscriptions})
+    assert midnights[0] <= 4 * 28 * (MAX_PERIODS + 8)
+
+
+def test_a_zone_is_read_once_whatever_the_subscriptions() -> None:
+    """Time zones are cached by name: 2 000 subscriptions in 4 zones read 4 zone files."""
+    windows._zone.cache_clear()
+    assert request_problems(invoice_request(2_000)) == []
+    assert windows._zone.cache_info().misses == len(ZONES)
+
+
+def test_plan_choice_is_a_bisection() -> None:
+    """10 000 versions of one plan: choosing one for a period start takes ~log2(20 000)
+    comparisons."""
+    versions = PlanVersions(
+        Plan(id="p", version=v, currency="USD", effective_from=at(v), charges=[])
+        for v in range(1, 10_001))
+    Instant.compared = 0
+    chosen = versions.select("p", Instant(BASE + 5_000 * MINUTE))
+    assert chosen is not None and chosen.version == 5_000
+    assert Instant.compared <= 20
+
+
+version_lists = st.lists(st.tuples(st.integers(0, 10), st.one_of(st.none(), st.integers(1, 12)),
+                                   st.integers(1, 5)), max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=version_lists, minute=st.integers(-1, 14))
+def test_plan_timeline_matches_a_scan(rows: list[tuple[int, int | None, int]],
+                                      minute: int) -> None:
+    """MS-PRC-003 as a scan: of the versions effective at the instant, the latest
+    effectiveFrom, then the highest version."""
+    chosen: dict[int, Plan] = {}
+    for start, length, version in rows:
+        chosen.setdefault(version, Plan(
+            id="p", version=version, currency="USD", effective_from=at(start),
+            effective_to=None if length is None else at(start + length), charges=[]))
+    instant = BASE + minute * MINUTE
+    effective = [p for p in chosen.values() if parse_timestamp(p.effective_from) <= instant
+                 and (p.effective_to is None or instant < parse_timestamp(p.effective_to))]
+    expected = max(effective, key=lambda p: (parse_timestamp(p.effective_from), p.version),
+                   default=None)
+    assert PlanVersions(chosen.values()).select("p", instant) is expected
+
+
+def test_invoice_builder_builds_aggregators_for_records_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """2 000 subscriptions x 120 periods and two records: aggregators (each resolving 120
+    windows) are built for the two (subject, unit) pairs with records, not for every
+    subscription; invoices stream one at a time."""
+    request = invoice_request(2_000)
+    resolved = counting(monkeypatch, readings, "request_windows")
+    builder = InvoiceBuilder(request)
+    for subject, minute in (("s1", 0), ("s1", 60), ("s9", 0)):  # s1 and s9 share a cycle
+        builder.add(make_record(minute, "5", subject=subject, unit="api_call"))
+    assert resolved[0] == 5  # the usage rules' one-window probes (4), one per schedule
+    stream = builder.iter_invoices()
+    first = next(stream)
+    assert first.subject == "s0" and len(list(itertools.islice(stream, 119))) == 119

@@ -282,9 +282,9 @@ class PlanVersions:
 def _timeline(versions: list[Plan]) -> tuple[list[Micros], list[Plan | None]]:
     """(bounds, chosen): chosen[i] is effective over [bounds[i], bounds[i + 1]): of the versions
     effective there, the latest effectiveFrom, then the highest version."""
-    spans = sorted((parse_timestamp(p.effective_from),
-                    None if p.effective_to is None else parse_timestamp(p.effective_to), i)
-                   for i, p in enumerate(versions))
+    spans = sorted(((parse_timestamp(p.effective_from),
+                     None if p.effective_to is None else parse_timestamp(p.effective_to), i)
+                    for i, p in enumerate(versions)), key=lambda span: span[0])
     bounds = sorted({t for start, end, _ in spans for t in (start, end) if t is not None})
     chosen: list[Plan | None] = []
     started: list[tuple[Micros, int, Micros | None, int]] = []  # a heap, greatest first
