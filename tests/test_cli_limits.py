@@ -13,6 +13,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -599,7 +600,7 @@ def _cli_with_request(command: str, request: bytes, stdin: bytes) -> Result:
 
 @contextmanager
 def _temporary_file(data: bytes) -> Iterator[Path]:
-    import tempfile
+    """A request file for one hypothesis example (tmp_path is one per test, not example)."""
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "request.json"
         path.write_bytes(data)
