@@ -346,8 +346,8 @@ class _Child:
     def exited(self) -> int | None:
         """The exit status (minus the signal, if killed by one) once the process has ended,
         without reaping it: its pid cannot be reused before the tree is killed."""
-        if self.process.returncode is not None:
-            return self.process.returncode
+        if self.process.returncode is not None or not hasattr(os, "waitid"):
+            return self.process.poll()
         try:
             info = os.waitid(os.P_PID, self.process.pid,
                              os.WEXITED | os.WNOHANG | os.WNOWAIT)
