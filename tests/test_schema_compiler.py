@@ -408,3 +408,21 @@ def test_messages_stay_short_and_informative() -> None:
     assert "MS-TIME-001" in by_code["invalid-timestamp"]
 
 
+
+
+def test_search_semantics_and_first_found_in_schema_order() -> None:
+    """Patterns search (jsonschema's re.search), and of two problems at one (path, code) the
+    one found first in the schema's own order is kept, whatever requirement the other names."""
+    uri = "https://example.test/s.json"
+    properties = {"x": {"type": "string", "pattern": "b$", "x-requirement": "MS-A"}}
+    all_of = [{"properties": {"x": {"type": "string", "x-requirement": "MS-B"}}},
+              {"properties": {"x": {"type": "string", "x-requirement": "MS-C"}}}]
+    schema = {"properties": properties, "allOf": all_of}
+    validate = Compiler({uri: schema}).validator(uri)
+    assert validate({"x": "ab"}) == []
+    assert [(p.code, p.requirement) for p in validate({"x": "ba"})] == [
+        ("invalid-value", "MS-A")]
+    assert [(p.code, p.requirement) for p in validate({"x": 1})] == [("wrong-type", "MS-A")]
+    reordered = {"allOf": all_of[::-1], "properties": properties}
+    validate = Compiler({uri: reordered}).validator(uri)
+    assert [(p.code, p.requirement) for p in validate({"x": 1})] == [("wrong-type", "MS-C")]

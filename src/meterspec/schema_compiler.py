@@ -194,7 +194,7 @@ class Compiler:
                 if isinstance(instance, dict):
                     for name, item in instance.items():
                         if name not in known:
-                            sub(item, path + _steps(name), out)
+                            sub(item, path + _step(name), out)
             return descend
         if value:
             return _nothing
@@ -204,7 +204,7 @@ class Compiler:
             if isinstance(instance, dict):
                 for name in instance:
                     if name not in known:
-                        out.append((path + _steps(name), code, requirement,
+                        out.append((path + _step(name), code, requirement,
                                     "field {0} is not part of this contract", name))
         return check
 
@@ -516,9 +516,16 @@ def _refused(uri: str, pointer: str, what: str) -> SchemaUnsupportedError:
     return SchemaUnsupportedError(f"{uri}#{pointer}: {what} is not supported")
 
 
+def _step(name: str) -> str:
+    """JSON Pointer suffix of one member name (RFC 6901: ~ is ~0, / is ~1)."""
+    if "~" in name or "/" in name:
+        return "/" + name.replace("~", "~0").replace("/", "~1")
+    return "/" + name
+
+
 def _steps(*tokens: str | int) -> str:
-    """JSON Pointer suffix of reference tokens (RFC 6901: ~ is ~0, / is ~1)."""
-    return "".join("/" + str(t).replace("~", "~0").replace("/", "~1") for t in tokens)
+    """JSON Pointer suffix of reference tokens."""
+    return "".join(_step(str(t)) for t in tokens)
 
 
 def _resolve(documents: Mapping[str, Any], uri: str, pointer: str) -> object:
@@ -541,6 +548,9 @@ _SHOW.maxlevel, _SHOW.maxlist, _SHOW.maxdict = 3, 8, 8
 
 def _show(value: object) -> str:
     """A short repr for a message: never the whole of a large hostile value."""
+    if (isinstance(value, str) and len(value) <= 64) or value is None \
+            or isinstance(value, float) or (isinstance(value, int) and value.bit_length() <= 200):
+        return repr(value)
     try:
         return _SHOW.repr(value)
     except ValueError:  # an int too long for repr
