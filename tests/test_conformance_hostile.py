@@ -424,3 +424,13 @@ def test_run_help_documents_the_limits(capsys: pytest.CaptureFixture[str]) -> No
         assert option in text, option
     for limit in ("16 MiB", "80 deep (64 for a document", "64 KiB"):
         assert limit in text, limit
+
+
+def test_a_case_file_nested_too_deep_is_a_harness_error_not_a_crash(tmp_path: Path) -> None:
+    """A suite file is input too: nesting beyond the parser's recursion is reported."""
+    from meterspec.conformance.data import HarnessError, read_json
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(HarnessError, match="not valid JSON"):
+        read_json(deep)

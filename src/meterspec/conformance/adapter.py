@@ -108,8 +108,8 @@ def serve(stdin: TextIO, stdout: TextIO) -> int:
             continue
         try:
             request = json.loads(line)
-        except json.JSONDecodeError as error:
-            sys.stderr.write(f"meterspec adapter: not JSON: {error}\n")
+        except (ValueError, RecursionError) as error:
+            sys.stderr.write(f"meterspec adapter: not JSON: {str(error)[:200]}\n")
             continue
         if not isinstance(request, dict):
             sys.stderr.write("meterspec adapter: request is not a JSON object\n")

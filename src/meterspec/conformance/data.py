@@ -28,8 +28,8 @@ def read_json(path: Path) -> Any:
         raise HarnessError(f"cannot read {path}: {error}") from None
     try:
         return loads(text)
-    except ValueError as error:
-        raise HarnessError(f"{path} is not valid JSON: {error}") from None
+    except (ValueError, RecursionError) as error:  # RecursionError: nested beyond ~1000
+        raise HarnessError(f"{path} is not valid JSON: {str(error)[:200]}") from None
 
 
 def loads(text: str) -> Any:
