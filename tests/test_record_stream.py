@@ -18,7 +18,23 @@ from msgspec.structs import replace
 
 from meterspec.contracts import Measurement, MeterRecord
 from meterspec.errors import MeterspecError
+from meterspec.readings import parse_record
 from meterspec.record_stream import RecordDeduplicator, content_digest, identity_key
+
+
+def add(dedup: RecordDeduplicator, item: MeterRecord) -> str:
+    """What the CLI does: parse the record, then ask."""
+    return dedup.add(item, *parse_record(item))
+
+
+def test_another_spelling_of_the_same_time_or_quantity_is_a_duplicate() -> None:
+    dedup = RecordDeduplicator()
+    assert add(dedup, _base()) == "new"
+    assert add(dedup, _base(measurement=Measurement("1.0", "calls"))) == "duplicate"
+    assert add(dedup, _base(measurement=Measurement("10e-1", "calls"))) == "duplicate"
+    assert add(dedup, _base(recorded_at="2024-01-01T11:00:00+01:00")) == "duplicate"
+    assert add(dedup, _base(recorded_at="2024-01-01t10:00:00.000000z")) == "duplicate"
+    assert dedup.duplicates == 4
 
 
 def _base(**changes: object) -> MeterRecord:
@@ -28,24 +44,24 @@ def _base(**changes: object) -> MeterRecord:
 
 def test_first_is_new_and_an_identical_repeat_is_a_duplicate() -> None:
     dedup = RecordDeduplicator()
-    assert dedup.add(_base()) == "new"
-    assert dedup.add(_base()) == "duplicate"
-    assert dedup.add(_base()) == "duplicate"
+    assert add(dedup, _base()) == "new"
+    assert add(dedup, _base()) == "duplicate"
+    assert add(dedup, _base()) == "duplicate"
     assert (dedup.duplicates, len(dedup)) == (2, 1)
 
 
 def test_a_repeat_metered_later_is_a_duplicate() -> None:
     dedup = RecordDeduplicator()
-    assert dedup.add(_base()) == "new"
-    assert dedup.add(_base(metered_at="2024-02-01T00:00:00Z")) == "duplicate"
-    assert dedup.add(_base(metered_at="2024-03-01T00:00:00Z")) == "duplicate"
+    assert add(dedup, _base()) == "new"
+    assert add(dedup, _base(metered_at="2024-02-01T00:00:00Z")) == "duplicate"
+    assert add(dedup, _base(metered_at="2024-03-01T00:00:00Z")) == "duplicate"
 
 
 def test_dimension_order_is_not_a_difference() -> None:
     """Two JSON objects with the same members in another order are the same value."""
     dedup = RecordDeduplicator()
-    assert dedup.add(_base(dimensions={"a": "1", "b": "2"})) == "new"
-    assert dedup.add(_base(dimensions={"b": "2", "a": "1"})) == "duplicate"
+    assert add(dedup, _base(dimensions={"a": "1", "b": "2"})) == "new"
+    assert add(dedup, _base(dimensions={"b": "2", "a": "1"})) == "duplicate"
 
 
 @pytest.mark.parametrize("changes", [
@@ -53,7 +69,8 @@ def test_dimension_order_is_not_a_difference() -> None:
     {"recorded_at": "2024-01-01T10:00:01Z"},
     {"measurement": Measurement("2", "calls")},
     {"measurement": Measurement("1", "bytes")},
-    {"measurement": Measurement("1.0", "calls")},  # another spelling is another content
+    {"measurement": Measurement("2", "calls")},
+    {"recorded_at": "2024-01-01T10:00:00.000001Z"},
     {"dimensions": {"a": "1"}},
     {"dimensions": {"a": "1", "b": "3"}},
     {"source_event_id": "evt_other"},
@@ -61,16 +78,16 @@ def test_dimension_order_is_not_a_difference() -> None:
 def test_any_other_difference_is_a_conflict_and_the_first_counts(
         changes: dict[str, object]) -> None:
     dedup = RecordDeduplicator()
-    assert dedup.add(_base()) == "new"
+    assert add(dedup, _base()) == "new"
     with pytest.raises(MeterspecError) as caught:
-        dedup.add(_base(**changes))
+        add(dedup, _base(**changes))
     [problem] = caught.value.problems
     assert (problem.code, problem.path, problem.requirement, problem.event_id) == (
         "record-conflict", "", "MS-ING-020", None)
     # The first one is kept: it repeats as a duplicate, the conflicting one conflicts again.
-    assert dedup.add(_base(metered_at="2024-05-01T00:00:00Z")) == "duplicate"
+    assert add(dedup, _base(metered_at="2024-05-01T00:00:00Z")) == "duplicate"
     with pytest.raises(MeterspecError):
-        dedup.add(_base(**changes))
+        add(dedup, _base(**changes))
     assert (dedup.duplicates, len(dedup)) == (1, 1)
 
 
@@ -79,17 +96,17 @@ def test_any_other_difference_is_a_conflict_and_the_first_counts(
 ])
 def test_identity_is_workspace_universe_and_id(changes: dict[str, object]) -> None:
     dedup = RecordDeduplicator()
-    assert dedup.add(_base()) == "new"
-    assert dedup.add(_base(**changes)) == "new"
+    assert add(dedup, _base()) == "new"
+    assert add(dedup, _base(**changes)) == "new"
 
 
 def test_identity_fields_cannot_run_into_each_other() -> None:
     """MS-ID-001 length prefixes: ("ab", "c") and ("a", "bc") are different tenants."""
     dedup = RecordDeduplicator()
-    assert dedup.add(_base(workspace_id="ab", universe_id="c")) == "new"
-    assert dedup.add(_base(workspace_id="a", universe_id="bc")) == "new"
-    assert dedup.add(_base(universe_id="x", id="y:z")) == "new"
-    assert dedup.add(_base(universe_id="x:y", id="z")) == "new"
+    assert add(dedup, _base(workspace_id="ab", universe_id="c")) == "new"
+    assert add(dedup, _base(workspace_id="a", universe_id="bc")) == "new"
+    assert add(dedup, _base(universe_id="x", id="y:z")) == "new"
+    assert add(dedup, _base(universe_id="x:y", id="z")) == "new"
 
 
 @given(st.text(), st.text(), st.text())
@@ -103,8 +120,9 @@ def test_identity_key_is_a_digest_of_the_ms_id_001_encoding(workspace: str, univ
 
 
 def test_content_digest_ignores_only_metered_at() -> None:
-    body = msgspec.json.encode(_base())  # no meteredAt: the content as written
-    assert content_digest(_base(metered_at="2024-09-09T00:00:00Z")) == int.from_bytes(
+    body = msgspec.json.encode(_base())  # no meteredAt, canonical time and quantity
+    later = _base(metered_at="2024-09-09T00:00:00Z")
+    assert content_digest(later, *parse_record(later)) == int.from_bytes(
         hashlib.blake2b(body, digest_size=8).digest(), "big")
 
 
@@ -117,8 +135,8 @@ def test_duplicates_counted_are_the_repeats_fed(distinct_pool: list[MeterRecord]
     stamps = data.draw(st.lists(st.sampled_from([msgspec.UNSET, "2024-06-01T00:00:00Z"]),
                                 min_size=len(repeats), max_size=len(repeats)))
     dedup = RecordDeduplicator()
-    outcomes = [dedup.add(r) for r in distinct]
-    outcomes += [dedup.add(replace(r, metered_at=m))
+    outcomes = [add(dedup, r) for r in distinct]
+    outcomes += [add(dedup, replace(r, metered_at=m))
                  for r, m in zip(repeats, stamps, strict=True)]
     assert outcomes == ["new"] * len(distinct) + ["duplicate"] * len(repeats)
     assert dedup.duplicates == len(repeats)
@@ -142,7 +160,7 @@ def test_records_are_not_kept() -> None:
     try:
         before = tracemalloc.get_traced_memory()[0]
         for item in stream():
-            dedup.add(item)
+            add(dedup, item)
         after = tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()

@@ -313,7 +313,7 @@ def _records(source: BinaryIO, report: Report,
         try:
             record = decode_record(line)
             instant, quantity = parse_record(record)  # a bad record is not an identity seen
-            if dedup.add(record) == "duplicate":
+            if dedup.add(record, instant, quantity) == "duplicate":
                 report.duplicates = dedup.duplicates
                 continue
         except MeterspecError as error:

@@ -8,15 +8,18 @@ field encoding, so no two identities share input bytes) and a 64-bit one of the 
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import lru_cache
 from hashlib import blake2b
 from typing import Literal
 
 import msgspec
 
-from meterspec.contracts import MeterRecord
+from meterspec.contracts import Measurement, MeterRecord
 from meterspec.errors import MeterspecError
 from meterspec.ids import encode_fields
+from meterspec.quantity import format_quantity
+from meterspec.timestamps import Micros, format_timestamp
 
 # Sorted object members: {"a":..,"b":..} and {"b":..,"a":..} are one JSON value.
 _content_encoder = msgspec.json.Encoder(order="deterministic")
@@ -37,10 +40,13 @@ def identity_key(record: MeterRecord) -> int:
     return int.from_bytes(blake2b(fields, digest_size=16).digest(), "big")
 
 
-def content_digest(record: MeterRecord) -> int:
-    """64-bit digest of everything but meteredAt, which a retry may change."""
-    if record.metered_at is not msgspec.UNSET:
-        record = msgspec.structs.replace(record, metered_at=msgspec.UNSET)
+def content_digest(record: MeterRecord, instant: Micros, quantity: Decimal) -> int:
+    """64-bit digest of everything but meteredAt, which a retry may change; the time and the
+    quantity by value (their canonical forms), so `"1.0"` repeats `"1"` and `+01:00` repeats
+    the same instant in `Z`."""
+    record = msgspec.structs.replace(
+        record, metered_at=msgspec.UNSET, recorded_at=format_timestamp(instant),
+        measurement=Measurement(format_quantity(quantity), record.measurement.unit))
     content = _content_encoder.encode(record)
     return int.from_bytes(blake2b(content, digest_size=8).digest(), "big")
 
@@ -56,11 +62,13 @@ class RecordDeduplicator:
     def __len__(self) -> int:
         return len(self._seen)
 
-    def add(self, record: MeterRecord) -> Literal["new", "duplicate"]:
+    def add(self, record: MeterRecord, instant: Micros, quantity: Decimal
+            ) -> Literal["new", "duplicate"]:
         """"new" the first time an identity is seen (count the record), "duplicate" for an
         identical repeat (drop it); MeterspecError `record-conflict` for a repeat with other
-        content (reject it: the first one stands)."""
-        key, content = identity_key(record), content_digest(record)
+        content (reject it: the first one stands). `instant` and `quantity` are the record's
+        parsed time and quantity (meterspec.readings.parse_record)."""
+        key, content = identity_key(record), content_digest(record, instant, quantity)
         first = self._seen.get(key)
         if first is None:
             self._seen[key] = content
