@@ -381,6 +381,31 @@ def test_an_errors_file_that_does_not_exist_yet_is_fine(events: Path, tmp_path: 
         "invalid-json"]
 
 
+def test_two_outputs_naming_one_file_are_refused(tmp_path: Path) -> None:
+    """--errors and --events (or one of them and stdout) would truncate each other."""
+    records = _records_file(tmp_path)
+    shared = tmp_path / "out.ndjson"
+    result = _cli("invoice", "--request", INVOICE_REQUEST, "--errors", shared, "--events",
+                  tmp_path / "." / "out.ndjson", records)
+    assert result.status == 2 and b"same file" in result.err
+    assert not shared.exists()
+    shared.write_bytes(b"")
+    with shared.open("ab") as same:
+        piped = _script("invoice", "--request", INVOICE_REQUEST, "--events", shared, records,
+                        stdout=same)
+    assert piped.returncode == 2 and b"same file" in piped.stderr
+    assert shared.read_bytes() == b""
+
+
+def test_stdout_and_stderr_on_one_file_are_allowed(events: Path, tmp_path: Path) -> None:
+    """`> log 2>&1` puts records and the report in one file on purpose."""
+    log = tmp_path / "log"
+    with log.open("wb") as both:
+        result = _script("meter", "--config", CONFIG, events, stdout=both, stderr=both)
+    assert result.returncode == 1
+    assert b"invalid-json" in log.read_bytes() and b"rec_" in log.read_bytes()
+
+
 # ------------------------------------------------------------------ MS-ERR-013 failing outputs
 
 def _one_line(err: bytes, *words: bytes) -> None:

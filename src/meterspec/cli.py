@@ -221,6 +221,26 @@ def _overwritten_input(args: argparse.Namespace) -> str | None:
                     written.st_dev, written.st_ino) == (read.st_dev, read.st_ino):
                 return (f"{output} is the same file as {source}; refusing to write over an "
                         "input (MS-ERR-013)")
+    return _shared_output(args, outputs)
+
+
+def _shared_output(args: argparse.Namespace,
+                   outputs: list[tuple[str, os.stat_result | None]]) -> str | None:
+    """Two named outputs (or one and standard output) that are one file would interleave
+    and truncate each other; refused like an input written over (MS-ERR-013)."""
+    named = [(flag, path) for flag, path in (("--errors", args.errors),
+                                             ("--events", getattr(args, "events", None)))
+             if path is not None]
+    if len(named) == 2 and os.path.realpath(named[0][1]) == os.path.realpath(named[1][1]):
+        return "--errors and --events name the same file; refusing (MS-ERR-013)"
+    seen: dict[tuple[int, int], str] = {}
+    for output, written in outputs:
+        if written is None:
+            continue
+        key = (written.st_dev, written.st_ino)
+        if key in seen and "standard error" not in output + seen[key]:
+            return f"{output} is the same file as {seen[key]}; refusing (MS-ERR-013)"
+        seen[key] = output
     return None
 
 
