@@ -137,8 +137,16 @@ def test_duplicates_behind_escapes_are_found() -> None:
 
 def test_every_repeated_name_is_reported_once() -> None:
     line = json.dumps(EVENT)[:-2] + ', "tokens": "6", "tokens": "7"}, "subject": "x"}'
-    assert problems_of("event", line) == [("duplicate-name", "/subject"),
-                                          ("duplicate-name", "/properties/tokens")]
+    assert problems_of("event", line) == [("duplicate-name", "/properties/tokens"),
+                                          ("duplicate-name", "/subject")]  # in text order
+
+
+def test_names_repeated_inside_an_overwritten_value_are_found_too() -> None:
+    """A parser keeps one of the two `a` members; the scan sees both objects."""
+    with pytest.raises(MeterspecError) as error:
+        json_text.load('{"a":{"b":1,"b":2},"a":{"c":[{"d":1,"d":1,"d":1}]}}')
+    assert codes(error) == [("duplicate-name", "/a/b"), ("duplicate-name", "/a"),
+                            ("duplicate-name", "/a/c/0/d")]
 
 
 def test_repeated_names_in_records_and_configs() -> None:

@@ -35,7 +35,7 @@ from meterspec.contracts import MeterReading, MeterRecord
 from meterspec.domain_events import invoice_generated_for
 from meterspec.errors import MeterspecError, Problem
 from meterspec.invoices import MAX_PERIODS, Invoice, InvoiceBuilder, InvoiceRequest
-from meterspec.lines import line_too_long, read_document, read_lines
+from meterspec.lines import is_blank, line_too_long, read_document, read_lines
 from meterspec.metering import Meter, check_event
 from meterspec.projection import projections
 from meterspec.quotas import QuotaCheck, decide
@@ -309,7 +309,7 @@ def _lines(source: BinaryIO, label: str,
             _progress(f"\r{label}: {number:,} lines")
         if line is None:
             reject(line_too_long(), number)
-        elif line and not line.isspace():
+        elif not is_blank(line):
             yield number, line
     if show and number >= PROGRESS_EVERY:
         _progress("\r\033[K")

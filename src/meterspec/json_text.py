@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 from meterspec.errors import MeterspecError, Problem, pointer
 
@@ -32,13 +31,6 @@ _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[\]{},:]', re.DOTALL)
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB]|\\u[dD][c-fC-F]")
 
 
-class _Object(dict[str, Any]):
-    """A decoded object that remembers the names it saw more than once."""
-
-    __slots__ = ("repeated",)
-    repeated: list[str]
-
-
 def load(data: bytes | str) -> Any:
     """Parse one JSON document (MS-ERR-007 to MS-ERR-011) or raise MeterspecError with the
     text-level problems alone (MS-ERR-010)."""
@@ -48,7 +40,7 @@ def load(data: bytes | str) -> Any:
     except UnicodeDecodeError as error:
         raise _invalid(f"not UTF-8 ({error.reason} at byte {error.start})") from None
     if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:  # could be too deep: find where
-        deep = _first_too_deep(raw)
+        deep = _scan(raw).too_deep
         if deep is not None:
             raise MeterspecError.single(
                 "nesting-too-deep", deep, f"objects and arrays nest at most {MAX_DEPTH} deep",
@@ -57,17 +49,8 @@ def load(data: bytes | str) -> Any:
 
     def pairs(members: list[tuple[str, Any]]) -> dict[str, Any]:
         nonlocal repeated
-        plain = dict(members)
-        if len(plain) == len(members):
-            return plain
-        found = _Object(members)
-        repeated = True
-        seen: set[str] = set()
-        found.repeated = []
-        for name, _ in members:
-            if name in seen and name not in found.repeated:
-                found.repeated.append(name)
-            seen.add(name)
+        found = dict(members)
+        repeated = repeated or len(found) != len(members)
         return found
 
     try:
@@ -81,7 +64,7 @@ def load(data: bytes | str) -> Any:
         raise MeterspecError([
             Problem("duplicate-name", path, f"the name {path.rsplit('/', 1)[-1]!r} appears "
                     "more than once in one object", "MS-ERR-009")
-            for path in _repeated_paths(document)])
+            for path in _scan(raw).repeated])
     return document
 
 
@@ -165,18 +148,27 @@ def _number(text: str) -> int | Fraction:
     return Fraction(sign * int(significant), int("1" + "0" * -scale))
 
 
-def _first_too_deep(raw: bytes) -> str | None:
-    """The JSON Pointer of the first container opening at depth MAX_DEPTH + 1, without
-    recursion: a scan of strings and punctuation only (numbers and literals are skipped)."""
-    # One frame per open container: [is_object, current name or index, expecting a name].
+class _Scan(NamedTuple):
+    too_deep: str | None  # the pointer of the first container opening at depth 65
+    repeated: list[str]  # the pointer of every name repeated in its object, in text order
+
+
+def _scan(raw: bytes) -> _Scan:
+    """Depth and repeated names straight from the text, without recursion and in every object
+    (also the value of a member whose name repeats, which a parser overwrites): a scan of
+    strings and punctuation only (numbers and literals are skipped)."""
+    # One frame per open container: [is_object, current name or index, expecting a name,
+    # names seen, names reported].
     frames: list[list[Any]] = []
+    repeated: list[str] = []
     for match in _TOKENS.finditer(raw):
         token = match.group()
         top = frames[-1] if frames else None
         if token in (b"{", b"["):
             if len(frames) == MAX_DEPTH:
-                return pointer(*(frame[1] for frame in frames))
-            frames.append([token == b"{", 0 if token == b"[" else "", token == b"{"])
+                return _Scan(pointer(*(frame[1] for frame in frames)), repeated)
+            frames.append([token == b"{", 0 if token == b"[" else "", token == b"{",
+                           set(), set()])
         elif token in (b"}", b"]"):
             if frames:
                 frames.pop()
@@ -195,24 +187,13 @@ def _first_too_deep(raw: bytes) -> str | None:
             except ValueError:
                 name = token[1:-1].decode("utf-8", "replace")
             # A lone surrogate escape cannot be written in a report: U+FFFD stands for it.
-            top[1] = name.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return None
-
-
-def _repeated_paths(document: Any) -> list[str]:
-    """The pointer of every repeated name, in document order (iterative: depth is bounded
-    already, but recursion is not needed)."""
-    paths: list[str] = []
-    stack: list[tuple[str, Any]] = [("", document)]
-    while stack:
-        path, value = stack.pop()
-        if isinstance(value, _Object) and hasattr(value, "repeated"):
-            paths.extend(path + pointer(name) for name in value.repeated)
-        children: Iterator[tuple[str | int, Any]] = (
-            iter(value.items()) if isinstance(value, dict)
-            else enumerate(value) if isinstance(value, list) else iter(()))
-        stack.extend(reversed([(path + pointer(key), child) for key, child in children]))
-    return paths
+            name = name.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+            top[1] = name
+            if name in top[3] and name not in top[4]:
+                top[4].add(name)
+                repeated.append(pointer(*(frame[1] for frame in frames)))
+            top[3].add(name)
+    return _Scan(None, repeated)
 
 
 def _has_surrogate(value: Any) -> bool:

@@ -22,6 +22,12 @@ class Readable(Protocol):
     def read(self, size: int = ..., /) -> bytes: ...
 
 
+def is_blank(line: bytes) -> bool:
+    """A line with nothing but JSON whitespace (space, tab, a CR before the LF) is skipped
+    (MS-ERR-012); a form feed or vertical tab is not whitespace in JSON, so it is a bad line."""
+    return not line.strip(b" \t\r")
+
+
 def line_too_long(limit: int = MAX_LINE_BYTES) -> MeterspecError:
     return MeterspecError.single("line-too-long", "", f"a line holds at most {limit:,} bytes",
                                  "MS-ERR-012")

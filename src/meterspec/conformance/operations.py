@@ -40,7 +40,7 @@ from meterspec import (
 from meterspec.codec import STRUCTS, decode
 from meterspec.contracts import EventPayload, MeterRecord
 from meterspec.errors import MeterspecError, Problem, pointer
-from meterspec.lines import read_document, read_lines
+from meterspec.lines import is_blank, read_document, read_lines
 from meterspec.metering import check_event
 from meterspec.quantity import parse_quantity
 from meterspec.readings import parse_record
@@ -662,8 +662,6 @@ def domain_event_from_cloudevent(case_input: dict[str, Any]) -> Answer:
 
 # ------------------------------------------------------------------ JSON text (MS-ERR-007..012)
 
-_JSON_WHITESPACE = b" \t\r"  # what a blank line may hold besides nothing (LF ends it)
-
 
 def _text_part(part: object) -> tuple[bytes, int]:
     """One item of `parts`: its bytes and how many times they repeat."""
@@ -742,7 +740,7 @@ def decode_text(case_input: dict[str, Any]) -> Answer:
             entries.append({"line": number, "problems": [{"code": "line-too-long",
                                                           "path": ""}]})
             continue
-        if not line.strip(_JSON_WHITESPACE):
+        if is_blank(line):
             continue
         try:
             entries.append({"line": number, "document": _decoded(kind, line, fast=True)})
