@@ -32,16 +32,22 @@ from meterspec.contracts import (
 )
 from meterspec.invoices import (
     MAX_PERIODS,
+    Invoice,
     InvoiceBuilder,
     InvoiceRequest,
+    PlanRef,
     Subscription,
     UsageRule,
     request_problems,
+    request_value_problems,
 )
 from meterspec.metering import Meter
+from meterspec.money import Amount
 from meterspec.plans import Charge, Plan, PlanVersions
+from meterspec.projection import projections
 from meterspec.quantity import format_quantity
 from meterspec.readings import Aggregator, aggregate
+from meterspec.reconcile import rebuild_requests
 from meterspec.timestamps import format_timestamp, parse_timestamp
 
 BASE = parse_timestamp("2024-01-01T00:00:00Z")
@@ -368,3 +374,89 @@ def test_invoice_builder_builds_aggregators_for_records_only(
     stream = builder.iter_invoices()
     first = next(stream)
     assert first.subject == "s0" and len(list(itertools.islice(stream, 119))) == 119
+
+
+# ------------------------------------------------------------------ the rest of the core
+
+
+def ratio(work: Callable[[int], object], small: int) -> float:
+    """CPU time of work(10 * small) over work(small), after one warm-up run."""
+    work(small)
+    return cpu(lambda: work(10 * small)) / max(cpu(lambda: work(small)), 1e-9)
+
+
+def test_an_event_costs_the_measurements_of_its_type() -> None:
+    """10 000 measurements, each for its own event type: an event is checked against the
+    measurements of its type and of every type only."""
+
+    def run(count: int) -> None:
+        meter = Meter(MeteringConfig([MeasurementSpec(f"u{i}", quantity="1",
+                                                      event_types=[f"t{i}"])
+                                      for i in range(count)] +
+                                     [MeasurementSpec("all", quantity="1")]))
+        event = EventPayload(id="e", workspace_id="w", universe_id="u", type="t7",
+                             subject="s", time=at(0), properties={})
+        start = time.process_time()
+        for _ in range(2_000):
+            assert [r.measurement.unit for r in meter.records(event)] == ["u7", "all"]
+        spent.append(time.process_time() - start)
+
+    spent: list[float] = []
+    run(1_000)
+    run(10_000)
+    assert spent[1] < 3 * spent[0], spent
+
+
+def test_rebuild_requests_is_linear_in_closed_invoices() -> None:
+    """Closed invoices of one period start: a repeated one is found with a set, not by
+    comparing each with every earlier one (MS-REC-001)."""
+    zero = Amount("0", "0")
+
+    def run(count: int) -> None:
+        request = invoice_request(count, periods=1)
+        closed = [Invoice(id=f"inv_{i}", revision="r", workspace_id="w", universe_id="u",
+                          subject=s.subject, period=Window(at(0), at(1)), cycle=s.cycle,
+                          plan=PlanRef(id="team", version=2), currency="USD", lines=[],
+                          subtotal=zero, total=zero)
+                  for i, s in enumerate(request.subscriptions)]
+        [(_, grouped)] = rebuild_requests(request, closed)
+        assert len(grouped) == count
+
+    assert ratio(run, 1_000) < 30
+
+
+def test_value_checks_cost_each_plan_its_own_problems() -> None:
+    """Many plans beside many schema problems elsewhere: each plan's value checks look at
+    the problems below it only."""
+
+    def run(count: int) -> None:
+        document = {"at": at(0), "subscriptions": [],
+                    "plans": [{"effectiveFrom": at(0)} for _ in range(count)]}
+        reported = {f"/subscriptions/{i}/planID" for i in range(count)}
+        assert request_value_problems(document, reported) == []
+
+    assert ratio(run, 1_000) < 30
+
+
+@settings(max_examples=300, deadline=None)
+@given(paths=st.sets(st.lists(st.sampled_from(["plans", "0", "1", "10", "", "a~1b", "x"]),
+                              max_size=5).map(lambda t: "".join("/" + p for p in t))),
+       tokens=st.integers(1, 3))
+def test_problems_below_items_match_a_scan(paths: set[str], tokens: int) -> None:
+    """The reported paths below each item a walk reaches (exactly `tokens` tokens)."""
+    below = invoices._below_items(paths, tokens)
+    items = {"/".join(p.split("/")[:tokens + 1]) for p in paths if p.count("/") >= tokens}
+    for item in items | {"/plans" * tokens}:
+        expected = {p[len(item):] for p in paths if p.startswith(item + "/")}
+        assert below.get(item, set()) == expected, item
+
+
+def test_projections_choose_plan_versions_without_scanning(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Projecting many invoices parses each plan version's dates once, not once per
+    invoice (MS-PRJ-001, MS-PRC-003)."""
+    request = invoice_request(300, periods=1)
+    so_far = InvoiceBuilder(request).invoices()
+    parses = counting(monkeypatch, plans, "parse_timestamp")
+    assert len(projections(request, so_far)) == 300
+    assert parses[0] <= 2 * len(PLANS)

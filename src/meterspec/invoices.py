@@ -182,12 +182,24 @@ def request_value_problems(document: object, reported: set[str]) -> list[Problem
                 parse_timestamp(value, path)
             except MeterspecError as error:
                 problems += error.problems
+    below = _below_items(reported, 2)
     for path, plan in walk(document, ("plans", "*"), ""):
-        inner = {p[len(path):] for p in reported if p.startswith(path + "/")}
-        problems += _prefixed(plan_value_problems(plan, inner), path)
+        problems += _prefixed(plan_value_problems(plan, below.get(path, set())), path)
     for path, cycle in walk(document, ("subscriptions", "*", "cycle"), ""):
         problems += _cycle_value_problems(cycle, path, reported)
     return problems
+
+
+def _below_items(reported: set[str], tokens: int) -> dict[str, set[str]]:
+    """The reported paths below each item whose path has `tokens` reference tokens (a plan,
+    /plans/3, is 2), relative to it: each item's checks then cost its own problems, not every
+    problem of the document."""
+    found: dict[str, set[str]] = {}
+    for path in reported:
+        parts = path.split("/", tokens + 1)
+        if len(parts) == tokens + 2:
+            found.setdefault("/".join(parts[:-1]), set()).add("/" + parts[-1])
+    return found
 
 
 def _cycle_value_problems(cycle: object, path: str, reported: set[str]) -> list[Problem]:
@@ -540,9 +552,10 @@ def invoice_value_problems(document: object, reported: set[str],
                     problems.append(Problem("not-canonical", path, f"{value!r} is not "
                                             f"{canonical!r}, its canonical form", "MS-INV-003"))
     for where in lines:
+        below = _below_items(reported, len(where))
         for path, rated in walk(document, where, ""):
-            inner = {p[len(path):] for p in reported if p.startswith(path + "/")}
-            problems += _prefixed(rated_charge_value_problems(rated, inner), path)
+            problems += _prefixed(rated_charge_value_problems(rated, below.get(path, set())),
+                                  path)
     return problems
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from decimal import Decimal
+from heapq import merge
 from typing import NamedTuple
 
 from msgspec import UNSET
@@ -105,6 +106,13 @@ class Meter:
         if problems:
             raise MeterspecError(problems)
         self._rules = tuple(rules)
+        # An event is checked against the rules of its type and the rules of every type only,
+        # in config order: its cost does not grow with measurements for other event types.
+        self._untyped = [i for i, rule in enumerate(rules) if rule.event_types is None]
+        self._typed: dict[str, list[int]] = {}
+        for index, rule in enumerate(rules):
+            for event_type in rule.event_types or ():
+                self._typed.setdefault(event_type, []).append(index)
         self._sources = frozenset(r.source_property for r in rules if r.source_property)
         # A set, so an event costs its own properties whatever the size of the list.
         self._dimensions = (frozenset(config.dimensions) if config.dimensions is not None
@@ -133,9 +141,9 @@ class Meter:
         instant, problems = check_event(event)
         props = event.properties
         measured: list[Measured] = []
-        for rule in self._rules:
-            if rule.event_types is not None and event.type not in rule.event_types:
-                continue
+        typed = self._typed.get(event.type, [])
+        for index in merge(typed, self._untyped) if typed else self._untyped:
+            rule = self._rules[index]
             if not rule.matches(props):
                 continue
             if rule.constant is not None:

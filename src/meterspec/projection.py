@@ -26,7 +26,7 @@ from meterspec.invoices import (
     invoice_value_problems,
 )
 from meterspec.money import Amount, currency, total
-from meterspec.plans import select_plan
+from meterspec.plans import PlanVersions
 from meterspec.pricing import rate_checked_plan
 from meterspec.quantity import EXACT, format_quantity
 from meterspec.readings import parse_record
@@ -108,12 +108,13 @@ def project(request: InvoiceRequest, records: Iterable[MeterRecord]) -> list[Pro
 def projections(request: InvoiceRequest, so_far: list[Invoice]) -> list[Projection]:
     """The projection of each invoice built from the records before `request.at`."""
     as_of = parse_timestamp(request.at)
-    return [_projection(request, invoice, as_of) for invoice in so_far]
+    versions = PlanVersions(request.plans)
+    return [_projection(versions, invoice, as_of) for invoice in so_far]
 
 
-def _projection(request: InvoiceRequest, invoice: Invoice, as_of: int) -> Projection:
+def _projection(versions: PlanVersions, invoice: Invoice, as_of: int) -> Projection:
     start, end = parse_timestamp(invoice.period.start), parse_timestamp(invoice.period.end)
-    plan = select_plan(request.plans, invoice.plan.id, start)
+    plan = versions.select(invoice.plan.id, start)
     assert plan is not None  # the builder billed this period with it
     quantities: dict[str, Decimal] = {}
     for line in invoice.lines:

@@ -95,17 +95,18 @@ def rebuild_requests(request: InvoiceRequest, closed: list[Invoice],
     own start is its closed period), with the closed invoices in the request's billing order."""
     by_subject = {s.subject: s for s in request.subscriptions}
     groups: dict[str, list[Invoice]] = {}
+    billed: set[tuple[str, str]] = set()
     for index, invoice in enumerate(closed):
         if (request.workspace_id, request.universe_id) != (
                 invoice.workspace_id, invoice.universe_id) or invoice.subject not in by_subject:
             raise _mismatch(f"/closed/{index}/subject", f"the request has no subscription "
                             f"for {invoice.subject!r} in the closed invoice's workspace and "
                             "universe", "MS-REC-001")
-        group = groups.setdefault(invoice.period.start, [])
-        if any(other.subject == invoice.subject for other in group):
+        if (invoice.period.start, invoice.subject) in billed:
             raise _mismatch(f"/closed/{index}", "the same invoice is closed twice",
                             "MS-REC-001")
-        group.append(invoice)
+        billed.add((invoice.period.start, invoice.subject))
+        groups.setdefault(invoice.period.start, []).append(invoice)
     return [(msgspec.structs.replace(
         request, at=start, periods=1,
         subscriptions=[by_subject[invoice.subject] for invoice in invoices]), invoices)
