@@ -290,7 +290,7 @@ class Schedule(NamedTuple):
     windows: list[Window]
     encoded: list[bytes]
     plans: list[Plan]
-    units: tuple[str, ...]
+    units: frozenset[str]
     aggregators: dict[str, Aggregator]
 
     def aggregator(self, unit: str, rule: UsageRule) -> Aggregator:
@@ -347,9 +347,9 @@ class Schedules:
         plans = [self._versions.select(plan_id, start) for start in bounds[:-1]]
         assert None not in plans  # checked by first_unrated
         chosen = cast(list[Plan], plans)
-        units = sorted({c.unit for p in chosen for c in p.charges if c.unit is not None})
+        units = frozenset(c.unit for p in chosen for c in p.charges if c.unit is not None)
         return Schedule(windows, [encode_fields((w.start, w.end)) for w in windows], chosen,
-                        tuple(units), {})
+                        units, {})
 
 
 # ------------------------------------------------------------------ building
@@ -457,7 +457,7 @@ class InvoiceBuilder:
         schedule = self._schedules.schedule(subscription.cycle, subscription.plan_id)
         count = len(schedule.windows)
         columns = []
-        for unit in schedule.units:
+        for unit in sorted(schedule.units):
             rule, slot = request.usage[unit], billed.slots.get(unit)
             ids = reading_ids(request.workspace_id, request.universe_id, subscription.subject,
                               unit, rule.aggregation, self._parameters[unit])
