@@ -671,9 +671,11 @@ def _partial_event_billed() -> None:
         except MeterspecError as error:
             if not all(p.path.startswith("/properties/") for p in error.problems):
                 raise
-            every = self._rules
-            self._rules = tuple(r for r in every if r.source_property is None
-                                or quantities.is_quantity(event.properties.get(r.source_property)))
+            every = self._rules  # the bad measurements never match; the others stay in place
+            self._rules = tuple(
+                r if r.source_property is None
+                or quantities.is_quantity(event.properties.get(r.source_property))
+                else r._replace(matches=lambda _: False) for r in every)
             try:
                 instant, measured, dims = original(self, event)
             finally:
