@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shlex
+import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from meterspec.conformance.compare import diff, json_equal, judge
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_CASES = ROOT / "conformance" / "cases" / "v1"
+NODE = shutil.which("node")
 
 CONFIG = {"measurements": [{"unit": "req", "quantity": "1"},
                            {"unit": "bytes", "sourceProperty": "size"}]}
@@ -27,6 +31,8 @@ EVENT = {"id": "e1", "workspaceID": "w", "universeID": "u", "type": "t", "subjec
          "time": "2024-01-01T00:00:00Z", "properties": {"size": "1.50", "region": "eu"}}
 REQUEST = {"aggregation": "sum",
            "windows": [{"start": "2024-01-01T00:00:00Z", "end": "2024-01-02T00:00:00Z"}]}
+
+TEST_VERSION = "0.4.2"
 
 SPECS = {
     "core.md": "# core\n\n"
@@ -94,7 +100,10 @@ def case(case_id: str, operation: str = "meter", *, features: tuple[str, ...] = 
 
 
 def write_suite(root: Path, files: dict[str, list[dict[str, Any]]]) -> Path:
-    """root/cases/v1/<area>/<name>.json for each {"<area>/<name>.json": cases}, and specs."""
+    """root/cases/v1/<area>/<name>.json for each {"<area>/<name>.json": cases}, the suite's
+    version (INTERPRETING.md, TEST_VERSION), and specs."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "INTERPRETING.md").write_text(f"# Rules\n\nDocument version **{TEST_VERSION}**.\n")
     for name, cases in files.items():
         path = root / "cases" / "v1" / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -603,6 +612,110 @@ def test_build_is_deterministic_and_check_finds_drift(
     assert "does not match its checksum" in capsys.readouterr().err
 
 
+# --- which suite, and declared skips (INTERPRETING.md 6) -----------------------------------
+
+def test_reports_name_the_suite_by_version_and_checksum(
+        suite: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    jsonl, markdown = tmp_path / "r.jsonl", tmp_path / "r.md"
+
+    def named(source: Path) -> dict[str, Any]:
+        capsys.readouterr()
+        assert conformance("run", "--impl", "python:meterspec", "--suite", source,
+                           "--report", jsonl, "--markdown", markdown) == 0
+        identity: dict[str, Any] = report(jsonl)[1]["suite"]
+        shown = f"{identity['version'] or '(no version)'} ({identity['source']}"
+        assert f"suite: {shown}" in capsys.readouterr().out
+        assert f"Suite {shown}" in markdown.read_text()
+        return identity
+
+    assert conformance("build", "--suite", suite) == 0
+    data = (suite / "suite-v1.json").read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    assert json.loads(data)["suiteVersion"] == TEST_VERSION
+    # Case folders: the version of their INTERPRETING.md, the digest of the bundle they build.
+    assert named(suite) == {"version": TEST_VERSION, "sha256": digest, "source": "cases/v1"}
+    # The bundle: its own version and the digest of the file as read.
+    assert named(suite / "suite-v1.json") == {"version": TEST_VERSION, "sha256": digest,
+                                              "source": "suite-v1.json"}
+    assert digest in markdown.read_text()
+    # A bundle built before bundles carried a version: no version, still its digest.
+    old = tmp_path / "old" / "suite-v1.json"
+    old.parent.mkdir()
+    old.write_text(json.dumps({"version": 1, "files": json.loads(data)["files"]}))
+    assert named(old) == {"version": None, "sha256": hashlib.sha256(old.read_bytes())
+                          .hexdigest(), "source": "suite-v1.json"}
+    old.write_text(json.dumps({"version": 1, "suiteVersion": 13, "files": {}}))
+    assert conformance("run", "--impl", "python:meterspec", "--suite", old) == 2
+    assert "suiteVersion is not a version" in capsys.readouterr().err
+    # Case folders without a version: said so, and nothing to build.
+    (suite / "INTERPRETING.md").write_text("# Rules\n\nDocument version 1.\n")
+    assert named(suite) == {"version": None, "sha256": None, "source": "cases/v1"}
+    assert conformance("build", "--suite", suite) == 2
+    assert "no suite version" in capsys.readouterr().err
+
+
+def test_allow_skips_forgives_only_cases_the_implementation_does_not_claim(
+        suite: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    jsonl, markdown = tmp_path / "r.jsonl", tmp_path / "r.md"
+    claims = {"operations": ["meter"], "features": ["basic"]}  # m-001 only
+
+    def status(*flags: str, **mode: Any) -> int:
+        capsys.readouterr()
+        return conformance("run", "--impl", fake(tmp_path, info=claims, **mode), "--suite",
+                           suite, "--report", jsonl, "--markdown", markdown, *flags)
+
+    assert status() == 1  # strict by default
+    assert report(jsonl)[1]["allowSkips"] is False
+    assert status("--allow-skips") == 0
+    out = capsys.readouterr().out
+    assert ("2 case(s) skipped, 2 not claimed by the implementation, allowed by "
+            "--allow-skips;") in out
+    assert re.search(r"^total +1 +0 +2 +0 +33.3%$", out, re.MULTILINE)  # skips still shown
+    assert "PASS: 1 of 3 cases passed (33.3%); 2 not claimed" in out
+    assert "Verdict: PASS." in markdown.read_text()
+    lines, summary = report(jsonl)
+    assert lines["m-002"]["result"] == lines["a-001"]["result"] == "skipped"
+    assert lines["m-002"]["claimed"] is lines["a-001"]["claimed"] is False
+    assert "claimed" not in lines["m-001"]
+    assert summary["summary"]["skipped"] == summary["notClaimed"] == 2
+    assert summary["allowSkips"] is True
+    # A claimed case that is skipped, errored or failed still fails the run.
+    for behaviour in ("skipped", "errored"):
+        assert status("--allow-skips", cases={"m-001": behaviour}) == 1, behaviour
+    lines, summary = report(jsonl)
+    assert lines["m-001"]["result"] == "errored"
+    claims.pop("features")  # every case of meter is claimed now: m-002 too
+    assert status("--allow-skips", cases={"m-002": "skipped"}) == 1
+    lines, summary = report(jsonl)
+    assert lines["m-002"] == {"id": "m-002", "area": "metering", "features": ["errors"],
+                              "result": "skipped", "reason": "not today", "claimed": True}
+    assert summary["notClaimed"] == 1 and "FAIL: 1 of 3" in capsys.readouterr().out
+    wrong = tmp_path / "wrong"
+    write_suite(wrong, {"metering/a.json": [case("m-001", output=[])]})
+    assert conformance("run", "--impl", "python:meterspec", "--suite", wrong,
+                       "--allow-skips") == 1
+    # Cases not run before the deadline are claimed: they fail the run.
+    slow = write_suite(tmp_path / "slow", {"metering/a.json": [case("s-001"), case("s-002")]})
+    assert conformance("run", "--impl", fake(tmp_path, cases={"s-001": "sleep"}), "--suite",
+                       slow, "--deadline", "1", "--allow-skips", "--report", jsonl) == 1
+    lines, _ = report(jsonl)
+    assert lines["s-002"]["result"] == "skipped" and lines["s-002"]["claimed"] is True
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not on PATH")
+def test_the_partial_node_adapter_is_green_on_what_it_claims(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """examples/node-adapter implements meter and aggregate (sum, UTC): with --allow-skips its
+    run exits 0; strictly, the cases it does not claim fail it."""
+    assert NODE is not None
+    command = shlex.join([NODE, str(ROOT / "examples" / "node-adapter" / "adapter.js")])
+    assert conformance("run", "--impl", command, "--allow-skips") == 0
+    out = capsys.readouterr().out
+    assert "PASS: " in out and " not claimed by the implementation, allowed" in out
+    assert conformance("run", "--impl", command) == 1
+    assert "FAIL: " in capsys.readouterr().out
+
+
 # --- the real suite -------------------------------------------------------------------------
 
 needs_real_suite = pytest.mark.skipif(not REAL_CASES.is_dir(),
@@ -613,6 +726,32 @@ needs_real_suite = pytest.mark.skipif(not REAL_CASES.is_dir(),
 def test_real_suite_is_sound_and_built(capsys: pytest.CaptureFixture[str]) -> None:
     assert conformance("check") == 0, capsys.readouterr().out
     assert conformance("build", "--check") == 0, capsys.readouterr().out
+    bundle = json.loads((ROOT / "conformance" / "suite-v1.json").read_bytes())
+    rules = (ROOT / "conformance" / "INTERPRETING.md").read_text(encoding="utf-8")
+    assert f"Document version **{bundle['suiteVersion']}**." in rules.splitlines()[2]
+
+
+def _zones(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, member in value.items():
+            if key == "timeZone" and isinstance(member, str):
+                yield member
+            yield from _zones(member)
+    elif isinstance(value, list):
+        for member in value:
+            yield from _zones(member)
+
+
+@needs_real_suite
+def test_cases_that_need_the_time_zone_database_say_so() -> None:
+    """A zone other than UTC (or a name that may or may not be one) needs the IANA database:
+    such a case carries the feature time-zones, so an implementation without it can leave it
+    unclaimed (--allow-skips) rather than be sent it. An empty name is a schema problem."""
+    untagged = [item["id"] for path in sorted(REAL_CASES.rglob("*.json"))
+                for item in json.loads(path.read_text(encoding="utf-8"))["cases"]
+                if "time-zones" not in item["features"]
+                and any(zone not in ("UTC", "") for zone in _zones(item["input"]))]
+    assert untagged == []
 
 
 @needs_real_suite
@@ -627,6 +766,9 @@ def test_reference_passes_the_whole_real_suite(
     assert code == (1 if REFERENCE_BUGS else 0)
     totals = summary["summary"]
     assert totals["passed"] == totals["total"] - len(REFERENCE_BUGS) > 0
+    shipped = (ROOT / "conformance" / "suite-v1.json.sha256").read_text().split()[0]
+    version = json.loads((ROOT / "conformance" / "suite-v1.json").read_bytes())["suiteVersion"]
+    assert summary["suite"] == {"version": version, "sha256": shipped, "source": "cases/v1"}
     assert totals["failed"] == len(REFERENCE_BUGS)
 
 

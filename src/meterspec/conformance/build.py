@@ -4,20 +4,19 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
-from meterspec.conformance.cases import SUITE_FILE, SUITE_VERSION, case_files
+from meterspec.conformance.cases import SUITE_FILE, bundle, case_files, release
 from meterspec.conformance.data import HarnessError
 
 CHECKSUM_FILE = SUITE_FILE + ".sha256"
 
 
 def build(root: Path) -> dict[str, bytes]:
-    """{file name: content} for suite-v1.json and its .sha256, from root/cases/v1. Files in
-    code-point order of their paths; members and cases in the order the files give them."""
-    suite = {"version": SUITE_VERSION, "files": case_files(root)}
-    data = (json.dumps(suite, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
+    """{file name: content} for suite-v1.json and its .sha256, from root/cases/v1 and the
+    suite version of root/INTERPRETING.md. Files in code-point order of their paths; members
+    and cases in the order the files give them."""
+    data = bundle(case_files(root), release(root))
     digest = hashlib.sha256(data).hexdigest()
     return {SUITE_FILE: data, CHECKSUM_FILE: f"{digest}  {SUITE_FILE}\n".encode("ascii")}
 

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meterspec.conformance.data import HarnessError, read_json, validator
+from meterspec.conformance.data import HarnessError, loads, read_json, validator
 
 CASES_DIR = Path("cases") / "v1"
 SUITE_FILE = "suite-v1.json"
 SUITE_VERSION = 1
+"""The bundle's format (`"version"`), not the suite's release: see RELEASE_MEMBER."""
+RELEASE_MEMBER = "suiteVersion"
+"""The bundle member that carries the suite's semantic version (INTERPRETING.md 7)."""
+RULES_FILE = "INTERPRETING.md"
+_RELEASE = re.compile(r"^Document version \*\*([0-9]+\.[0-9]+\.[0-9]+)\*\*", re.MULTILINE)
+_SEMVER = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -43,43 +51,104 @@ def case_files(root: Path) -> dict[str, Any]:
     return {name: read_json(paths[name]) for name in sorted(paths)}
 
 
-def load_files(source: Path) -> dict[str, Any]:
-    """The case files of a suite: a conformance/ directory (its cases/v1, else its
-    suite-v1.json) or a suite-v1.json file."""
+def release(root: Path) -> str:
+    """The suite's semantic version: the `Document version **X.Y.Z**` line of root's
+    INTERPRETING.md, whose version is the suite's (INTERPRETING.md 7)."""
+    path = root / RULES_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise HarnessError(f"no suite version: cannot read {path}: {error}") from None
+    match = _RELEASE.search(text)
+    if match is None:
+        raise HarnessError(f"no suite version: {path} has no 'Document version **X.Y.Z**' line")
+    return match.group(1)
+
+
+def bundle(files: dict[str, Any], version: str) -> bytes:
+    """suite-v1.json as `build` writes it: indent 1, UTF-8, a final newline."""
+    suite = {"version": SUITE_VERSION, RELEASE_MEMBER: version, "files": files}
+    return (json.dumps(suite, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Suite:
+    """The case files of a suite and which suite they are (INTERPRETING.md 6): its semantic
+    version and the SHA-256 of its suite-v1.json: the file read, or, for case folders, the
+    file `build` would write from them (None without a version to build it with)."""
+
+    files: dict[str, Any]
+    version: str | None
+    sha256: str | None
+    source: str  # "suite-v1.json" or "cases/v1"
+
+    def identity(self) -> dict[str, Any]:
+        """The reports' `suite` member."""
+        return {"version": self.version, "sha256": self.sha256, "source": self.source}
+
+
+def load_suite(source: Path) -> Suite:
+    """A suite: a conformance/ directory (its cases/v1, else its suite-v1.json) or a
+    suite-v1.json file, which must match a suite-v1.json.sha256 beside it."""
     if source.is_dir():
         if (source / CASES_DIR).is_dir():
-            return case_files(source)
+            files = case_files(source)
+            try:
+                known = release(source)
+            except HarnessError:
+                return Suite(files, None, None, CASES_DIR.as_posix())
+            digest = hashlib.sha256(bundle(files, known)).hexdigest()
+            return Suite(files, known, digest, CASES_DIR.as_posix())
         source = source / SUITE_FILE
     if not source.is_file():
         raise HarnessError(f"no suite at {source}: expected a conformance directory with "
                            f"{CASES_DIR.as_posix()}/ or a {SUITE_FILE} file")
-    _verify_checksum(source)
-    suite = read_json(source)
+    data = _read_bytes(source)
+    digest = hashlib.sha256(data).hexdigest()
+    _verify_checksum(source, digest)
+    try:
+        suite = loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+        raise HarnessError(f"{source} is not valid JSON: {str(error)[:200]}") from None
     if not isinstance(suite, dict) or suite.get("version") != SUITE_VERSION or not isinstance(
             suite.get("files"), dict):
         raise HarnessError(f"{source} is not a version {SUITE_VERSION} suite "
                            '({"version": 1, "files": {...}})')
-    files: dict[str, Any] = suite["files"]
-    return files
+    version = suite.get(RELEASE_MEMBER)  # absent from bundles built before suite 1.3.0's
+    if version is not None and not (isinstance(version, str) and _SEMVER.fullmatch(version)):
+        raise HarnessError(f"{source}: {RELEASE_MEMBER} is not a version X.Y.Z")
+    return Suite(suite["files"], version, digest, SUITE_FILE)
 
 
-def _verify_checksum(path: Path) -> None:
+def load_files(source: Path) -> dict[str, Any]:
+    """The case files of the suite at source (see load_suite)."""
+    return load_suite(source).files
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise HarnessError(f"cannot read {path}: {error}") from None
+
+
+def _verify_checksum(path: Path, digest: str) -> None:
     """A vendored suite file with its .sha256 next to it must match it (INTERPRETING.md 1)."""
     checksum = path.with_name(path.name + ".sha256")
     if not checksum.is_file():
         return
-    words = checksum.read_text(encoding="utf-8").split()
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    words = _read_bytes(checksum).decode("utf-8", "replace").split()
     if not words or words[0].lower() != digest:
         raise HarnessError(f"{path} does not match its checksum in {checksum}")
 
 
-def load_cases(source: Path) -> list[Case]:
-    """Every case of the suite at source, in file order then case order. Files must be valid
+def load_cases(source: Path | Suite) -> list[Case]:
+    """Every case of the suite (at source), in file order then case order. Files must be valid
     case files; `meterspec conformance check` says more about what is wrong."""
+    suite = source if isinstance(source, Suite) else load_suite(source)
     cases: list[Case] = []
     schema = validator("case-file")
-    for name, document in load_files(source).items():
+    for name, document in suite.files.items():
         error = next(iter(schema.iter_errors(document)), None)
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path)

@@ -6,11 +6,12 @@ import argparse
 import math
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from meterspec.conformance import build, check, report
-from meterspec.conformance.cases import load_cases, select
+from meterspec.conformance.cases import load_cases, load_suite, select
 from meterspec.conformance.data import HarnessError, default_root
 from meterspec.conformance.protocol import (
     DEFAULT_MAX_RESPONSE,
@@ -34,8 +35,10 @@ RUN_LIMITS = (
     "stderr is read as "
     "it comes; --max-stderr bytes of it are shown, and an errored case keeps the last "
     f"{size_text(STDERR_TAIL)} the adapter wrote while it ran in --report. Reasons are clipped "
-    f"to {REASON_LIMIT} characters. Exit status: 0 if every selected case passed, 1 if not "
-    "(or the deadline passed), 2 if the harness could not run.")
+    f"to {REASON_LIMIT} characters. The reports name the suite: its version and the SHA-256 "
+    "of its suite-v1.json. Exit status: 0 if every selected case passed (with --allow-skips: "
+    "passed or not claimed), 1 if not (or the deadline passed), 2 if the harness could not "
+    "run.")
 _SIZE = re.compile(r"([0-9]+)\s*(?:([KMG])(?:I?B)?|B)?", re.IGNORECASE)
 
 
@@ -108,6 +111,14 @@ def register(commands: Any) -> None:
                         help="write the summary tables as Markdown")
     parser.add_argument("--validate-protocol", action="store_true",
                         help="check every message both ways against protocol.schema.json")
+    parser.add_argument("--allow-skips", action="store_true",
+                        help="exit 0 although cases were skipped, if each was skipped because "
+                        "the implementation does not claim it (its start response does not "
+                        "list the case's operation, or lists features and not every one of "
+                        "the case's); they are still reported as skipped and count against "
+                        "the score. A claimed case that is skipped (by the adapter, or not run "
+                        "before --deadline), fails or errors still fails the run. Default: "
+                        "every selected case must pass")
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -154,7 +165,8 @@ def _build(root: Path, drift_check: bool) -> int:
 
 
 def _run(root: Path, args: argparse.Namespace) -> int:
-    cases = select(load_cases(root), areas=args.area, features=args.feature, ids=args.case)
+    suite = load_suite(root)
+    cases = select(load_cases(suite), areas=args.area, features=args.feature, ids=args.case)
     adapter = make_adapter(args.impl, args.timeout, max_response=args.max_response,
                            stderr_shown=args.max_stderr)
     outputs = []
@@ -170,8 +182,9 @@ def _run(root: Path, args: argparse.Namespace) -> int:
     report_file = next(with_files) if args.report is not None else None
     markdown_file = next(with_files) if args.markdown is not None else None
     try:
-        run = Runner(adapter, validate=args.validate_protocol,
-                     deadline=args.deadline).run(cases)
+        run = replace(Runner(adapter, validate=args.validate_protocol,
+                             deadline=args.deadline).run(cases),
+                      suite=suite.identity(), allow_skips=args.allow_skips)
         report.print_terminal(run, sys.stdout)
         try:
             if report_file is not None:
@@ -183,4 +196,4 @@ def _run(root: Path, args: argparse.Namespace) -> int:
     finally:
         for stream in outputs:
             stream.close()
-    return EXIT_OK if run.passed else EXIT_FAILED
+    return EXIT_OK if run.ok else EXIT_FAILED

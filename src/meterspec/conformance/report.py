@@ -60,6 +60,26 @@ def describe(implementation: dict[str, Any]) -> str:
     return f"{name} {version} ({language})"
 
 
+def describe_suite(suite: dict[str, Any] | None) -> str:
+    """Which suite a run used: its version, the SHA-256 of its suite-v1.json, and whether it
+    was read from case folders (the digest is then that of the bundle they build)."""
+    if suite is None:
+        return "unknown"
+    version = suite.get("version") or "(no version)"
+    sha256 = suite.get("sha256")
+    if suite.get("source") == "suite-v1.json":
+        return f"{version} (suite-v1.json, sha256 {sha256})"
+    if sha256 is None:
+        return f"{version} ({suite.get('source')}/, without a version to build suite-v1.json)"
+    return f"{version} ({suite.get('source')}/, building suite-v1.json with sha256 {sha256})"
+
+
+def _skips(run: Run) -> str:
+    """How many skipped cases were not claimed, and whether that is allowed."""
+    allowed = ", allowed by --allow-skips" if run.allow_skips else ""
+    return f"{run.not_claimed} not claimed by the implementation{allowed}"
+
+
 def print_terminal(run: Run, out: TextIO) -> None:
     """Failures (id, input, diff), errored cases (id, reason), then the tables."""
     for outcome in run.outcomes:
@@ -75,10 +95,13 @@ def print_terminal(run: Run, out: TextIO) -> None:
             out.write(f"ERRORED {case.id} ({case.file}): {outcome.reason}\n\n")
     skipped = sum(1 for o in run.outcomes if o.result == "skipped")
     if skipped:
-        out.write(f"{skipped} case(s) skipped; the JSON-lines report (--report) says why\n\n")
+        out.write(f"{skipped} case(s) skipped, {_skips(run)}; the JSON-lines report "
+                  "(--report) says why\n\n")
     if run.interrupted is not None:
         out.write(f"{run.not_run} case(s) not run: {run.interrupted}\n\n")
     out.write(f"implementation: {describe(run.implementation)}\n")
+    if run.suite is not None:
+        out.write(f"suite: {describe_suite(run.suite)}\n")
     for heading, rows in tables(run):
         header = [heading, *COLUMNS]
         body = [[name, *_cells(tally)] for name, tally in rows]
@@ -89,9 +112,10 @@ def print_terminal(run: Run, out: TextIO) -> None:
                                                   zip(row[1:], widths[1:], strict=True)]
             out.write("  ".join(cells).rstrip() + "\n")
     total = counts(run.outcomes)
-    verdict = "PASS" if run.passed else "FAIL"
+    verdict = "PASS" if run.ok else "FAIL"
+    claims = f"; {_skips(run)}" if run.allow_skips else ""
     out.write(f"\n{verdict}: {total['passed']} of {total['total']} cases passed "
-              f"({percent(total)})\n")
+              f"({percent(total)}){claims}\n")
 
 
 def _indent(text: str) -> str:
@@ -128,11 +152,17 @@ def jsonl_lines(run: Run) -> list[dict[str, Any]]:
             line["actual"] = outcome.actual
         if outcome.reason is not None and outcome.result != "passed":
             line["reason"] = outcome.reason
+        if outcome.result == "skipped":
+            line["claimed"] = outcome.claimed
         if outcome.stderr:
             line["stderr"] = outcome.stderr
         lines.append(line)
     tally = counts(run.outcomes)
     summary: dict[str, Any] = {"summary": tally, "implementation": run.implementation}
+    if run.suite is not None:
+        summary["suite"] = run.suite
+    summary["notClaimed"] = run.not_claimed
+    summary["allowSkips"] = run.allow_skips
     if run.interrupted is not None:
         summary["interrupted"] = f"{run.interrupted}; {run.not_run} case(s) not run"
     lines.append(summary)
@@ -147,7 +177,11 @@ def write_jsonl(run: Run, out: TextIO) -> None:
 def write_markdown(run: Run, out: TextIO) -> None:
     total = counts(run.outcomes)
     out.write(f"# meterspec conformance: {describe(run.implementation)}\n\n")
-    out.write(f"{total['passed']} of {total['total']} cases passed ({percent(total)}).\n")
+    if run.suite is not None:
+        out.write(f"Suite {describe_suite(run.suite)}.\n\n")
+    skipped = f"; {_skips(run)}" if run.not_claimed or run.allow_skips else ""
+    out.write(f"{total['passed']} of {total['total']} cases passed ({percent(total)}){skipped}. "
+              f"Verdict: {'PASS' if run.ok else 'FAIL'}.\n")
     if run.interrupted is not None:
         out.write(f"\nThe run was stopped: {run.interrupted}; {run.not_run} case(s) not run.\n")
     for heading, rows in tables(run):

@@ -43,7 +43,9 @@ def clip(text: str, limit: int = REASON_LIMIT) -> str:
 @dataclass(frozen=True)
 class Outcome:
     """What became of one case. `stderr`: what the adapter wrote to stderr while the case ran,
-    kept when the adapter broke the protocol (its last 64 KiB)."""
+    kept when the adapter broke the protocol (its last 64 KiB). `claimed`: False for a case
+    skipped without being sent because the implementation's `start` did not list its operation
+    or one of its features (INTERPRETING.md 5)."""
 
     case: Case
     result: str  # passed | failed | skipped | errored
@@ -52,6 +54,7 @@ class Outcome:
     actual: dict[str, Any] | None = None
     reason: str | None = None
     stderr: str | None = None
+    claimed: bool = True
 
     def __post_init__(self) -> None:
         if self.reason is not None and len(self.reason) > REASON_LIMIT:
@@ -60,16 +63,33 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Run:
-    """The outcome of every selected case; `interrupted` says why some were not run."""
+    """The outcome of every selected case; `interrupted` says why some were not run. `suite`:
+    which suite it was (cases.Suite.identity), for the reports. `allow_skips`: whether cases
+    the implementation did not claim may be skipped without failing the run (--allow-skips)."""
 
     implementation: dict[str, Any]
     outcomes: list[Outcome]
     interrupted: str | None = None
     not_run: int = 0
+    suite: dict[str, Any] | None = None
+    allow_skips: bool = False
 
     @property
     def passed(self) -> bool:
+        """Every case passed."""
         return all(o.result == "passed" for o in self.outcomes)
+
+    @property
+    def not_claimed(self) -> int:
+        """Cases skipped because the implementation does not claim them."""
+        return sum(1 for o in self.outcomes if not o.claimed)
+
+    @property
+    def ok(self) -> bool:
+        """The verdict (exit status 0): every case passed, or, with allow_skips, every case
+        passed or was not claimed. A claimed case skipped, failed or errored fails the run."""
+        return all(o.result == "passed" or (self.allow_skips and not o.claimed)
+                   for o in self.outcomes)
 
 
 def make_adapter(impl: str, timeout: float, *, max_response: int = DEFAULT_MAX_RESPONSE,
@@ -168,8 +188,9 @@ class Runner:
             return Run(self.implementation, outcomes)
         not_run = NOT_RUN.format(self.deadline)
         for case in cases[len(outcomes):]:
-            self._record(Outcome(case, "skipped", reason=self._skip_reason(case) or not_run),
-                         outcomes)
+            reason = self._skip_reason(case)
+            self._record(Outcome(case, "skipped", reason=reason or not_run,
+                                 claimed=reason is None), outcomes)
         count = sum(1 for o in outcomes if o.reason == not_run)
         return Run(self.implementation, outcomes, f"the run's deadline ({self.deadline:g} s) "
                    "passed", count)
@@ -192,7 +213,7 @@ class Runner:
     def _one(self, case: Case) -> Outcome:
         reason = self._skip_reason(case)
         if reason is not None:
-            return Outcome(case, "skipped", reason=reason)
+            return Outcome(case, "skipped", reason=reason, claimed=False)
         if self._broken is not None:
             return Outcome(case, "errored", reason=self._broken)
         if self.adapter.restart_needed():
