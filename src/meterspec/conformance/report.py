@@ -60,15 +60,18 @@ def describe(implementation: dict[str, Any]) -> str:
     return f"{name} {version} ({language})"
 
 
-def describe_suite(suite: dict[str, Any] | None) -> str:
-    """Which suite a run used: its version, the SHA-256 of its suite-v1.json, and whether it
-    was read from case folders (the digest is then that of the bundle they build)."""
+def describe_suite(suite: dict[str, Any] | None, *, built: bool = True) -> str:
+    """Which suite a run used: its version, where its cases came from and the SHA-256 of its
+    suite-v1.json (for case folders, that of the file they build; not shown unless `built`:
+    the terminal leaves it to the reports)."""
     if suite is None:
         return "unknown"
     version = suite.get("version") or "(no version)"
     sha256 = suite.get("sha256")
     if suite.get("source") == "suite-v1.json":
         return f"{version} (suite-v1.json, sha256 {sha256})"
+    if not built:
+        return f"{version} ({suite.get('source')}/)"
     if sha256 is None:
         return f"{version} ({suite.get('source')}/, without a version to build suite-v1.json)"
     return f"{version} ({suite.get('source')}/, building suite-v1.json with sha256 {sha256})"
@@ -101,7 +104,7 @@ def print_terminal(run: Run, out: TextIO) -> None:
         out.write(f"{run.not_run} case(s) not run: {run.interrupted}\n\n")
     out.write(f"implementation: {describe(run.implementation)}\n")
     if run.suite is not None:
-        out.write(f"suite: {describe_suite(run.suite)}\n")
+        out.write(f"suite: {describe_suite(run.suite, built=False)}\n")
     for heading, rows in tables(run):
         header = [heading, *COLUMNS]
         body = [[name, *_cells(tally)] for name, tally in rows]
