@@ -378,15 +378,18 @@ def test_every_mistyped_number_and_bool() -> None:
 def test_a_schema_keyword_the_compiler_does_not_know_is_refused() -> None:
     uri = "https://example.test/s.json"
     for schema in [{"format": "date-time"}, {"properties": {"a": {"exclusiveMinimum": 0}}},
-                   {"type": "strnig"}, {"$ref": "#/$defs/missing"}, {"$ref": "other.json"}]:
+                   {"type": "strnig"}, {"$ref": "#/$defs/missing"}, {"$ref": "other.json"},
+                   # annotations are `$comment`s now (MS-ERR-006): a stale or malformed one
+                   {"x-code": "invalid-value"}, {"$comment": "a note"},
+                   {"items": {"$comment": "code=invalid-value code=invalid-value"}}, {"$comment": 1}]:
         with pytest.raises(SchemaUnsupportedError):
             Compiler({uri: schema}).validator(uri)
 
 
 def test_boolean_schemas_and_annotations() -> None:
     uri = "https://example.test/s.json"
-    schema = {"x-requirement": "MS-X-001", "description": "ignored", "$comment": "ignored",
-              "properties": {"no": False, "yes": True}, "x-code": "bad-thing",
+    schema = {"$comment": "code=bad-thing requirement=MS-X-001", "description": "ignored",
+              "properties": {"no": False, "yes": True},
               "items": False, "not": {"required": ["z"], "type": "object"}}
     validate = Compiler({uri: schema}).validator(uri)
     assert [(p.code, p.path, p.requirement) for p in validate({"no": 1, "yes": 2, "z": 3})] == [
@@ -414,15 +417,15 @@ def test_search_semantics_and_first_found_in_schema_order() -> None:
     """Patterns search (jsonschema's re.search), and of two problems at one (path, code) the
     one found first in the schema's own order is kept, whatever requirement the other names."""
     uri = "https://example.test/s.json"
-    properties = {"x": {"type": "string", "pattern": "b$", "x-requirement": "MS-A"}}
-    all_of = [{"properties": {"x": {"type": "string", "x-requirement": "MS-B"}}},
-              {"properties": {"x": {"type": "string", "x-requirement": "MS-C"}}}]
+    properties = {"x": {"type": "string", "pattern": "b$", "$comment": "requirement=MS-A-001"}}
+    all_of = [{"properties": {"x": {"type": "string", "$comment": "requirement=MS-B-001"}}},
+              {"properties": {"x": {"type": "string", "$comment": "requirement=MS-C-001"}}}]
     schema = {"properties": properties, "allOf": all_of}
     validate = Compiler({uri: schema}).validator(uri)
     assert validate({"x": "ab"}) == []
     assert [(p.code, p.requirement) for p in validate({"x": "ba"})] == [
-        ("invalid-value", "MS-A")]
-    assert [(p.code, p.requirement) for p in validate({"x": 1})] == [("wrong-type", "MS-A")]
+        ("invalid-value", "MS-A-001")]
+    assert [(p.code, p.requirement) for p in validate({"x": 1})] == [("wrong-type", "MS-A-001")]
     reordered = {"allOf": all_of[::-1], "properties": properties}
     validate = Compiler({uri: reordered}).validator(uri)
-    assert [(p.code, p.requirement) for p in validate({"x": 1})] == [("wrong-type", "MS-C")]
+    assert [(p.code, p.requirement) for p in validate({"x": 1})] == [("wrong-type", "MS-C-001")]

@@ -53,14 +53,37 @@ _ANNOTATIONS = frozenset({"$schema", "$id", "$defs", "$comment", "title", "descr
                           "default", "examples", "then", "else"})
 
 
+# A `$comment` of schemas/ names the code and the requirement of its subschema's problems:
+# `code=invalid-quantity requirement=MS-QTY-001`, either field alone, nothing else.
+_FIELDS = {"code": re.compile(r"[a-z]+(-[a-z]+)*"),
+           "requirement": re.compile(r"MS-[A-Z]+-[0-9]{3}")}
+
+
+def parse_annotations(comment: str) -> tuple[str | None, str | None]:
+    """The (code, requirement) that a schema `$comment` names: space-separated `code=C` and
+    `requirement=R`, each at most once; ValueError for anything else."""
+    named: dict[str, str] = {}
+    for field in comment.split(" "):
+        name, _, value = field.partition("=")
+        grammar = _FIELDS.get(name)
+        if grammar is None or name in named or not grammar.fullmatch(value):
+            raise ValueError(f"$comment {comment!r} is not 'code=C requirement=R'")
+        named[name] = value
+    return named.get("code"), named.get("requirement")
+
+
 def annotations_of(schema: Mapping[str, Any], location: str) -> tuple[str | None, str | None]:
     """The code and the requirement that the (sub)schema at `location` (its absolute URI and
     JSON Pointer, `...common.schema.json#/$defs/identifier`) names for the problems its own
-    keywords find, or None for either. The one place that knows how they are written."""
-    del location  # written in the schema itself for now, as x-code and x-requirement
-    code, requirement = schema.get("x-code"), schema.get("x-requirement")
-    return (code if isinstance(code, str) else None,
-            requirement if isinstance(requirement, str) else None)
+    keywords find, or None for either. The one place that knows how they are written: in the
+    subschema's own `$comment` (MS-ERR-006), so `location` is not needed."""
+    del location
+    comment = schema.get("$comment")
+    if comment is None:
+        return None, None
+    if not isinstance(comment, str):
+        raise ValueError(f"$comment {comment!r} is not a string")
+    return parse_annotations(comment)
 
 
 def keyword_code(keyword: str, named: str | None) -> str:
@@ -116,8 +139,7 @@ class Compiler:
 
     def validator(self, uri: str) -> Validator:
         """The Validator of the document whose `$id` is `uri`."""
-        root = self._documents[uri]
-        _, requirement = annotations_of(root, uri + "#")
+        _, requirement = _annotations(self._documents[uri], uri, "")
         return Validator(self._target(uri + "#"), requirement or "MS-ERR-001")
 
     def _target(self, reference: str) -> Check:
@@ -141,11 +163,11 @@ class Compiler:
                                 "False schema does not allow {0}")
         if not isinstance(schema, dict):
             raise _refused(uri, pointer, "a schema that is neither an object nor a boolean")
-        code, requirement = annotations_of(schema, f"{uri}#{pointer}")
+        code, requirement = _annotations(schema, uri, pointer)
         site = _Site(schema, uri, pointer, code, requirement)
         checks: list[Check] = []
         for keyword, value in schema.items():
-            if keyword in _ANNOTATIONS or keyword.startswith("x-"):
+            if keyword in _ANNOTATIONS:
                 continue
             compile_keyword = _KEYWORDS.get(keyword)
             if compile_keyword is None:
@@ -174,7 +196,8 @@ class Compiler:
 
     def _properties(self, value: Any, site: _Site) -> Check:
         members = tuple((name, _steps(name), self._sub(sub, site, "properties", name))
-                        for name, sub in value.items())
+                        for name, sub in value.items()
+                        if sub is not True)  # `true` only declares a required member
 
         def check(instance: Any, path: str, out: list[Raw]) -> None:
             if isinstance(instance, dict):
@@ -510,6 +533,14 @@ def _emit_unless(passes: Callable[[Any], bool], code: str, site: _Site,
 
 def _emit_always(code: str, site: _Site, template: str) -> Check:
     return _emit_if(lambda _: True, code, site, template)
+
+
+def _annotations(schema: Mapping[str, Any], uri: str,
+                 pointer: str) -> tuple[str | None, str | None]:
+    try:
+        return annotations_of(schema, f"{uri}#{pointer}")
+    except ValueError as error:
+        raise _refused(uri, pointer, str(error)) from None
 
 
 def _refused(uri: str, pointer: str, what: str) -> SchemaUnsupportedError:
