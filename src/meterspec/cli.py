@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from msgspec.structs import replace
 
+from meterspec import SPEC_VERSION, __version__
 from meterspec.codec import (
     STRUCTS,
     decode,
@@ -31,6 +32,8 @@ from meterspec.codec import (
     encode,
 )
 from meterspec.conformance import command as conformance
+from meterspec.conformance.cases import suite_version
+from meterspec.conformance.data import default_root
 from meterspec.contracts import MeterReading, MeterRecord
 from meterspec.domain_events import invoice_generated_for
 from meterspec.errors import MeterspecError, Problem
@@ -575,11 +578,32 @@ def _period_count(text: str) -> int:
     return int(text)
 
 
+def version_text() -> str:
+    """`meterspec --version`: the package, the spec it implements and the suite it ships."""
+    suite = suite_version(default_root()) or "unknown"
+    return f"meterspec {__version__} (spec {SPEC_VERSION}, suite {suite})"
+
+
+class _Version(argparse.Action):
+    """--version, computed only when asked for (it reads the shipped suite)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print(version_text())
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="meterspec", description="Usage events -> meter records -> meter readings -> "
         "invoices.", epilog="Input lines hold at most 1 MiB and documents at most 64 MiB "
         "(MS-ERR-012); no output may be one of the inputs (MS-ERR-013).")
+    parser.add_argument("--version", action=_Version,
+                        help="print the versions of meterspec, of the specification it "
+                        "implements and of the conformance suite it ships, and exit")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_text: str, run: Callable[..., int],

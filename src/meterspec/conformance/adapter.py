@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from importlib import metadata
 from typing import Any, TextIO
 
 import msgspec
 
+from meterspec import __version__
 from meterspec.codec import decode, decode_config, decode_event, decode_request
 from meterspec.conformance.operations import HANDLERS
 from meterspec.contracts import MeterRecord
@@ -25,11 +25,7 @@ Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
 def implementation() -> dict[str, Any]:
     """What the reference says about itself in answer to `start`."""
-    try:
-        version = metadata.version("meterspec")
-    except metadata.PackageNotFoundError:  # running from a source tree
-        version = "0+unknown"
-    return {"name": "meterspec", "version": version, "language": "python",
+    return {"name": "meterspec", "version": __version__, "language": "python",
             "operations": list(OPERATIONS)}
 
 

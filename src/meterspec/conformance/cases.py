@@ -65,6 +65,18 @@ def release(root: Path) -> str:
     return match.group(1)
 
 
+def suite_version(root: Path) -> str | None:
+    """The version of the suite at root, as a run would report it, without loading its
+    cases: INTERPRETING.md's beside case folders, else suite-v1.json's; None if neither."""
+    try:
+        if (root / CASES_DIR).is_dir():
+            return release(root)
+        version = read_json(root / SUITE_FILE).get(RELEASE_MEMBER)
+    except (HarnessError, AttributeError):  # AttributeError: the file is not an object
+        return None
+    return version if isinstance(version, str) else None
+
+
 def bundle(files: dict[str, Any], version: str) -> bytes:
     """suite-v1.json as `build` writes it: indent 1, UTF-8, a final newline."""
     suite = {"version": SUITE_VERSION, RELEASE_MEMBER: version, "files": files}
