@@ -381,7 +381,8 @@ def test_a_schema_keyword_the_compiler_does_not_know_is_refused() -> None:
                    {"type": "strnig"}, {"$ref": "#/$defs/missing"}, {"$ref": "other.json"},
                    # annotations are `$comment`s now (MS-ERR-006): a stale or malformed one
                    {"x-code": "invalid-value"}, {"$comment": "a note"},
-                   {"items": {"$comment": "code=invalid-value code=invalid-value"}}, {"$comment": 1}]:
+                   {"items": {"$comment": "code=invalid-value code=invalid-value"}},
+                   {"$comment": 1}]:
         with pytest.raises(SchemaUnsupportedError):
             Compiler({uri: schema}).validator(uri)
 

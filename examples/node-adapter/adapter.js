@@ -189,7 +189,8 @@ function digestId(prefix, fields) {
 // ---------------------------------------------------------------------------------------------
 // Schema validation: the repository's JSON Schemas (draft 2020-12, the subset they use),
 // reported the way specs/errors.md asks: structural keywords keep their own code (a quantity
-// given as a number is wrong-type); other failures take the failing subschema's `x-code`.
+// given as a number is wrong-type); other failures take the code the failing subschema's
+// `$comment` names ("code=invalid-quantity requirement=MS-QTY-001").
 
 const SCHEMAS = new Map();
 function schema(file) {
@@ -307,6 +308,13 @@ function failures(node, instance, at, file) {
   return out;
 }
 
+// The code= field of a subschema's `$comment`, if any.
+function namedCode(node) {
+  const fields = typeof node.$comment === 'string' ? node.$comment.split(' ') : [];
+  const field = fields.find((f) => f.startsWith('code='));
+  return field && field.slice('code='.length);
+}
+
 function schemaProblems(kind, document) {
   const found = new Map();
   const add = (code, at) => found.set(`${code}\u0000${at}`, problem(code, at));
@@ -318,7 +326,7 @@ function schemaProblems(kind, document) {
       for (const name of Object.keys(instance)) if (!has(known, name)) add('unknown-field', pointer(...at, name));
     } else {
       const code = STRUCTURAL.has(keyword) ? KEYWORD_CODES[keyword]
-        : node['x-code'] || KEYWORD_CODES[keyword] || 'invalid-value';
+        : namedCode(node) || KEYWORD_CODES[keyword] || 'invalid-value';
       add(code, pointer(...at));
     }
   }
