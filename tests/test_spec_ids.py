@@ -31,3 +31,11 @@ def test_code_and_schemas_cite_only_defined_requirements() -> None:
 def test_every_requirement_is_exercised_by_a_test() -> None:
     untested = set(_defined()) - _used_in("tests")
     assert not untested, f"requirements with no test citing them: {sorted(untested)}"
+
+
+def test_schema_annotations_cite_defined_requirements() -> None:
+    """The requirements that schemas name for their problems (`$comment`, MS-ERR-006)."""
+    comments = [m for f in sorted((ROOT / "schemas").glob("*.schema.json"))
+                for m in re.findall(r'"\$comment": "([^"]*)"', f.read_text())]
+    cited = {r for c in comments for r in re.findall(r"(?:^| )requirement=(MS-[A-Z]+-[0-9]{3})", c)}
+    assert len(cited) > 40 and cited <= set(_defined()), sorted(cited - set(_defined()))
