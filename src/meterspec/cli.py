@@ -437,10 +437,15 @@ def _invoice(args: argparse.Namespace, streams: Streams) -> int:
     except MeterspecError as error:
         raise BadDocumentError(args.request, error) from None
     _feed([builder], streams, "invoice")
-    invoices = builder.invoices()
-    if streams.events is not None:  # MS-DEV-009: one invoice.generated per invoice
-        _write(map(invoice_generated_for, invoices), streams.events)
-    return _write(invoices, streams.out)
+    written = 0
+    for invoice in builder.iter_invoices():  # streamed: never all of them in memory
+        streams.out.write(encode(invoice))
+        streams.out.write(b"\n")
+        if streams.events is not None:  # MS-DEV-009: one invoice.generated per invoice
+            streams.events.write(encode(invoice_generated_for(invoice)))
+            streams.events.write(b"\n")
+        written += 1
+    return written
 
 
 def _closed_invoices(path: str) -> list[Invoice]:
@@ -469,7 +474,7 @@ def _reconcile(args: argparse.Namespace, streams: Streams) -> int:
     _feed([builder for builder, _ in groups], streams, "reconcile")
     found: dict[str, Adjustment] = {}
     for builder, invoices in groups:
-        for invoice, rebuilt in zip(invoices, builder.invoices(), strict=True):
+        for invoice, rebuilt in zip(invoices, builder.iter_invoices(), strict=True):
             try:
                 adjustment = reconcile(invoice, rebuilt)
             except MeterspecError as error:
