@@ -170,19 +170,30 @@ def test_a_50_mb_line_is_never_held_in_memory() -> None:
     assert peak < 8 * LINE_LIMIT, f"peak {peak:,} bytes"
 
 
+# Runs the CLI, then writes its own peak memory (VmHWM, KiB) to the file named by argv[1].
+# getrusage's ru_maxrss is not used: it starts from the forking parent's peak, so under
+# pytest-xdist a heavy worker would hide the child's own.
+_PEAK = ("import re, sys\nfrom meterspec.cli import main\npeak_file = sys.argv.pop(1)\n"
+         "try:\n    code = main(sys.argv[1:])\nfinally:\n"
+         "    status = open('/proc/self/status').read()\n"
+         "    open(peak_file, 'w').write(re.search(r'VmHWM:\\s*(\\d+)', status).group(1))\n"
+         "sys.exit(code)\n")
+
+
 def _max_rss_kib(args: list[str], feed: Iterator[bytes], out: Path) -> tuple[int, int]:
-    """Run the console script with `feed` written to its stdin pipe; its exit status and
-    peak resident memory (KiB), from wait4 on that one child."""
+    """Run the CLI with `feed` written to its stdin pipe; its exit status and peak resident
+    memory (KiB) as the process itself saw it."""
+    peak = out.with_suffix(".peak")
     with out.open("wb") as sink:
-        child = subprocess.Popen([str(SCRIPT), *args], stdin=subprocess.PIPE, stdout=sink,
+        child = subprocess.Popen([sys.executable, "-c", _PEAK, str(peak), *args],
+                                 stdin=subprocess.PIPE, stdout=sink,
                                  stderr=subprocess.DEVNULL, preexec_fn=_limit_memory)
         assert child.stdin is not None
         for chunk in feed:
             child.stdin.write(chunk)
         child.stdin.close()
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-    return child.returncode, usage.ru_maxrss
+        child.wait(timeout=120)
+    return child.returncode, int(peak.read_text())
 
 
 def test_a_50_mb_line_through_a_pipe_keeps_memory_bounded(tmp_path: Path) -> None:

@@ -315,14 +315,16 @@ def _is_elided(line: str) -> bool:
 
 # A line of the JSON-lines report (conformance/INTERPRETING.md section 6).
 REPORT_CASE = {"id", "area", "features", "result"}
-REPORT_OPTIONAL = {"expected", "actual", "reason"}
+REPORT_OPTIONAL = {"expected", "actual", "reason", "claimed", "stderr"}
+SUMMARY = {"summary", "implementation"}
+SUMMARY_OPTIONAL = {"suite", "notClaimed", "allowSkips", "interrupted"}
 RESULTS = {"passed", "failed", "skipped", "errored"}
 
 
 def _is_report_line(document: object) -> bool:
     if not isinstance(document, dict):
         return False
-    if set(document) == {"summary", "implementation"}:
+    if SUMMARY <= set(document) <= SUMMARY | SUMMARY_OPTIONAL:
         return set(document["summary"]) == RESULTS | {"total"}
     return (REPORT_CASE <= set(document) <= REPORT_CASE | REPORT_OPTIONAL
             and document["result"] in RESULTS)
