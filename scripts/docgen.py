@@ -564,7 +564,7 @@ def twa_svg(root: Path) -> str:
     highest = max(level for p in panels for _, level in p.steps)
     y_max = (int(highest) // 5 + 1) * 5
     plot_width = width - left - right
-    day = 86_400_000_000
+    day = 86_400_000_000_000  # nanoseconds
     days = (end - start) // day
 
     def x(instant: int) -> str:

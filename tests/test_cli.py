@@ -568,13 +568,13 @@ def test_console_script_exits_1_for_a_bad_line_and_0_for_a_clean_file(tmp_path: 
 # ------------------------------------------------------------------ --metered-at
 
 def test_metered_at_stamps_every_record_in_canonical_form(meterspec: Cli) -> None:
-    """MS-MET-007: meteredAt only when given, normalised to UTC and truncated to the
-    microsecond (MS-TIME-002, MS-TIME-003), written canonically (MS-TIME-004); record ids do not
-    depend on it (MS-ID-002)."""
+    """MS-MET-007: meteredAt only when given, normalised to UTC with its nanoseconds kept
+    (MS-TIME-002, MS-TIME-003), written canonically (MS-TIME-004); record ids do not depend on
+    it (MS-ID-002)."""
     stamped = meterspec("meter", "--metered-at", "2024-02-01T00:00:00.1234569+01:00",
                         "--config", CONFIG, EVENTS)
     assert stamped.status == 0
-    assert _ndjson(stamped.out) == _expected_records("2024-01-31T23:00:00.123456Z")
+    assert _ndjson(stamped.out) == _expected_records("2024-01-31T23:00:00.1234569Z")
     plain = _ndjson(meterspec("meter", "--config", CONFIG, EVENTS).out)
     assert all("meteredAt" not in record for record in plain)
 

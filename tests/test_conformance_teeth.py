@@ -102,7 +102,8 @@ FAULTS: dict[str, Fault] = {
     "quantity-bounds-ignored": Fault(("quantity",), catchers=("qty-020", "qty-021", "qty-022")),
     "negative-rejected": Fault(("quantity",), catchers=("qty-007", "qty-010", "qty-053")),
     "millisecond-precision": Fault(("time",), catchers=("time-004", "time-005", "time-006")),
-    "timestamp-rounded": Fault(("time",), catchers=("time-004", "time-005", "time-006")),
+    "microsecond-truncation": Fault(("time", "aggregation"),
+                                    catchers=("time-004", "time-005", "agg-latest-005")),
     "offset-ignored": Fault(("time",), catchers=("time-001", "time-006", "time-012")),
     "calendar-rollover": Fault(("time",), catchers=("time-030", "time-031", "time-032")),
     # metering, events and ids

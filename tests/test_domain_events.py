@@ -64,7 +64,7 @@ _RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.(\d{1,
 
 
 def canonical_time(text: str) -> str:
-    """MS-TIME-002..004 by hand with datetime: UTC, microseconds truncated, fraction only when
+    """MS-TIME-002..004 by hand with datetime: UTC, nanoseconds kept, fraction only when
     non-zero and without trailing zeros."""
     m = _RFC3339.fullmatch(text)
     assert m is not None, text
@@ -73,10 +73,10 @@ def canonical_time(text: str) -> str:
     if offset not in ("Z", "z"):
         delta = timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6]))
         moment = moment - delta if offset[0] == "+" else moment + delta
-    micro = int((fraction or "").ljust(6, "0")[:6])
+    nanos = int((fraction or "").ljust(9, "0")[:9])
     return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
             f"{moment.minute:02d}:{moment.second:02d}"
-            + (f".{micro:06d}".rstrip("0") if micro else "") + "Z")
+            + (f".{nanos:09d}".rstrip("0") if nanos else "") + "Z")
 
 
 def canonical_quantity(text: str) -> str:

@@ -94,7 +94,7 @@ def test_worked_example_digest_of_ms_ing_002() -> None:
 @pytest.mark.parametrize("other", [
     msgspec.structs.replace(SEED, time="2024-01-15T09:30:00Z"),
     msgspec.structs.replace(SEED, time="2024-01-15t04:30:00-05:00"),
-    msgspec.structs.replace(SEED, time="2024-01-15T09:30:00.0000009Z"),   # truncated (MS-TIME-003)
+    msgspec.structs.replace(SEED, time="2024-01-15T09:30:00.000000000000Z"),  # zeros only
     msgspec.structs.replace(SEED, time="2024-01-15T09:30:00.000000000z"),
     msgspec.structs.replace(SEED, properties={"endpoint": "/v1/x", "region": "eu"}),
 ], ids=["utc", "new-york-offset", "nanoseconds", "zero-fraction", "key-order"])
@@ -109,10 +109,12 @@ def test_identical_spellings_have_one_digest(other: EventPayload) -> None:
     msgspec.structs.replace(SEED, type="api_call_v2"),
     msgspec.structs.replace(SEED, subject="customer:43"),
     msgspec.structs.replace(SEED, time="2024-01-15T09:30:00.000001Z"),
+    msgspec.structs.replace(SEED, time="2024-01-15T09:30:00.000000001Z"),
     msgspec.structs.replace(SEED, properties={"region": "eu", "endpoint": "/v1/X"}),
     msgspec.structs.replace(SEED, properties={"region": "eu"}),
     msgspec.structs.replace(SEED, properties={"region": "eu", "endpoint": "/v1/x", "x": ""}),
-], ids=["type", "subject", "one-microsecond", "value-case", "fewer-properties", "empty-value"])
+], ids=["type", "subject", "one-microsecond", "one-nanosecond", "value-case",
+        "fewer-properties", "empty-value"])
 def test_any_other_difference_is_a_conflict(other: EventPayload) -> None:
     assert event_digest(other) != event_digest(SEED)
     assert ingest([SEED, other]).outcomes == ("accepted", "conflict")

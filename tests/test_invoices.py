@@ -134,7 +134,7 @@ def test_periods_tile_time_and_start_on_the_anchor_day(anchor: Any, zone: str, m
     """MS-BIL-002/004: consecutive, contiguous periods hold the instant; each starts on the
     anchor's day of its month (or that month's last day) at the first local instant of it."""
     cycle = BillingCycle(anchor_date=anchor.isoformat(), time_zone=zone, interval_months=months)
-    instant = at * 1_000_000
+    instant = at * 1_000_000_000
     spans = periods(cycle, instant, count)
     assert len(spans) == count
     assert spans[-1][0] <= instant < spans[-1][1]
@@ -142,10 +142,10 @@ def test_periods_tile_time_and_start_on_the_anchor_day(anchor: Any, zone: str, m
         assert end == start
     tz = ZoneInfo(zone)
     for start, _ in spans:
-        local = datetime.fromtimestamp(start / 1_000_000, UTC).astimezone(tz)
+        local = datetime.fromtimestamp(start / 1_000_000_000, UTC).astimezone(tz)
         last = calendar.monthrange(local.year, local.month)[1]
         months_apart = (local.year - anchor.year) * 12 + local.month - anchor.month
-        before = datetime.fromtimestamp(start / 1_000_000 - 1, UTC).astimezone(tz)
+        before = datetime.fromtimestamp(start / 1_000_000_000 - 1, UTC).astimezone(tz)
         assert months_apart % months == 0
         # The local day starts here: either the clock shows midnight, or it jumped past it.
         assert local.day == min(anchor.day, last)
@@ -371,7 +371,7 @@ def scenarios(draw: st.DrawFn) -> tuple[InvoiceRequest, list[MeterRecord]]:
         records.append(MeterRecord(
             id=f"rec_{index}", workspace_id=draw(st.sampled_from(["ws", "ws", "ws", "other"])),
             universe_id="prod", subject=draw(st.sampled_from([*SUBJECTS, "c"])),
-            recorded_at=format_timestamp(int(instant) * 1_000_000),
+            recorded_at=format_timestamp(int(instant) * 1_000_000_000),
             measurement=Measurement(draw(st.sampled_from(["0", "1", "2.5", "7", "-1", "40"])),
                                     draw(st.sampled_from([*units, "other-unit"]))),
             dimensions=draw(st.sampled_from([{}, {"region": "eu"}, {"region": "us"}])),

@@ -186,7 +186,7 @@ def test_one_record_per_matching_measurement_in_config_order() -> None:
     assert [(r.measurement.unit, r.measurement.quantity) for r in records] == [
         ("tokens", "15"), ("calls", "1"), ("apples", "2")]
     for r in records:
-        assert r.recorded_at == "2024-01-15T10:30:00.123456Z"
+        assert r.recorded_at == "2024-01-15T10:30:00.123456789Z"  # not truncated (1.1)
         assert (r.workspace_id, r.universe_id, r.subject, r.source_event_id) == (
             "ws", "prod", "cust-1", "evt-1")
 

@@ -1,6 +1,6 @@
 """MS-RATE-001..008: the sliding-log rate limiter. The guarantee is checked by brute force over
 every window, decisions against a naive model that keeps the whole history, and retry_after by
-asking again one microsecond before and at the instant it names."""
+asking again one nanosecond before and at the instant it names."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from meterspec.errors import MeterspecError
 from meterspec.ratelimit import (
     EMPTY,
     MAX_COUNT,
-    WINDOW_MICROS,
+    WINDOW_NANOS,
     RateLimit,
     RateLimitPolicy,
     RateLimitState,
@@ -30,7 +30,7 @@ from meterspec.timestamps import parse_timestamp
 PROPERTIES = settings(max_examples=300, deadline=None,
                       suppress_health_check=[HealthCheck.too_slow])
 T0 = parse_timestamp("2024-01-15T10:30:00Z")
-S, M, H = 1_000_000, 60_000_000, 3_600_000_000
+S, M, H = 1_000_000_000, 60_000_000_000, 3_600_000_000_000  # nanoseconds
 
 
 def limits(**windows: int) -> RateLimitPolicy:
@@ -150,15 +150,15 @@ def test_now_outside_years_1_to_9999() -> None:
 def test_state_prunes_to_the_longest_window_and_round_trips() -> None:
     policy = limits(second=100, minute=100)
     state = EMPTY
-    for offset in (0, 500_000, 30 * S, M, M + 1):
+    for offset in (0, S // 2, 30 * S, M, M + 1):
         state = decide(policy, state, T0 + offset).state
     # At M + 1 the minute is (1, M + 1]: 0 has left, 0.5 s has not.
-    assert [at - T0 for at, _ in state.entries] == [500_000, 30 * S, M, M + 1]
+    assert [at - T0 for at, _ in state.entries] == [S // 2, 30 * S, M, M + 1]
     data = encode(state.to_wire())
     assert json.loads(data) == {"log": [
         {"at": "2024-01-15T10:30:00.5Z", "cost": 1},
         {"at": "2024-01-15T10:30:30Z", "cost": 1}, {"at": "2024-01-15T10:31:00Z", "cost": 1},
-        {"at": "2024-01-15T10:31:00.000001Z", "cost": 1}]}
+        {"at": "2024-01-15T10:31:00.000000001Z", "cost": 1}]}
     assert RateState.from_wire(decode("rate-limit-state", data, RateLimitState, fast=False)
                                ) == state
     denied = decide(policy, state, T0 + M + 1, 200)
@@ -232,7 +232,7 @@ def test_never_more_than_the_limit_in_any_window(policy: RateLimitPolicy,
     admitted, _ = replay(policy, requests)
     ends = {at for at, _ in admitted} | {at + d for at, _ in admitted for d in (-1, 1, S, M)}
     for limit in policy.limits:
-        w = WINDOW_MICROS[limit.window]
+        w = WINDOW_NANOS[limit.window]
         for x in ends:
             assert sum(c for at, c in admitted if x - w < at <= x) <= limit.limit
 
@@ -247,7 +247,7 @@ def test_decisions_match_a_model_with_the_whole_history(policy: RateLimitPolicy,
     _, decisions = replay(policy, requests)
     for now, cost, decision, _ in decisions:
         t = now if clock is None else max(now, clock)
-        fits = all(sum(c for at, c in admitted if t - WINDOW_MICROS[lim.window] < at <= t)
+        fits = all(sum(c for at, c in admitted if t - WINDOW_NANOS[lim.window] < at <= t)
                    + cost <= lim.limit for lim in policy.limits)
         assert decision == ("allow" if fits else "deny")
         if fits and cost:
@@ -259,7 +259,7 @@ def test_decisions_match_a_model_with_the_whole_history(policy: RateLimitPolicy,
 @given(policies, traffic, st.integers(0, 7))
 def test_retry_after_names_the_first_instant_that_fits(
         policy: RateLimitPolicy, requests: list[tuple[int, int]], cost: int) -> None:
-    """MS-RATE-005: admitted at now + retry_after, denied one microsecond earlier;
+    """MS-RATE-005: admitted at now + retry_after, denied one nanosecond earlier;
     MS-RATE-007: absent only when the cost exceeds a limit."""
     state, now = EMPTY, T0
     for step, c in requests:
@@ -304,7 +304,7 @@ def test_the_log_stays_small_and_ordered(policy: RateLimitPolicy,
                                          requests: list[tuple[int, int]]) -> None:
     """MS-RATE-004: strictly increasing instants within the longest window, costs at least 1."""
     state, now = EMPTY, T0
-    longest = max(WINDOW_MICROS[limit.window] for limit in policy.limits)
+    longest = max(WINDOW_NANOS[limit.window] for limit in policy.limits)
     for step, cost in requests:
         now += step
         state = decide(policy, state, now, cost).state

@@ -51,7 +51,7 @@ from meterspec.reconcile import rebuild_requests
 from meterspec.timestamps import format_timestamp, parse_timestamp
 
 BASE = parse_timestamp("2024-01-01T00:00:00Z")
-MINUTE = 60_000_000
+MINUTE = 60_000_000_000  # nanoseconds
 AGGREGATIONS = ["sum", "count", "min", "max", "latest", "time-weighted-avg", "unique-count"]
 
 

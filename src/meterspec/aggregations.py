@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Protocol, Self
 
 from meterspec.quantity import EXACT, ZERO
-from meterspec.timestamps import Micros
+from meterspec.timestamps import Instant
 
 
 class WindowState(Protocol):
@@ -18,7 +18,7 @@ class WindowState(Protocol):
 
     count: int
 
-    def add(self, instant: Micros, quantity: Decimal, dimensions: Mapping[str, str]) -> None: ...
+    def add(self, instant: Instant, quantity: Decimal, dimensions: Mapping[str, str]) -> None: ...
     def merge(self, other: Self) -> None: ...
     def result(self) -> Decimal | None: ...
 
@@ -31,7 +31,7 @@ class Sum:
     def __init__(self) -> None:
         self.total, self.count = ZERO, 0
 
-    def add(self, instant: Micros, quantity: Decimal, dimensions: Mapping[str, str]) -> None:
+    def add(self, instant: Instant, quantity: Decimal, dimensions: Mapping[str, str]) -> None:
         self.total = EXACT.add(self.total, quantity)
         self.count += 1
 
@@ -51,7 +51,7 @@ class Count:
     def __init__(self) -> None:
         self.count = 0
 
-    def add(self, instant: Micros, quantity: Decimal, dimensions: Mapping[str, str]) -> None:
+    def add(self, instant: Instant, quantity: Decimal, dimensions: Mapping[str, str]) -> None:
         self.count += 1
 
     def merge(self, other: Count) -> None:
@@ -70,7 +70,7 @@ class Min:
         self.value: Decimal | None = None
         self.count = 0
 
-    def add(self, instant: Micros, quantity: Decimal, dimensions: Mapping[str, str]) -> None:
+    def add(self, instant: Instant, quantity: Decimal, dimensions: Mapping[str, str]) -> None:
         if self.value is None or quantity < self.value:
             self.value = quantity
         self.count += 1
@@ -89,7 +89,7 @@ class Max(Min):
 
     __slots__ = ()
 
-    def add(self, instant: Micros, quantity: Decimal, dimensions: Mapping[str, str]) -> None:
+    def add(self, instant: Instant, quantity: Decimal, dimensions: Mapping[str, str]) -> None:
         if self.value is None or quantity > self.value:
             self.value = quantity
         self.count += 1
@@ -102,10 +102,10 @@ class Latest:
     __slots__ = ("count", "point")
 
     def __init__(self) -> None:
-        self.point: tuple[Micros, Decimal] | None = None
+        self.point: tuple[Instant, Decimal] | None = None
         self.count = 0
 
-    def add(self, instant: Micros, quantity: Decimal, dimensions: Mapping[str, str]) -> None:
+    def add(self, instant: Instant, quantity: Decimal, dimensions: Mapping[str, str]) -> None:
         if self.point is None or (instant, quantity) > self.point:
             self.point = (instant, quantity)
         self.count += 1
@@ -130,7 +130,7 @@ class UniqueCount:
         self.values: set[str] = set()
         self.count = 0
 
-    def add(self, instant: Micros, quantity: Decimal, dimensions: Mapping[str, str]) -> None:
+    def add(self, instant: Instant, quantity: Decimal, dimensions: Mapping[str, str]) -> None:
         value = dimensions.get(self.dimension)
         if value is not None:
             self.values.add(value)
@@ -152,12 +152,12 @@ class TimeWeightedAverage:
 
     __slots__ = ("before", "points", "range_start")
 
-    def __init__(self, range_start: Micros) -> None:
+    def __init__(self, range_start: Instant) -> None:
         self.range_start = range_start
-        self.before: tuple[Micros, Decimal] | None = None
-        self.points: dict[Micros, tuple[Decimal, int]] = {}
+        self.before: tuple[Instant, Decimal] | None = None
+        self.points: dict[Instant, tuple[Decimal, int]] = {}
 
-    def add(self, instant: Micros, quantity: Decimal) -> None:
+    def add(self, instant: Instant, quantity: Decimal) -> None:
         if instant < self.range_start:
             if self.before is None or (instant, quantity) > self.before:
                 self.before = (instant, quantity)
@@ -178,7 +178,7 @@ class TimeWeightedAverage:
             self.points[instant] = merged
 
     def results(
-        self, spans: list[tuple[Micros, Micros]], scale: int
+        self, spans: list[tuple[Instant, Instant]], scale: int
     ) -> Iterator[tuple[Decimal, int]]:
         """(average, recordCount) per window: one half-even rounding to `scale` digits. The
         area of a window is the difference of two exact integrals from the first point, so a
@@ -194,7 +194,7 @@ class TimeWeightedAverage:
         opening = self.before[1] if self.before is not None else ZERO
         origin = times[0] if times else 0
 
-        def integral(instant: Micros) -> Decimal:
+        def integral(instant: Instant) -> Decimal:
             """Of the level from the first point (or 0) to `instant`; negative before it."""
             i = bisect_right(times, instant) - 1
             if i < 0:

@@ -18,10 +18,10 @@ from typing import cast
 import msgspec
 
 from meterspec.errors import MeterspecError, Problem
-from meterspec.timestamps import Micros, to_datetime
+from meterspec.timestamps import Instant, to_datetime
 from meterspec.windows import time_zone, wall_start
 
-Period = tuple[Micros, Micros]
+Period = tuple[Instant, Instant]
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
@@ -61,7 +61,7 @@ def cycle_problems(cycle: BillingCycle, path: str = "") -> list[Problem]:
     return problems
 
 
-def _start(cycle: BillingCycle, first: date, n: int) -> Micros | None:
+def _start(cycle: BillingCycle, first: date, n: int) -> Instant | None:
     """Start of period n (period 0 starts on the anchor date): MS-BIL-002."""
     months = first.year * 12 + first.month - 1 + n * cycle.interval_months
     year, month = divmod(months, 12)
@@ -72,7 +72,7 @@ def _start(cycle: BillingCycle, first: date, n: int) -> Micros | None:
 
 
 @lru_cache(maxsize=1 << 16)
-def _midnight(zone: str, year: int, month: int, day: int) -> Micros | None:
+def _midnight(zone: str, year: int, month: int, day: int) -> Instant | None:
     """When a day starts in a zone (MS-BIL-003); cycles with other anchors share days."""
     return wall_start(time_zone(zone), datetime(year, month, day))
 
@@ -83,7 +83,7 @@ def _out_of_range(path: str) -> MeterspecError:
                                  "MS-BIL-002")
 
 
-def _holding(cycle: BillingCycle, instant: Micros, path: str) -> tuple[date, int]:
+def _holding(cycle: BillingCycle, instant: Instant, path: str) -> tuple[date, int]:
     """The anchor and the number n of the period holding `instant` (MS-BIL-002/003)."""
     problems = cycle_problems(cycle)
     if problems:
@@ -106,17 +106,17 @@ def _holding(cycle: BillingCycle, instant: Micros, path: str) -> tuple[date, int
             return first, n
 
 
-def period_containing(cycle: BillingCycle, instant: Micros, path: str = "") -> Period:
+def period_containing(cycle: BillingCycle, instant: Instant, path: str = "") -> Period:
     """The billing period [start, end) holding `instant` (MS-BIL-002/003); MeterspecError
     `timestamp-out-of-range` when that period would start or end outside years 1..9999."""
     return periods(cycle, instant, 1, path)[0]
 
 
-def periods(cycle: BillingCycle, instant: Micros, count: int, path: str = "") -> list[Period]:
+def periods(cycle: BillingCycle, instant: Instant, count: int, path: str = "") -> list[Period]:
     """The `count` consecutive periods ending with the one holding `instant`, oldest first
     (MS-BIL-004: a usage history)."""
     first, n = _holding(cycle, instant, path)
     starts = [_start(cycle, first, k) for k in range(n - count + 1, n + 2)]
     if None in starts:
         raise _out_of_range(path)
-    return list(pairwise(cast(list[Micros], starts)))
+    return list(pairwise(cast(list[Instant], starts)))

@@ -45,7 +45,7 @@ from meterspec.quotas import QuotaCheck, decide
 from meterspec.readings import Aggregator, parse_record
 from meterspec.reconcile import Adjustment, rebuild_requests, reconcile
 from meterspec.record_stream import RecordDeduplicator
-from meterspec.timestamps import Micros, format_timestamp, parse_timestamp
+from meterspec.timestamps import Instant, format_timestamp, parse_timestamp
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -328,7 +328,7 @@ def _document_bytes(path: str) -> bytes:
 
 
 def _records(source: BinaryIO, report: Report,
-             label: str) -> Iterator[tuple[int, MeterRecord, Micros, Decimal]]:
+             label: str) -> Iterator[tuple[int, MeterRecord, Instant, Decimal]]:
     """The good records of a stream, each identity once (MS-ING-020): a bad record or a
     conflicting repeat is rejected, an identical repeat dropped and counted."""
     dedup = RecordDeduplicator()

@@ -19,7 +19,7 @@ from meterspec.contracts import EventPayload
 from meterspec.errors import MeterspecError, Problem, order_problems, pointer
 from meterspec.ids import encode_fields
 from meterspec.metering import check_event
-from meterspec.timestamps import Micros, format_timestamp, parse_timestamp
+from meterspec.timestamps import NANOS_PER_DAY, Instant, format_timestamp, parse_timestamp
 
 Identity = tuple[str, str, str]
 """(workspaceID, universeID, id): MS-ING-001."""
@@ -30,15 +30,15 @@ RETRACT = "meterspec.retract"
 AMEND = "meterspec.amend"
 TARGET = "meterspec.target"
 CORRECTION_TYPES = frozenset({RETRACT, AMEND})
-RECOMMENDED_RETENTION = 35 * 86_400_000_000
-"""MS-ING-009: 35 days in microseconds (Stripe accepts events 35 days back, Metronome 34)."""
+RECOMMENDED_RETENTION = 35 * NANOS_PER_DAY
+"""MS-ING-009: 35 days in nanoseconds (Stripe accepts events 35 days back, Metronome 34)."""
 
 Outcome = Literal["accepted", "duplicate", "conflict", "late-beyond-retention", "rejected"]
 
 
 # ------------------------------------------------------------------ digest (MS-ING-002)
 
-def digest_fields(event: EventPayload, instant: Micros) -> list[str]:
+def digest_fields(event: EventPayload, instant: Instant) -> list[str]:
     """The MS-ING-002 field list: tag, identity, type, subject, canonical time, the number of
     properties, then each property's key and value in code-point order of the keys."""
     props = event.properties
@@ -55,7 +55,7 @@ def event_digest(event: EventPayload) -> str:
     return _digest(event, parse_timestamp(event.time, "/time"))
 
 
-def _digest(event: EventPayload, instant: Micros) -> str:
+def _digest(event: EventPayload, instant: Instant) -> str:
     return hashlib.sha256(encode_fields(digest_fields(event, instant))).hexdigest()
 
 
@@ -69,7 +69,7 @@ class Seen(NamedTuple):
     """What the state remembers of one accepted identity."""
 
     digest: str
-    time: Micros
+    time: Instant
 
 
 class SeenEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -95,7 +95,7 @@ class SeenState:
     __slots__ = ("_horizon", "_seen")
 
     def __init__(self, seen: Mapping[Identity, Seen] | None = None,
-                 horizon: Micros | None = None) -> None:
+                 horizon: Instant | None = None) -> None:
         entries = dict(seen or {})
         if horizon is not None and any(s.time < horizon for s in entries.values()):
             raise ValueError("a SeenState holds no event older than its horizon (MS-ING-009)")
@@ -103,14 +103,14 @@ class SeenState:
         self._horizon = horizon
 
     @classmethod
-    def _own(cls, seen: dict[Identity, Seen], horizon: Micros | None) -> SeenState:
+    def _own(cls, seen: dict[Identity, Seen], horizon: Instant | None) -> SeenState:
         state = cls.__new__(cls)
         state._seen = seen
         state._horizon = horizon
         return state
 
     @property
-    def horizon(self) -> Micros | None:
+    def horizon(self) -> Instant | None:
         """Events before this instant are no longer remembered (MS-ING-009, MS-ING-010)."""
         return self._horizon
 
@@ -194,7 +194,7 @@ def _is_digest(text: str) -> bool:
     return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
-def _canonical_instant(text: str, path: str, problems: list[Problem]) -> Micros | None:
+def _canonical_instant(text: str, path: str, problems: list[Problem]) -> Instant | None:
     try:
         instant = parse_timestamp(text, path)
     except MeterspecError as error:
@@ -329,7 +329,7 @@ def ingest(batch: Iterable[EventPayload], state: SeenState = EMPTY) -> IngestRes
                         tuple(rejected), tuple(outcomes), SeenState._own(seen, horizon))
 
 
-def expire(state: SeenState, before: Micros) -> SeenState:
+def expire(state: SeenState, before: Instant) -> SeenState:
     """MS-ING-009: forget identities whose event time is before `before` and raise the horizon
     to it (never lower it). Idempotent; expire(expire(s, a), b) == expire(s, max(a, b))."""
     horizon = before if state.horizon is None else max(state.horizon, before)
@@ -393,7 +393,7 @@ class Corrected(NamedTuple):
 def apply_corrections(log: Iterable[EventPayload]) -> Corrected:
     """MS-ING-013: the effective events of an event log. Identical repeats in the log count
     once; two different payloads for one identity reject the log (MS-ING-019)."""
-    events: dict[Identity, tuple[EventPayload, Micros, str]] = {}
+    events: dict[Identity, tuple[EventPayload, Instant, str]] = {}
     conflicts: list[Problem] = []
     issues: list[Issue] = []
     for event in log:
@@ -410,7 +410,7 @@ def apply_corrections(log: Iterable[EventPayload]) -> Corrected:
             conflicts.append(Conflict(0, key, prior[2], digest).problem("MS-ING-019"))
     if conflicts:
         raise MeterspecError(conflicts)
-    by_target: dict[Identity, list[tuple[EventPayload, Micros]]] = {}
+    by_target: dict[Identity, list[tuple[EventPayload, Instant]]] = {}
     for key, (event, instant, _) in events.items():
         if not is_correction(event):
             continue
@@ -446,7 +446,7 @@ def apply_corrections(log: Iterable[EventPayload]) -> Corrected:
 
 
 def _target_problems(correction: EventPayload,
-                     target: tuple[EventPayload, Micros, str] | None) -> list[Problem]:
+                     target: tuple[EventPayload, Instant, str] | None) -> list[Problem]:
     where = pointer("properties", TARGET)
     if target is None:
         return [Problem("unknown-target", where, f"no event {correction.properties[TARGET]!r} "

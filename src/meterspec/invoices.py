@@ -40,7 +40,7 @@ from meterspec.plans import (
 from meterspec.pricing import rate_checked_plan
 from meterspec.readings import Aggregator, parse_record, reading_parameter
 from meterspec.schema import schema_problems
-from meterspec.timestamps import Micros, format_timestamp, parse_timestamp
+from meterspec.timestamps import Instant, format_timestamp, parse_timestamp
 
 __all__ = ["Invoice", "InvoiceBuilder", "InvoiceLine", "InvoiceRequest", "LineUsage",
            "build_invoices", "invoice_id", "records_digest", "request_problems", "revision"]
@@ -310,7 +310,7 @@ class Schedules:
     def __init__(self, request: InvoiceRequest) -> None:
         self._request = request
         self._bounds: dict[BillingCycle, array[int] | tuple[Problem, ...]] = {}
-        self._unrated: dict[tuple[BillingCycle, str], Micros | None] = {}
+        self._unrated: dict[tuple[BillingCycle, str], Instant | None] = {}
         self.schedule = lru_cache(maxsize=256)(self._schedule)
 
     @cached_property
@@ -332,7 +332,7 @@ class Schedules:
             raise MeterspecError(found)
         return found
 
-    def first_unrated(self, cycle: BillingCycle, plan_id: str) -> Micros | None:
+    def first_unrated(self, cycle: BillingCycle, plan_id: str) -> Instant | None:
         """The first billed period start at which no version of the plan is effective."""
         key = (cycle, plan_id)
         if key not in self._unrated:
@@ -363,11 +363,11 @@ class _Slot:
 
     aggregator: Aggregator
     ids: dict[int, list[str]] = field(default_factory=dict)
-    latest: dict[int, tuple[Micros, list[str]]] = field(default_factory=dict)
+    latest: dict[int, tuple[Instant, list[str]]] = field(default_factory=dict)
 
-    def carried(self, count: int) -> list[tuple[Micros, list[str]] | None]:
+    def carried(self, count: int) -> list[tuple[Instant, list[str]] | None]:
         """Per period, the records at the latest instant before its start."""
-        found: list[tuple[Micros, list[str]] | None] = []
+        found: list[tuple[Instant, list[str]] | None] = []
         for index in range(-1, count - 1):
             found.append(self.latest.get(index, found[-1] if found else None))
         return found

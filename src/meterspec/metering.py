@@ -22,7 +22,7 @@ from meterspec.contracts import (
 from meterspec.errors import MeterspecError, Problem, pointer
 from meterspec.ids import record_id
 from meterspec.quantity import format_quantity, parse_quantity
-from meterspec.timestamps import Micros, format_timestamp, parse_timestamp
+from meterspec.timestamps import Instant, format_timestamp, parse_timestamp
 
 Predicate = Callable[[Mapping[str, str]], bool]
 _IDENTITY_FIELDS = ("id", "workspaceID", "universeID", "type", "subject")
@@ -135,7 +135,7 @@ class Meter:
         types = frozenset(spec.event_types) if spec.event_types is not None else None
         return _Rule(spec.unit, spec.source_property, constant, source, types, matches)
 
-    def measure(self, event: EventPayload) -> tuple[Micros, list[Measured], dict[str, str]]:
+    def measure(self, event: EventPayload) -> tuple[Instant, list[Measured], dict[str, str]]:
         """The event's instant, its measurements and its dimensions; raises MeterspecError
         listing every problem of the event (MS-MET-008), each tagged with the event id."""
         instant, problems = check_event(event)
@@ -199,7 +199,7 @@ class Meter:
         ]
 
 
-def check_event(event: EventPayload) -> tuple[Micros, list[Problem]]:
+def check_event(event: EventPayload) -> tuple[Instant, list[Problem]]:
     """The event's instant and its problems beyond the Struct's types: identity fields are
     non-empty (MS-EVT-002) and time is a real instant (MS-TIME-001)."""
     values = (event.id, event.workspace_id, event.universe_id, event.type, event.subject)

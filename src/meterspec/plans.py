@@ -19,7 +19,7 @@ from meterspec.errors import MeterspecError, Problem, walk
 from meterspec.money import Amount, currency, parse_money, round_money
 from meterspec.quantity import EXACT, ZERO, parse_quantity
 from meterspec.schema import schema_problems
-from meterspec.timestamps import Micros, parse_timestamp
+from meterspec.timestamps import Instant, parse_timestamp
 
 Model = Literal["per-unit", "graduated", "volume", "package", "flat"]
 TIERED: frozenset[str] = frozenset({"graduated", "volume"})
@@ -272,14 +272,14 @@ class PlanVersions:
         self._timelines = {plan_id: _timeline(list(numbers.values()))
                            for plan_id, numbers in by_id.items()}
 
-    def select(self, plan_id: str, at: Micros) -> Plan | None:
+    def select(self, plan_id: str, at: Instant) -> Plan | None:
         """The version of `plan_id` that rates a window starting at `at`, None if none."""
         bounds, chosen = self._timelines.get(plan_id, ([], []))
         index = bisect_right(bounds, at) - 1
         return chosen[index] if index >= 0 else None
 
 
-def _timeline(versions: list[Plan]) -> tuple[list[Micros], list[Plan | None]]:
+def _timeline(versions: list[Plan]) -> tuple[list[Instant], list[Plan | None]]:
     """(bounds, chosen): chosen[i] is effective over [bounds[i], bounds[i + 1]): of the versions
     effective there, the latest effectiveFrom, then the highest version."""
     spans = sorted(((parse_timestamp(p.effective_from),
@@ -287,7 +287,7 @@ def _timeline(versions: list[Plan]) -> tuple[list[Micros], list[Plan | None]]:
                     for i, p in enumerate(versions)), key=lambda span: span[0])
     bounds = sorted({t for start, end, _ in spans for t in (start, end) if t is not None})
     chosen: list[Plan | None] = []
-    started: list[tuple[Micros, int, Micros | None, int]] = []  # a heap, greatest first
+    started: list[tuple[Instant, int, Instant | None, int]] = []  # a heap, greatest first
     taken = 0
     for bound in bounds:
         while taken < len(spans) and spans[taken][0] <= bound:
@@ -300,7 +300,7 @@ def _timeline(versions: list[Plan]) -> tuple[list[Micros], list[Plan | None]]:
     return bounds, chosen
 
 
-def select_plan(versions: Iterable[Plan], plan_id: str, window_start: str | Micros) -> Plan | None:
+def select_plan(versions: Iterable[Plan], plan_id: str, window_start: str | Instant) -> Plan | None:
     """MS-PRC-003: the version of plan `plan_id` that rates a window is the one effective at
     the window's start: of the versions effective then, the one with the latest effectiveFrom,
     then the highest version. A version that starts inside the window applies from the next

@@ -13,7 +13,7 @@ from meterspec.contracts import Window, WindowSize
 from meterspec.errors import MeterspecError, Problem
 from meterspec.ids import digest_id
 from meterspec.quantity import EXACT, ZERO, format_quantity, parse_quantity
-from meterspec.timestamps import Micros, format_timestamp, parse_timestamp
+from meterspec.timestamps import NANOS_PER_SECOND, Instant, format_timestamp, parse_timestamp
 from meterspec.windows import period_boundaries, time_zone
 
 Mode = Literal["HARD", "SOFT", "DISABLED"]
@@ -103,7 +103,7 @@ class Levels(msgspec.Struct, frozen=True):
     warning: Decimal | None
     ceiling: Decimal
     headroom: Decimal | None
-    max_staleness: Micros | None
+    max_staleness: Instant | None
 
 
 # ------------------------------------------------------------------ checks
@@ -148,7 +148,7 @@ def policy_levels(policy: QuotaPolicy, path: str = "") -> Levels:
         raise MeterspecError(problems)
     warning = None if percent is None else _percent_of(limit, percent)
     return Levels(limit, warning, EXACT.add(limit, grace), headroom,
-                  None if staleness is None else staleness * 1_000_000)
+                  None if staleness is None else staleness * NANOS_PER_SECOND)
 
 
 def _quantity(text: str, path: str, problems: list[Problem], *, minimum: Decimal,
@@ -172,7 +172,7 @@ def _percent_of(value: Decimal, percent: Decimal) -> Decimal:
     return EXACT.divide(EXACT.multiply(value, percent), HUNDRED)
 
 
-def period_at(policy: QuotaPolicy, now: Micros, path: str = "/now") -> tuple[Micros, Micros]:
+def period_at(policy: QuotaPolicy, now: Instant, path: str = "/now") -> tuple[Instant, Instant]:
     """MS-QTA-003: the [start, end) of the policy's calendar period that contains `now`."""
     zone = time_zone(policy.period.time_zone)
     bounds = period_boundaries(zone, policy.period.size, now, now + 1)
@@ -245,8 +245,8 @@ class _Inputs(msgspec.Struct, frozen=True):
     levels: Levels
     usage: Decimal
     requested: Decimal
-    now: Micros
-    usage_as_of: Micros | None
+    now: Instant
+    usage_as_of: Instant | None
 
 
 def _inputs(check: QuotaCheck) -> _Inputs:

@@ -14,11 +14,17 @@ from typing import Literal, NamedTuple
 import msgspec
 
 from meterspec.errors import MeterspecError, Problem, order_problems
-from meterspec.timestamps import MAX_MICROS, Micros, format_timestamp, parse_timestamp
+from meterspec.timestamps import (
+    MAX_INSTANT,
+    NANOS_PER_SECOND,
+    Instant,
+    format_timestamp,
+    parse_timestamp,
+)
 
 RateWindow = Literal["second", "minute", "hour"]
-WINDOW_MICROS: dict[str, int] = {"second": 1_000_000, "minute": 60_000_000,
-                                 "hour": 3_600_000_000}
+WINDOW_NANOS: dict[str, int] = {"second": NANOS_PER_SECOND, "minute": 60 * NANOS_PER_SECOND,
+                                "hour": 3600 * NANOS_PER_SECOND}
 MAX_COUNT = 2**53 - 1
 """Limits and costs are integers up to 2^53 - 1, exact in every JSON implementation."""
 
@@ -49,7 +55,7 @@ class RateState(NamedTuple):
     """The in-memory state: (instant, total cost admitted at it), strictly increasing instants,
     every cost at least 1."""
 
-    entries: tuple[tuple[Micros, int], ...] = ()
+    entries: tuple[tuple[Instant, int], ...] = ()
 
     def to_wire(self) -> RateLimitState:
         return RateLimitState([RateLogEntry(format_timestamp(at), cost)
@@ -70,7 +76,7 @@ class RateDecision(NamedTuple):
     decision: Literal["allow", "deny"]
     state: RateState
     retry_after: int | None
-    """Microseconds from `now` until the same request would be admitted if nothing else is;
+    """Nanoseconds from `now` until the same request would be admitted if nothing else is;
     None when admitted, and when it never can be (cost above a limit)."""
     remaining: tuple[int, ...]
     """Per limit, in policy order: what the window still admits after this decision."""
@@ -86,7 +92,7 @@ def policy_problems(policy: RateLimitPolicy) -> list[Problem]:
                                 "MS-RATE-001"))
     seen: set[str] = set()
     for index, limit in enumerate(policy.limits):
-        if limit.window not in WINDOW_MICROS:
+        if limit.window not in WINDOW_NANOS:
             problems.append(Problem("invalid-value", f"/limits/{index}/window",
                                     "second, minute or hour", "MS-RATE-001"))
         elif limit.window in seen:
@@ -103,7 +109,7 @@ def policy_problems(policy: RateLimitPolicy) -> list[Problem]:
 def state_problems(document: RateLimitState) -> list[Problem]:
     """MS-RATE-004: canonical instants, strictly increasing, costs 1..2^53-1."""
     problems: list[Problem] = []
-    instants: list[tuple[str, Micros]] = []
+    instants: list[tuple[str, Instant]] = []
     for index, entry in enumerate(document.log):
         path = f"/log/{index}"
         if isinstance(entry.cost, bool) or not 1 <= entry.cost <= MAX_COUNT:
@@ -141,7 +147,7 @@ def state_value_problems(document: object, reported: set[str]) -> list[Problem]:
 
 # ------------------------------------------------------------------ the state machine
 
-def decide(policy: RateLimitPolicy, state: RateState, now: Micros, cost: int = 1
+def decide(policy: RateLimitPolicy, state: RateState, now: Instant, cost: int = 1
            ) -> RateDecision:
     """MS-RATE-002..007: admit or deny one request of `cost` at `now`."""
     problems = policy_problems(policy)
@@ -156,7 +162,7 @@ def decide(policy: RateLimitPolicy, state: RateState, now: Micros, cost: int = 1
     entries = state.entries
     # MS-RATE-003: the decision instant never goes back behind the log.
     instant = max(now, entries[-1][0]) if entries else now
-    used = [_used(entries, instant, WINDOW_MICROS[limit.window]) for limit in policy.limits]
+    used = [_used(entries, instant, WINDOW_NANOS[limit.window]) for limit in policy.limits]
     fits = all(u + cost <= limit.limit for u, limit in zip(used, policy.limits, strict=True))
     if fits:
         if cost and entries and entries[-1][0] == instant:
@@ -173,36 +179,36 @@ def decide(policy: RateLimitPolicy, state: RateState, now: Micros, cost: int = 1
                         None if retry_at is None else retry_at - now, remaining)
 
 
-def _pruned(policy: RateLimitPolicy, entries: tuple[tuple[Micros, int], ...]) -> RateState:
+def _pruned(policy: RateLimitPolicy, entries: tuple[tuple[Instant, int], ...]) -> RateState:
     """MS-RATE-004: keep the entries within the longest window of the latest logged instant.
     Not of the decision instant: the clamp of MS-RATE-003 only remembers logged instants, so a
     later decision may come at any instant from the latest logged one on, and must still see
     every entry inside its windows."""
     if not entries:
         return EMPTY
-    longest = max(WINDOW_MICROS[limit.window] for limit in policy.limits)
+    longest = max(WINDOW_NANOS[limit.window] for limit in policy.limits)
     horizon = entries[-1][0] - longest
     return RateState(tuple(entry for entry in entries if entry[0] > horizon))
 
 
 _MIN = parse_timestamp("0001-01-01T00:00:00Z")
-_SPAN = MAX_MICROS - _MIN
+_SPAN = MAX_INSTANT - _MIN
 
 
-def _used(entries: Iterable[tuple[Micros, int]], instant: Micros, window: int) -> int:
+def _used(entries: Iterable[tuple[Instant, int]], instant: Instant, window: int) -> int:
     """Costs admitted in (instant - window, instant]."""
     return sum(cost for at, cost in entries if at > instant - window)
 
 
-def _retry_at(policy: RateLimitPolicy, entries: tuple[tuple[Micros, int], ...],
-              instant: Micros, cost: int) -> Micros | None:
+def _retry_at(policy: RateLimitPolicy, entries: tuple[tuple[Instant, int], ...],
+              instant: Instant, cost: int) -> Instant | None:
     """MS-RATE-005: the earliest instant at which the request fits every limit, assuming nothing
     else is admitted; None if it never fits (cost above a limit)."""
     earliest = instant
     for limit in policy.limits:
         if cost > limit.limit:
             return None
-        window = WINDOW_MICROS[limit.window]
+        window = WINDOW_NANOS[limit.window]
         inside = [(at, c) for at, c in entries if at > instant - window]
         excess = sum(c for _, c in inside) + cost - limit.limit
         for at, c in inside:  # oldest first: each leaves the window at at + window

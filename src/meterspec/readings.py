@@ -30,7 +30,7 @@ from meterspec.errors import MeterspecError, Problem
 from meterspec.ids import encode_fields, reading_ids
 from meterspec.overlaps import window_results
 from meterspec.quantity import format_quantity, parse_quantity
-from meterspec.timestamps import Micros, format_timestamp, parse_timestamp
+from meterspec.timestamps import Instant, format_timestamp, parse_timestamp
 from meterspec.windows import request_windows
 
 DEFAULT_SCALE = 6
@@ -92,7 +92,7 @@ class Aggregator:
         subject: str,
         unit: str,
         dimensions: Mapping[str, str],
-        instant: Micros,
+        instant: Instant,
         quantity: Decimal,
     ) -> None:
         """Add one parsed record (MS-AGG-003/004)."""
@@ -196,7 +196,7 @@ _RECORD_IDENTITY = (("id", "id"), ("workspaceID", "workspace_id"),
                     ("sourceEventID", "source_event_id"))
 
 
-def parse_record(record: MeterRecord, path: str = "") -> tuple[Micros, Decimal]:
+def parse_record(record: MeterRecord, path: str = "") -> tuple[Instant, Decimal]:
     """A record's instant and quantity, or MeterspecError with every problem in it: what the
     Struct's types cannot say (non-empty identifiers, real timestamps, quantity grammar)."""
     problems = [Problem("empty-string", f"{path}/{wire}", f"{wire} must not be empty",

@@ -19,7 +19,7 @@ from meterspec.contracts import Measurement, MeterRecord
 from meterspec.errors import MeterspecError
 from meterspec.ids import encode_fields
 from meterspec.quantity import format_quantity
-from meterspec.timestamps import Micros, format_timestamp
+from meterspec.timestamps import Instant, format_timestamp
 
 # Sorted object members: {"a":..,"b":..} and {"b":..,"a":..} are one JSON value.
 _content_encoder = msgspec.json.Encoder(order="deterministic")
@@ -40,7 +40,7 @@ def identity_key(record: MeterRecord) -> int:
     return int.from_bytes(blake2b(fields, digest_size=16).digest(), "big")
 
 
-def content_digest(record: MeterRecord, instant: Micros, quantity: Decimal) -> int:
+def content_digest(record: MeterRecord, instant: Instant, quantity: Decimal) -> int:
     """64-bit digest of everything but meteredAt, which a retry may change; the time and the
     quantity by value (their canonical forms), so `"1.0"` repeats `"1"` and `+01:00` repeats
     the same instant in `Z`."""
@@ -62,7 +62,7 @@ class RecordDeduplicator:
     def __len__(self) -> int:
         return len(self._seen)
 
-    def add(self, record: MeterRecord, instant: Micros, quantity: Decimal
+    def add(self, record: MeterRecord, instant: Instant, quantity: Decimal
             ) -> Literal["new", "duplicate"]:
         """"new" the first time an identity is seen (count the record), "duplicate" for an
         identical repeat (drop it); MeterspecError `record-conflict` for a repeat with other

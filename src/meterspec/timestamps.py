@@ -1,7 +1,9 @@
-"""RFC 3339 timestamps as integer microseconds since the Unix epoch, UTC (MS-TIME).
+"""RFC 3339 timestamps as integer nanoseconds since the Unix epoch, UTC (MS-TIME).
 
-Finer input is truncated toward the past, never rounded: rounding could move an event across
-a window boundary, truncation cannot (a boundary is itself a whole microsecond).
+Nanoseconds are carried exactly and never truncated or rounded (MS-TIME-003): either could
+reorder two events or move one across a window boundary. Digits finer than a nanosecond must
+be zero. Python's datetime holds only microseconds, so calendar arithmetic here works on whole
+seconds and keeps the nanoseconds beside them.
 """
 
 from __future__ import annotations
@@ -12,29 +14,37 @@ from functools import lru_cache
 
 from meterspec.errors import MeterspecError
 
-Micros = int
+Instant = int
+"""Nanoseconds since 1970-01-01T00:00:00Z (negative before it), the reference type of
+MS-TIME-003."""
+
+NANOS_PER_SECOND = 1_000_000_000
+NANOS_PER_DAY = 86_400 * NANOS_PER_SECOND
+MAX_TEXT_LENGTH = 64
 
 _RFC3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}"
-    r"(?:\.([0-9]{1,9}))?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+    r"(?:\.([0-9]{1,9})(0*))?([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MIN_MICROS = (date(1, 1, 1).toordinal() - _EPOCH_ORDINAL) * 86_400_000_000
-MAX_MICROS = (date(9999, 12, 31).toordinal() + 1 - _EPOCH_ORDINAL) * 86_400_000_000 - 1
+MIN_INSTANT = (date(1, 1, 1).toordinal() - _EPOCH_ORDINAL) * NANOS_PER_DAY
+MAX_INSTANT = (date(9999, 12, 31).toordinal() + 1 - _EPOCH_ORDINAL) * NANOS_PER_DAY - 1
 
 
-def parse_timestamp(text: object, path: str = "") -> Micros:
-    """Parse an RFC 3339 date-time with offset into UTC microseconds (MS-TIME-001..003)."""
+def parse_timestamp(text: object, path: str = "") -> Instant:
+    """Parse an RFC 3339 date-time with offset into UTC nanoseconds (MS-TIME-001..003)."""
     if not isinstance(text, str):
         raise MeterspecError.single(
             "wrong-type", path, "a timestamp must be a JSON string", "MS-TIME-001")
-    match = _RFC3339.fullmatch(text)
+    match = _RFC3339.fullmatch(text) if len(text) <= MAX_TEXT_LENGTH else None
     if match is None:
         raise MeterspecError.single(
             "invalid-timestamp", path,
-            f"{text[:64]!r} is not an RFC 3339 date-time with a UTC offset", "MS-TIME-001")
-    fraction, offset = match.groups()
+            f"{text[:64]!r} is not an RFC 3339 date-time with a UTC offset, at most "
+            f"{MAX_TEXT_LENGTH} characters, no non-zero digit finer than a nanosecond",
+            "MS-TIME-001")
+    fraction, _, offset = match.groups()
     days = _epoch_day(text[:10])
     hour, minute, second = int(text[11:13]), int(text[14:16]), int(text[17:19])
     offset_seconds = 0
@@ -47,39 +57,55 @@ def parse_timestamp(text: object, path: str = "") -> Micros:
         raise MeterspecError.single(
             "invalid-timestamp", path, f"{text!r} names no instant (field out of range; "
             "leap seconds are not accepted)", "MS-TIME-001")
+    if days is _YEAR_ZERO:
+        raise _out_of_range(path)
     seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_seconds
-    micros = seconds * 1_000_000 + (int((fraction + "00000")[:6]) if fraction else 0)
-    if not MIN_MICROS <= micros <= MAX_MICROS:
-        raise MeterspecError.single(
-            "timestamp-out-of-range", path,
-            "timestamps must lie in years 0001..9999 UTC", "MS-TIME-001")
-    return micros
+    nanos = seconds * NANOS_PER_SECOND + (int(fraction.ljust(9, "0")) if fraction else 0)
+    if not MIN_INSTANT <= nanos <= MAX_INSTANT:
+        raise _out_of_range(path)
+    return nanos
+
+
+def _out_of_range(path: str) -> MeterspecError:
+    return MeterspecError.single(
+        "timestamp-out-of-range", path,
+        "timestamps must lie in years 0001..9999, as local and as UTC dates", "MS-TIME-001")
+
+
+_YEAR_ZERO = -(10**9)  # a real date of year 0000: out of range, not invalid (MS-TIME-001)
 
 
 @lru_cache(maxsize=4096)
 def _epoch_day(text: str) -> int | None:
-    """Days since 1970-01-01 of a YYYY-MM-DD date, None if no such date (cached: events of a
-    batch share few dates)."""
+    """Days since 1970-01-01 of a YYYY-MM-DD date, None if no such date, _YEAR_ZERO for a
+    real date of year 0000 (a leap year of the proleptic Gregorian calendar, as 2000 is).
+    Cached: events of a batch share few dates."""
+    year, month, day = int(text[:4]), int(text[5:7]), int(text[8:10])
     try:
-        return date(int(text[:4]), int(text[5:7]), int(text[8:10])).toordinal() - _EPOCH_ORDINAL
+        days = date(year or 2000, month, day).toordinal() - _EPOCH_ORDINAL
     except ValueError:
         return None
+    return _YEAR_ZERO if year == 0 else days
 
 
-def format_timestamp(micros: Micros) -> str:
-    """Canonical form (MS-TIME-004): UTC, 'Z', fraction only when non-zero, no trailing zeros."""
-    moment = _EPOCH + timedelta(microseconds=micros)
+def format_timestamp(instant: Instant) -> str:
+    """Canonical form (MS-TIME-004): UTC, 'Z', a fraction only when non-zero: its nine
+    nanosecond digits without trailing zeros."""
+    seconds, nanos = divmod(instant, NANOS_PER_SECOND)
+    moment = _EPOCH + timedelta(seconds=seconds)
     text = (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
             f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}")
-    if moment.microsecond:
-        text += "." + f"{moment.microsecond:06d}".rstrip("0")
+    if nanos:
+        text += "." + f"{nanos:09d}".rstrip("0")
     return text + "Z"
 
 
-def to_datetime(micros: Micros) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
+def to_datetime(instant: Instant) -> datetime:
+    """The instant as an aware UTC datetime, floored to the microsecond (datetime holds no
+    finer): for calendar questions, whose answers change only on whole seconds."""
+    return _EPOCH + timedelta(microseconds=instant // 1000)
 
 
-def from_datetime(moment: datetime) -> Micros:
+def from_datetime(moment: datetime) -> Instant:
     delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1000

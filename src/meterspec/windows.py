@@ -1,4 +1,4 @@
-"""Aggregation windows (MS-WIN): half-open [start, end) in UTC microseconds, either listed
+"""Aggregation windows (MS-WIN): half-open [start, end) in UTC nanoseconds, either listed
 explicitly or tumbling calendar periods in an IANA time zone."""
 
 from __future__ import annotations
@@ -13,11 +13,18 @@ from zoneinfo import ZoneInfo
 
 from meterspec.contracts import AggregationRequest, Tumbling
 from meterspec.errors import MeterspecError, Problem
-from meterspec.timestamps import MIN_MICROS, Micros, from_datetime, parse_timestamp, to_datetime
+from meterspec.timestamps import (
+    MIN_INSTANT,
+    NANOS_PER_SECOND,
+    Instant,
+    from_datetime,
+    parse_timestamp,
+    to_datetime,
+)
 
 MAX_WINDOWS = 100_000
 _ZONE_PART = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*")
-Span = tuple[Micros, Micros]
+Span = tuple[Instant, Instant]
 
 
 class Windows:
@@ -40,7 +47,7 @@ class Windows:
         self.disjoint = all(last - first == 1 for first, last in self.ranges)
         self.start, self.end = self.bounds[0], self.bounds[-1]
 
-    def segment(self, instant: Micros) -> int | None:
+    def segment(self, instant: Instant) -> int | None:
         """The segment holding `instant`, None when no window contains it (MS-WIN-001)."""
         index = bisect_right(self.bounds, instant) - 1
         return index if 0 <= index < len(self._covered) and self._covered[index] else None
@@ -84,7 +91,7 @@ def tumbling_spans(tumbling: Tumbling) -> list[Span]:
     """MS-WIN-003: consecutive calendar periods in the zone, from start to end; both bounds must
     be period boundaries in that zone. Reports every problem at once."""
     problems: list[Problem] = []
-    bounds: list[Micros] = []
+    bounds: list[Instant] = []
     for name in ("start", "end"):
         try:
             bounds.append(parse_timestamp(getattr(tumbling, name), f"/tumbling/{name}"))
@@ -145,20 +152,20 @@ def _too_many(path: str) -> MeterspecError:
                                  "MS-WIN-004")
 
 
-def period_boundaries(zone: ZoneInfo, size: str, start: Micros, end: Micros) -> list[Micros]:
+def period_boundaries(zone: ZoneInfo, size: str, start: Instant, end: Instant) -> list[Instant]:
     """Sorted period starts from the last one at or before `start` to the first at or after
     `end` (fewer if the calendar ends first). A period's repeated occurrence can come after a
     later period's first one (fall back), so instants are collected, then sorted."""
     # A repeated wall-clock minute or hour lies up to a DST shift (at most 2 hours anywhere)
     # before the start's own wall time, so minute and hour periods begin 3 hours earlier.
-    lead = 3 * 3_600_000_000 if size in ("minute", "hour") else 0
+    lead = 3 * 3600 * NANOS_PER_SECOND if size in ("minute", "hour") else 0
     try:
-        moment = to_datetime(max(start - lead, MIN_MICROS))
+        moment = to_datetime(max(start - lead, MIN_INSTANT))
         local = moment.astimezone(zone).replace(tzinfo=None)
     except OverflowError:
         return []
     period: datetime | None = _floor(local, size)
-    found: set[Micros] = set()
+    found: set[Instant] = set()
     inside = 0
     while period is not None:
         instants = _instants(zone, period, size in ("minute", "hour"))
@@ -183,7 +190,7 @@ def _floor(local: datetime, size: str) -> datetime:
     return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-def _instants(zone: ZoneInfo, wall: datetime, repeat: bool) -> list[Micros]:
+def _instants(zone: ZoneInfo, wall: datetime, repeat: bool) -> list[Instant]:
     """Instants at which the zone's clock shows `wall`. A skipped wall time yields the instant
     the clock jumps past it (day and month) or nothing (minute and hour); a repeated one
     yields its first occurrence, and for minute and hour also its second. Instants outside
@@ -200,7 +207,7 @@ def _instants(zone: ZoneInfo, wall: datetime, repeat: bool) -> list[Micros]:
     return [from_datetime(first)]
 
 
-def wall_start(zone: ZoneInfo, wall: datetime) -> Micros | None:
+def wall_start(zone: ZoneInfo, wall: datetime) -> Instant | None:
     """The instant a period whose first moment is `wall` (naive, on the zone's clock) starts:
     when the clock first shows it, or when the clock jumps past it (MS-WIN-003). None
     outside the supported years."""

@@ -69,7 +69,7 @@ from meterspec.errors import MeterspecError
 from meterspec.metering import Meter
 from meterspec.quantity import EXACT, ZERO
 from meterspec.readings import Aggregator
-from meterspec.timestamps import Micros
+from meterspec.timestamps import Instant
 
 Install = Callable[[], None]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -112,7 +112,7 @@ def _twa_half_up() -> None:
 def _window_end_inclusive() -> None:
     original = windows.Windows.__init__
 
-    def init(self: windows.Windows, spans: list[tuple[Micros, Micros]]) -> None:
+    def init(self: windows.Windows, spans: list[tuple[Instant, Instant]]) -> None:
         original(self, [(start, end + 1) for start, end in spans])  # [start, end] in µs
         self.spans = sorted(set(spans))  # the readings still name the windows as given
     windows.Windows.__init__ = init  # type: ignore[method-assign]
@@ -121,7 +121,7 @@ def _window_end_inclusive() -> None:
 @fault("latest-last-seen", "latest breaks ties at one instant by input order, last seen wins, "
        "instead of the greatest quantity (MS-AGG-009)")
 def _latest_last_seen() -> None:
-    def add(self: Latest, instant: Micros, quantity: Decimal,
+    def add(self: Latest, instant: Instant, quantity: Decimal,
             dimensions: Mapping[str, str]) -> None:
         if self.point is None or instant >= self.point[0]:
             self.point = (instant, quantity)
@@ -131,7 +131,7 @@ def _latest_last_seen() -> None:
 
 @fault("float-sum", "sum adds binary floats and prints the float (MS-QTY-003, MS-AGG-006)")
 def _float_sum() -> None:
-    def add(self: Sum, instant: Micros, quantity: Decimal,
+    def add(self: Sum, instant: Instant, quantity: Decimal,
             dimensions: Mapping[str, str]) -> None:
         self.total = Decimal(repr(float(self.total) + float(quantity)))
         self.count += 1
@@ -143,7 +143,7 @@ def _float_sum() -> None:
 def _twa_no_carry_in() -> None:
     divide = aggregations._divide_half_even
 
-    def results(self: TimeWeightedAverage, spans: list[tuple[Micros, Micros]],
+    def results(self: TimeWeightedAverage, spans: list[tuple[Instant, Instant]],
                 scale: int) -> Iterator[tuple[Decimal, int]]:
         times = sorted(self.points)
         for start, end in spans:
@@ -167,7 +167,7 @@ def _merge_tenant_axis(axis: int) -> None:
     first_seen: dict[tuple[object, ...], tuple[str, str]] = {}
 
     def add(self: Aggregator, workspace: str, universe: str, subject: str, unit: str,
-            dimensions: Mapping[str, str], instant: Micros, quantity: Decimal) -> None:
+            dimensions: Mapping[str, str], instant: Instant, quantity: Decimal) -> None:
         kept = universe if axis == 0 else workspace
         key = (id(self), kept, subject, unit, *(dimensions.get(n) for n in self.group_by))
         workspace, universe = first_seen.setdefault(key, (workspace, universe))
@@ -200,13 +200,13 @@ def _empty_window_omitted() -> None:
 @fault("min-max-lexicographic", "min and max compare quantity strings, so '10' < '9' "
        "(MS-AGG-008)")
 def _min_max_lexicographic() -> None:
-    def minimum(self: Min, instant: Micros, quantity: Decimal,
+    def minimum(self: Min, instant: Instant, quantity: Decimal,
             dimensions: Mapping[str, str]) -> None:
         if self.value is None or str(quantity) < str(self.value):
             self.value = quantity
         self.count += 1
 
-    def maximum(self: Max, instant: Micros, quantity: Decimal,
+    def maximum(self: Max, instant: Instant, quantity: Decimal,
             dimensions: Mapping[str, str]) -> None:
         if self.value is None or str(quantity) > str(self.value):
             self.value = quantity
@@ -221,7 +221,7 @@ def _group_missing_as_empty() -> None:
     original = Aggregator.add
 
     def add(self: Aggregator, workspace: str, universe: str, subject: str, unit: str,
-            dimensions: Mapping[str, str], instant: Micros, quantity: Decimal) -> None:
+            dimensions: Mapping[str, str], instant: Instant, quantity: Decimal) -> None:
         filled = {**{name: "" for name in self.group_by}, **dimensions}
         original(self, workspace, universe, subject, unit, filled, instant, quantity)
     Aggregator.add = add  # type: ignore[method-assign]
@@ -231,9 +231,9 @@ def _group_missing_as_empty() -> None:
        "saving time (MS-WIN-003)")
 def _fixed_length_days() -> None:
     original = windows.tumbling_spans
-    day = 86_400_000_000
+    day = 86_400_000_000_000  # nanoseconds
 
-    def tumbling_spans(tumbling: Any) -> list[tuple[Micros, Micros]]:
+    def tumbling_spans(tumbling: Any) -> list[tuple[Instant, Instant]]:
         spans = original(tumbling)
         if tumbling.size != "day":
             return spans
@@ -245,7 +245,7 @@ def _fixed_length_days() -> None:
 @fault("twa-tie-last-seen", "time-weighted-avg keeps the last-seen of two records at one instant "
        "instead of the greatest quantity (MS-AGG-011)")
 def _twa_tie_last_seen() -> None:
-    def add(self: TimeWeightedAverage, instant: Micros, quantity: Decimal) -> None:
+    def add(self: TimeWeightedAverage, instant: Instant, quantity: Decimal) -> None:
         if instant < self.range_start:
             if self.before is None or instant >= self.before[0]:
                 self.before = (instant, quantity)
@@ -260,7 +260,7 @@ def _twa_tie_last_seen() -> None:
 def _twa_covered_span() -> None:
     original = TimeWeightedAverage.results
 
-    def results(self: TimeWeightedAverage, spans: list[tuple[Micros, Micros]],
+    def results(self: TimeWeightedAverage, spans: list[tuple[Instant, Instant]],
                 scale: int) -> Iterator[tuple[Decimal, int]]:
         times = sorted(self.points)
         for start, end in spans:
@@ -294,7 +294,7 @@ def _empty_sum_null() -> None:
 @fault("unique-count-counts-missing", "unique-count counts records without the dimension as one "
        "more distinct value (MS-AGG-016)")
 def _unique_count_counts_missing() -> None:
-    def add(self: UniqueCount, instant: Micros, quantity: Decimal,
+    def add(self: UniqueCount, instant: Instant, quantity: Decimal,
             dimensions: Mapping[str, str]) -> None:
         self.values.add(dimensions.get(self.dimension, "\x00missing"))
         self.count += 1
@@ -332,7 +332,7 @@ def _readings_in_input_order() -> None:
         init(self, request)
 
     def remember(self: Aggregator, workspace: str, universe: str, subject: str, unit: str,
-                 dimensions: Mapping[str, str], instant: Micros, quantity: Decimal) -> None:
+                 dimensions: Mapping[str, str], instant: Instant, quantity: Decimal) -> None:
         key = (workspace, universe, subject, unit,
                tuple(dimensions.get(name) for name in self.group_by))
         first_seen.setdefault(key, len(first_seen))
@@ -369,9 +369,9 @@ def _reading_id_no_group() -> None:
 @fault("fixed-length-months", "tumbling months are 30 days from the start (MS-WIN-003)")
 def _fixed_length_months() -> None:
     original = windows.tumbling_spans
-    month = 30 * 86_400_000_000
+    month = 30 * 86_400_000_000_000  # nanoseconds
 
-    def tumbling_spans(tumbling: Any) -> list[tuple[Micros, Micros]]:
+    def tumbling_spans(tumbling: Any) -> list[tuple[Instant, Instant]]:
         spans = original(tumbling)
         if tumbling.size != "month":
             return spans
@@ -380,7 +380,7 @@ def _fixed_length_months() -> None:
     replace_everywhere(original, tumbling_spans)
 
 
-def _lenient_windows(accept: Callable[[list[tuple[Micros, Micros]]], bool]) -> None:
+def _lenient_windows(accept: Callable[[list[tuple[Instant, Instant]]], bool]) -> None:
     """Explicit windows the reference rejects are accepted when `accept` says so."""
     original = windows.request_windows
 
@@ -499,26 +499,20 @@ def _negative_rejected() -> None:
 def _millisecond_precision() -> None:
     original = timestamps.parse_timestamp
 
-    def parse_timestamp(text: object, path: str = "") -> Micros:
-        micros = original(text, path)
-        return micros - micros % 1000
+    def parse_timestamp(text: object, path: str = "") -> Instant:
+        nanos = original(text, path)
+        return nanos - nanos % 1_000_000
     replace_everywhere(original, parse_timestamp)
 
 
-_FRACTION = re.compile(r"\.([0-9]{7,9})(?=[Zz+-])")
-
-
-@fault("timestamp-rounded", "timestamps finer than a microsecond are rounded, not truncated "
-       "(MS-TIME-003)")
-def _timestamp_rounded() -> None:
+@fault("microsecond-truncation", "timestamps are truncated to the microsecond toward the "
+       "past, as version 1.0 said (MS-TIME-003 now carries nanoseconds)")
+def _microsecond_truncation() -> None:
     original = timestamps.parse_timestamp
 
-    def parse_timestamp(text: object, path: str = "") -> Micros:
-        micros = original(text, path)
-        match = _FRACTION.search(text) if isinstance(text, str) else None
-        if match is not None and match.group(1)[6] >= "5":
-            micros += 1
-        return micros
+    def parse_timestamp(text: object, path: str = "") -> Instant:
+        nanos = original(text, path)
+        return nanos - nanos % 1000
     replace_everywhere(original, parse_timestamp)
 
 
@@ -530,7 +524,7 @@ _OFFSET = re.compile(r"[+-][0-9]{2}:[0-9]{2}$")
 def _offset_ignored() -> None:
     original = timestamps.parse_timestamp
 
-    def parse_timestamp(text: object, path: str = "") -> Micros:
+    def parse_timestamp(text: object, path: str = "") -> Instant:
         micros = original(text, path)  # still reject what is invalid with its offset
         if isinstance(text, str) and _OFFSET.search(text):
             return original(_OFFSET.sub("Z", text), path)
@@ -547,7 +541,7 @@ _FIELDS = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2})
 def _calendar_rollover() -> None:
     original = timestamps.parse_timestamp
 
-    def parse_timestamp(text: object, path: str = "") -> Micros:
+    def parse_timestamp(text: object, path: str = "") -> Instant:
         try:
             return original(text, path)
         except MeterspecError as error:
@@ -563,7 +557,7 @@ def _calendar_rollover() -> None:
             if offset not in ("Z", "z"):
                 sign = -1 if offset[0] == "-" else 1
                 seconds -= sign * (int(offset[1:3]) * 3600 + int(offset[4:6]) * 60)
-            return seconds * 1_000_000 + (int((fraction + "00000")[:6]) if fraction else 0)
+            return seconds * 1_000_000_000 + (int(fraction.ljust(9, "0")[:9]) if fraction else 0)
     replace_everywhere(original, parse_timestamp)
 
 
@@ -848,7 +842,7 @@ def _total_rounded_again() -> None:
        "highest version number wins, whatever their effectiveFrom (MS-PRC-003)")
 def _version_highest_number() -> None:
     def select_plan(versions: Iterable[plans.Plan], plan_id: str,
-                    window_start: str | Micros) -> plans.Plan | None:
+                    window_start: str | Instant) -> plans.Plan | None:
         at = (timestamps.parse_timestamp(window_start) if isinstance(window_start, str)
               else window_start)
         effective = [p for p in versions if p.id == plan_id
@@ -864,7 +858,7 @@ def _version_highest_number() -> None:
 def _effective_to_inclusive() -> None:
     original = plans._timeline
 
-    def timeline(versions: list[plans.Plan]) -> tuple[list[Micros], list[plans.Plan | None]]:
+    def timeline(versions: list[plans.Plan]) -> tuple[list[Instant], list[plans.Plan | None]]:
         # Effective over [from, to] in microseconds: [from, to + 1 µs).
         later = [p if p.effective_to is None else msgspec.structs.replace(
             p, effective_to=timestamps.format_timestamp(
@@ -965,7 +959,7 @@ def _horizon_checked_first() -> None:
 def _digest_raw_time() -> None:
     original = ingestion.digest_fields
 
-    def digest_fields(event: EventPayload, instant: Micros) -> list[str]:
+    def digest_fields(event: EventPayload, instant: Instant) -> list[str]:
         fields = original(event, instant)
         fields[6] = event.time
         return fields
@@ -975,7 +969,7 @@ def _digest_raw_time() -> None:
 @fault("expire-lowers-horizon", "expiring sets the horizon to the given instant even when the "
        "state's horizon is later (MS-ING-009)")
 def _expire_lowers_horizon() -> None:
-    def expire(state: ingestion.SeenState, before: Micros) -> ingestion.SeenState:
+    def expire(state: ingestion.SeenState, before: Instant) -> ingestion.SeenState:
         kept = {key: value for key, value in state.items() if value.time >= before}
         return ingestion.SeenState(kept, before)
     ingestion.expire = expire
@@ -1061,8 +1055,8 @@ def _quota_limit_exclusive() -> None:
 def _quota_period_utc() -> None:
     original = quotas.period_at
 
-    def period_at(policy: quotas.QuotaPolicy, now: Micros,
-                  path: str = "/now") -> tuple[Micros, Micros]:
+    def period_at(policy: quotas.QuotaPolicy, now: Instant,
+                  path: str = "/now") -> tuple[Instant, Instant]:
         utc = msgspec.structs.replace(policy, period=quotas.QuotaPeriod(policy.period.size))
         return original(utc, now, path)
     quotas.period_at = period_at
@@ -1121,11 +1115,11 @@ def _warning_every_time() -> None:
 # --- rate limits ------------------------------------------------------------------------------
 
 def _wrap_rate_limit(change: Callable[[ratelimit.RateDecision, ratelimit.RateLimitPolicy,
-                                       ratelimit.RateState, Micros, int],
+                                       ratelimit.RateState, Instant, int],
                                       ratelimit.RateDecision]) -> None:
     original = ratelimit.decide
 
-    def decide(policy: ratelimit.RateLimitPolicy, state: ratelimit.RateState, now: Micros,
+    def decide(policy: ratelimit.RateLimitPolicy, state: ratelimit.RateState, now: Instant,
                cost: int = 1) -> ratelimit.RateDecision:
         return change(original(policy, state, now, cost), policy, state, now, cost)
     ratelimit.decide = decide
@@ -1142,10 +1136,10 @@ def _retry_after_off_by_one() -> None:
        "length, so callers retry what can never pass (MS-RATE-007)")
 def _too_costly_retry() -> None:
     def change(d: ratelimit.RateDecision, policy: ratelimit.RateLimitPolicy,
-               state: ratelimit.RateState, now: Micros, cost: int) -> ratelimit.RateDecision:
+               state: ratelimit.RateState, now: Instant, cost: int) -> ratelimit.RateDecision:
         if d.decision == "allow" or d.retry_after is not None:
             return d
-        return d._replace(retry_after=max(ratelimit.WINDOW_MICROS[limit.window]
+        return d._replace(retry_after=max(ratelimit.WINDOW_NANOS[limit.window]
                                           for limit in policy.limits))
     _wrap_rate_limit(change)
 
@@ -1153,7 +1147,7 @@ def _too_costly_retry() -> None:
 @fault("window-start-inclusive", "the sliding window is [t - w, t]: an entry exactly one "
        "window old still counts (MS-RATE-002)")
 def _window_start_inclusive() -> None:
-    def used(entries: Iterable[tuple[Micros, int]], instant: Micros, window: int) -> int:
+    def used(entries: Iterable[tuple[Instant, int]], instant: Instant, window: int) -> int:
         return sum(cost for at, cost in entries if at >= instant - window)
     ratelimit._used = used
 
@@ -1164,7 +1158,7 @@ def _window_start_inclusive() -> None:
 def _log_ahead_ignored() -> None:
     original = ratelimit.decide
 
-    def decide(policy: ratelimit.RateLimitPolicy, state: ratelimit.RateState, now: Micros,
+    def decide(policy: ratelimit.RateLimitPolicy, state: ratelimit.RateState, now: Instant,
                cost: int = 1) -> ratelimit.RateDecision:
         visible = ratelimit.RateState(tuple(e for e in state.entries if e[0] <= now))
         return original(policy, visible, now, cost)
@@ -1175,10 +1169,10 @@ def _log_ahead_ignored() -> None:
        "denial forgets entries that a host with a slower clock still needs (MS-RATE-004)")
 def _prune_relative_to_now() -> None:
     def change(d: ratelimit.RateDecision, policy: ratelimit.RateLimitPolicy,
-               state: ratelimit.RateState, now: Micros, cost: int) -> ratelimit.RateDecision:
+               state: ratelimit.RateState, now: Instant, cost: int) -> ratelimit.RateDecision:
         entries = d.state.entries
         instant = max(now, entries[-1][0]) if entries else now
-        longest = max(ratelimit.WINDOW_MICROS[limit.window] for limit in policy.limits)
+        longest = max(ratelimit.WINDOW_NANOS[limit.window] for limit in policy.limits)
         return d._replace(state=ratelimit.RateState(
             tuple(e for e in entries if e[0] > instant - longest)))
     _wrap_rate_limit(change)
@@ -1190,7 +1184,7 @@ def _replace_start(day_of: Callable[[date, int, int, int], int | None],
                    zone_of: Callable[[billing_periods.BillingCycle], str] | None = None) -> None:
     """Period starts with the day of the month `day_of(anchor, n, year, month)` chooses (None:
     spill past the month's end), in the cycle's zone or `zone_of`'s."""
-    def start(cycle: billing_periods.BillingCycle, first: date, n: int) -> Micros | None:
+    def start(cycle: billing_periods.BillingCycle, first: date, n: int) -> Instant | None:
         months = first.year * 12 + first.month - 1 + n * cycle.interval_months
         year, month = divmod(months, 12)
         if not 1 <= year <= 9999:
@@ -1237,9 +1231,9 @@ def _billing_midnight_utc() -> None:
        "transition (fold=1): a skipped midnight maps to the hour before the jump, a repeated "
        "one to its second occurrence (MS-BIL-003)")
 def _midnight_later_offset() -> None:
-    def wall_start(zone: ZoneInfo, wall: datetime) -> Micros | None:
+    def wall_start(zone: ZoneInfo, wall: datetime) -> Instant | None:
         moment = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
-        return (moment - EPOCH) // timedelta(microseconds=1)
+        return (moment - EPOCH) // timedelta(microseconds=1) * 1000
     billing_periods.wall_start = wall_start  # type: ignore[attr-defined]
 
 

@@ -45,7 +45,7 @@ from meterspec.metering import check_event
 from meterspec.quantity import parse_quantity
 from meterspec.readings import parse_record
 from meterspec.schema import schema_problems
-from meterspec.timestamps import Micros, format_timestamp, parse_timestamp
+from meterspec.timestamps import Instant, format_timestamp, parse_timestamp
 from meterspec.windows import time_zone
 
 T = TypeVar("T")
@@ -213,7 +213,7 @@ def ingest(case_input: dict[str, Any]) -> Answer:
     problems: list[Problem] = []
     wire = _document("ingestion-state", _member(case_input, "state", problems),
                      ingestion.IngestionState, "/state", problems)
-    before: Micros | None = None
+    before: Instant | None = None
     if "expireBefore" in case_input:
         before = _collect(lambda: parse_timestamp(case_input["expireBefore"], "/expireBefore"),
                           problems)
