@@ -261,9 +261,20 @@ def test_exponent_just_below_ten_to_the_eighteen_is_out_of_range() -> None:
         assert info.value.code == "quantity-out-of-range"
 
 
-@pytest.mark.parametrize("text", ["0e-99999999999999999999", "-0e1000000000000000000"])
-def test_zero_with_a_huge_exponent_is_zero(text: str) -> None:
-    assert canonical(text) == "0"
+@pytest.mark.parametrize("text", ["0e-99999999999999999999", "-0e1000000000000000000",
+                                  "0e99999", "1e00001", "1.5e+00002"])
+def test_an_exponent_of_more_than_four_digits_is_out_of_range(text: str) -> None:
+    """MS-QTY-002 (1.1): even for a zero coefficient, and leading zeros count, so every
+    implementation reads the exponent into a machine integer first."""
+    with pytest.raises(MeterspecError) as info:
+        parse_quantity(text)
+    assert info.value.code == "quantity-out-of-range"
+
+
+@pytest.mark.parametrize(("text", "expected"), [("0e9999", "0"), ("1e0002", "100"),
+                                                ("-25e-0001", "-2.5"), ("1e+29", "1" + "0" * 29)])
+def test_an_exponent_of_four_digits_is_read(text: str, expected: str) -> None:
+    assert canonical(text) == expected
 
 
 @pytest.mark.parametrize("text", ["1e1000000000000000000", "-1e-9999999999999999999",

@@ -16,6 +16,7 @@ from meterspec.errors import MeterspecError
 MAX_TEXT_LENGTH = 64
 MAX_INTEGER_DIGITS = 30
 MAX_FRACTION_DIGITS = 20
+MAX_EXPONENT_DIGITS = 4  # MS-QTY-002: read into a machine integer before anything is computed
 
 # MS-QTY-001: optional minus, digits, optional fraction, optional exponent. Nothing else.
 _GRAMMAR = re.compile(r"-?([0-9]+)(?:\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?")
@@ -66,9 +67,10 @@ def parse_bounded(text: object, path: str, bounds: Bounds) -> Decimal:
         raise MeterspecError.single(
             bounds.invalid_code, path, f"{text[:64]!r} is not a decimal {bounds.noun}",
             bounds.grammar_requirement)
-    if len(text) > bounds.text_length:  # before any conversion whose cost grows with it
-        raise _out_of_range(path, bounds)
     integer, fraction, exponent_text = match.groups()
+    if len(text) > bounds.text_length or len((exponent_text or "").lstrip("+-")) > \
+            MAX_EXPONENT_DIGITS:  # before any conversion whose cost grows with the text
+        raise _out_of_range(path, bounds)
     coefficient = (integer + (fraction or "")).lstrip("0")
     significant = coefficient.rstrip("0")
     exponent = int(exponent_text or 0) - len(fraction or "") + len(coefficient) - len(significant)
@@ -82,8 +84,9 @@ def parse_bounded(text: object, path: str, bounds: Bounds) -> Decimal:
 def _out_of_range(path: str, bounds: Bounds) -> MeterspecError:
     return MeterspecError.single(
         bounds.out_of_range_code, path,
-        f"a {bounds.noun} has at most {bounds.text_length} characters, "
-        f"{bounds.integer_digits} integer and {bounds.fraction_digits} fraction digits",
+        f"a {bounds.noun} has at most {bounds.text_length} characters, an exponent of at most "
+        f"{MAX_EXPONENT_DIGITS} digits, {bounds.integer_digits} integer and "
+        f"{bounds.fraction_digits} fraction digits",
         bounds.bounds_requirement)
 
 
