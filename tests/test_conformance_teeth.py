@@ -65,6 +65,8 @@ FAULTS: dict[str, Fault] = {
     "twa-covered-span": Fault(("aggregation",), catchers=("agg-group-014", "twa-003", "twa-010")),
     "twa-scale-ignored": Fault(("aggregation",), catchers=("twa-017", "twa-018", "twa-019")),
     "twa-float": Fault(("aggregation",), catchers=("twa-019", "twa-034", "twa-035")),
+    "twa-rounded-per-segment": Fault(
+        ("aggregation",), catchers=("twa-045", "twa-046", "twa-047")),
     "latest-last-seen": Fault(
         ("aggregation",), catchers=("agg-latest-003", "agg-latest-004", "agg-latest-005")),
     "min-max-lexicographic": Fault(
@@ -102,8 +104,15 @@ FAULTS: dict[str, Fault] = {
     "quantity-bounds-ignored": Fault(("quantity",), catchers=("qty-020", "qty-021", "qty-022")),
     "negative-rejected": Fault(("quantity",), catchers=("qty-007", "qty-010", "qty-053")),
     "millisecond-precision": Fault(("time",), catchers=("time-004", "time-005", "time-006")),
-    "microsecond-truncation": Fault(("time", "aggregation"),
-                                    catchers=("time-004", "time-005", "agg-latest-005")),
+    "microsecond-truncation": Fault(("time", "aggregation", "quotas"),
+                                    catchers=("time-004", "agg-latest-005", "rl-026")),
+    "tenth-digit-rejected": Fault(("time",), catchers=("time-040", "time-066", "time-069")),
+    "tenth-digit-truncated": Fault(("time",), catchers=("time-067", "time-068", "time-071")),
+    "year-zero-invalid": Fault(("time",), catchers=("time-074", "time-075", "time-077")),
+    "division-toward-zero": Fault(("time", "windows"),
+                                  catchers=("time-073", "win-058", "win-059")),
+    "exponent-digits-unbounded": Fault(
+        ("quantity", "pricing"), catchers=("qty-067", "qty-070", "qty-072", "prc-err-033")),
     "offset-ignored": Fault(("time",), catchers=("time-001", "time-006", "time-012")),
     "calendar-rollover": Fault(("time",), catchers=("time-030", "time-031", "time-032")),
     # metering, events and ids
@@ -131,6 +140,8 @@ FAULTS: dict[str, Fault] = {
     "negative-usage-zero": Fault(("pricing",), catchers=("prc-012", "prc-013", "prc-014")),
     "total-rounded-again": Fault(("pricing",), catchers=("plan-016", "plan-018")),
     "version-highest-number": Fault(("pricing",), catchers=("plan-010",)),
+    "version-tie-first-listed": Fault(
+        ("pricing", "billing"), catchers=("plan-028", "plan-029", "inv-031")),
     "effective-to-inclusive": Fault(("pricing",), catchers=("plan-006",)),
     # ingestion (ingest, apply-corrections)
     "dedup-ignores-workspace": Fault(("ingestion",), catchers=("ing-005", "ing-006")),

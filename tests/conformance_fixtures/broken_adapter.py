@@ -20,7 +20,7 @@ import math
 import re
 import sys
 import unicodedata
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -113,7 +113,7 @@ def _window_end_inclusive() -> None:
     original = windows.Windows.__init__
 
     def init(self: windows.Windows, spans: list[tuple[Instant, Instant]]) -> None:
-        original(self, [(start, end + 1) for start, end in spans])  # [start, end] in µs
+        original(self, [(start, end + 1) for start, end in spans])  # [start, end] in ns
         self.spans = sorted(set(spans))  # the readings still name the windows as given
     windows.Windows.__init__ = init  # type: ignore[method-assign]
 
@@ -157,6 +157,35 @@ def _twa_no_carry_in() -> None:
                 i += 1
             area = EXACT.add(area, EXACT.multiply(level, Decimal(end - since)))
             yield EXACT.scaleb(Decimal(divide(area, end - start, scale)), -scale), count
+    TimeWeightedAverage.results = results  # type: ignore[method-assign]
+
+
+@fault("twa-rounded-per-segment", "time-weighted-avg rounds each step's share of the "
+       "window (level x duration / window length) to scale, then adds the rounded shares, "
+       "instead of rounding the exact average once (MS-AGG-015)")
+def _twa_rounded_per_segment() -> None:
+    original = TimeWeightedAverage.results
+    divide = aggregations._divide_half_even
+
+    def results(self: TimeWeightedAverage, spans: list[tuple[Instant, Instant]],
+                scale: int) -> Iterator[tuple[Decimal, int]]:
+        times = sorted(self.points)
+        counts = [count for _, count in original(self, spans, scale)]
+        for (start, end), count in zip(spans, counts, strict=True):
+
+            def share(level: Decimal, length: int, start: int = start, end: int = end) -> Decimal:
+                area = EXACT.multiply(level, Decimal(length))
+                return EXACT.scaleb(Decimal(divide(area, end - start, scale)), -scale)
+            i = bisect_right(times, start) - 1
+            level = (self.points[times[i]][0] if i >= 0
+                     else self.before[1] if self.before is not None else ZERO)
+            since, total = start, ZERO
+            for instant in times[i + 1:]:
+                if instant >= end:
+                    break
+                total = EXACT.add(total, share(level, instant - since))
+                since, level = instant, self.points[instant][0]
+            yield EXACT.add(total, share(level, end - since)), count
     TimeWeightedAverage.results = results  # type: ignore[method-assign]
 
 
@@ -481,6 +510,12 @@ def _quantity_bounds_ignored() -> None:
     replace_everywhere(original, parse_quantity)
 
 
+@fault("exponent-digits-unbounded", "a quantity's or an amount's exponent may have any "
+       "number of digits, so 0e99999 is 0 and 1e00001 is 10 (MS-QTY-002, MS-MNY-002)")
+def _exponent_digits_unbounded() -> None:
+    quantities.MAX_EXPONENT_DIGITS = 1000
+
+
 @fault("negative-rejected", "negative quantities are rejected as invalid, as a validator that "
        "thinks usage cannot go down would (MS-QTY-001)")
 def _negative_rejected() -> None:
@@ -516,6 +551,87 @@ def _microsecond_truncation() -> None:
     replace_everywhere(original, parse_timestamp)
 
 
+_PAST_NINTH = re.compile(r"(\.[0-9]{9})([0-9]+)")
+
+
+@fault("tenth-digit-rejected", "a timestamp with more than nine fraction digits is rejected, "
+       "zeros past the ninth too, as a parser of at most nine digits does (MS-TIME-003)")
+def _tenth_digit_rejected() -> None:
+    original = timestamps.parse_timestamp
+
+    def parse_timestamp(text: object, path: str = "") -> Instant:
+        if isinstance(text, str) and _PAST_NINTH.search(text):
+            raise MeterspecError.single("invalid-timestamp", path, "more than nine fraction "
+                                        "digits", "MS-TIME-001")
+        return original(text, path)
+    replace_everywhere(original, parse_timestamp)
+
+
+@fault("tenth-digit-truncated", "fraction digits past the ninth are cut off, non-zero ones "
+       "too, instead of rejecting a non-zero one (MS-TIME-003)")
+def _tenth_digit_truncated() -> None:
+    original = timestamps.parse_timestamp
+
+    def parse_timestamp(text: object, path: str = "") -> Instant:
+        if isinstance(text, str):
+            text = _PAST_NINTH.sub(lambda match: match.group(1), text)
+        return original(text, path)
+    replace_everywhere(original, parse_timestamp)
+
+
+@fault("year-zero-invalid", "a date in year 0000 is invalid-timestamp, as a calendar that "
+       "starts at year 1 says, instead of timestamp-out-of-range (MS-TIME-001)")
+def _year_zero_invalid() -> None:
+    original = timestamps.parse_timestamp
+
+    def parse_timestamp(text: object, path: str = "") -> Instant:
+        try:
+            return original(text, path)
+        except MeterspecError as error:
+            if (error.code == "timestamp-out-of-range" and isinstance(text, str)
+                    and text.startswith("0000-")):
+                raise MeterspecError.single("invalid-timestamp", path, "no year 0",
+                                            "MS-TIME-001") from None
+            raise
+    replace_everywhere(original, parse_timestamp)
+
+
+def _trunc_div(a: int, b: int) -> int:
+    """Integer division rounded toward zero, as C, Go, Java and Rust divide."""
+    return -(-a // b) if (a < 0) != (b < 0) else a // b
+
+
+_FIXED_PERIODS = (60 * timestamps.NANOS_PER_SECOND, 3600 * timestamps.NANOS_PER_SECOND,
+                  timestamps.NANOS_PER_DAY)
+
+
+@fault("division-toward-zero", "instants are divided by a window size or a second with "
+       "truncation toward zero, as C, Go and Java integer division does: before 1970 a record "
+       "lands in the next window and a fractional instant is written after the epoch "
+       "(MS-TIME-003)")
+def _division_toward_zero() -> None:
+    def format_timestamp(instant: Instant) -> str:
+        seconds = _trunc_div(instant, timestamps.NANOS_PER_SECOND)
+        nanos = abs(instant - seconds * timestamps.NANOS_PER_SECOND)
+        moment = EPOCH + timedelta(seconds=seconds)
+        text = (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+                f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}")
+        return text + ("." + f"{nanos:09d}".rstrip("0") if nanos else "") + "Z"
+    replace_everywhere(timestamps.format_timestamp, format_timestamp)
+    original = windows.Windows.segment
+
+    def segment(self: windows.Windows, instant: Instant) -> int | None:
+        lengths = {end - start for start, end in self.spans}
+        size = next(iter(lengths)) if len(lengths) == 1 else 0
+        if size not in _FIXED_PERIODS or any(start % size for start, _ in self.spans):
+            return original(self, instant)
+        start = _trunc_div(instant, size) * size  # the window a fixed-size period index names
+        if all(start != s for s, _ in self.spans):
+            return None
+        return original(self, start)
+    windows.Windows.segment = segment  # type: ignore[method-assign]
+
+
 _OFFSET = re.compile(r"[+-][0-9]{2}:[0-9]{2}$")
 
 
@@ -525,10 +641,10 @@ def _offset_ignored() -> None:
     original = timestamps.parse_timestamp
 
     def parse_timestamp(text: object, path: str = "") -> Instant:
-        micros = original(text, path)  # still reject what is invalid with its offset
+        nanos = original(text, path)  # still reject what is invalid with its offset
         if isinstance(text, str) and _OFFSET.search(text):
             return original(_OFFSET.sub("Z", text), path)
-        return micros
+        return nanos
     replace_everywhere(original, parse_timestamp)
 
 
@@ -550,7 +666,7 @@ def _calendar_rollover() -> None:
                 raise
             year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
             fraction, offset = match.group(7), match.group(8)
-            if not 1 <= month <= 12:
+            if not 1 <= month <= 12 or year == 0:  # no year 0 in Python's date
                 raise
             days = date(year, month, 1).toordinal() - date(1970, 1, 1).toordinal() + day - 1
             seconds = days * 86_400 + hour * 3600 + minute * 60 + second
@@ -853,13 +969,31 @@ def _version_highest_number() -> None:
     plans.select_plan = select_plan
 
 
+@fault("version-tie-first-listed", "of plan versions effective from the same instant, "
+       "the first listed wins instead of the highest version (MS-PRC-003)")
+def _version_tie_first_listed() -> None:
+    def timeline(versions: list[plans.Plan]) -> tuple[list[Instant], list[plans.Plan | None]]:
+        spans = sorted(((timestamps.parse_timestamp(p.effective_from),
+                         None if p.effective_to is None
+                         else timestamps.parse_timestamp(p.effective_to), i)
+                        for i, p in enumerate(versions)), key=lambda span: span[0])
+        bounds = sorted({t for start, end, _ in spans for t in (start, end) if t is not None})
+        chosen: list[plans.Plan | None] = []
+        for bound in bounds:
+            effective = [(-start, i) for start, end, i in spans
+                         if start <= bound and (end is None or bound < end)]
+            chosen.append(versions[min(effective)[1]] if effective else None)
+        return bounds, chosen
+    plans._timeline = timeline
+
+
 @fault("effective-to-inclusive", "a plan version is still effective at its effectiveTo "
        "instant (MS-PRC-002)")
 def _effective_to_inclusive() -> None:
     original = plans._timeline
 
     def timeline(versions: list[plans.Plan]) -> tuple[list[Instant], list[plans.Plan | None]]:
-        # Effective over [from, to] in microseconds: [from, to + 1 µs).
+        # Effective over [from, to] in nanoseconds: [from, to + 1 ns).
         later = [p if p.effective_to is None else msgspec.structs.replace(
             p, effective_to=timestamps.format_timestamp(
                 timestamps.parse_timestamp(p.effective_to) + 1)) for p in versions]
@@ -1125,7 +1259,7 @@ def _wrap_rate_limit(change: Callable[[ratelimit.RateDecision, ratelimit.RateLim
     ratelimit.decide = decide
 
 
-@fault("retry-after-off-by-one", "retryAfter is one microsecond late: the instant after the "
+@fault("retry-after-off-by-one", "retryAfter is one nanosecond late: the instant after the "
        "oldest entry has left the window, not the instant it leaves (MS-RATE-005)")
 def _retry_after_off_by_one() -> None:
     _wrap_rate_limit(lambda d, *_: d if d.retry_after is None else d._replace(
