@@ -63,12 +63,15 @@ function parseQuantity(text, at = '') {
   if (typeof text !== 'string') reject('wrong-type', at);
   const match = QUANTITY.exec(text);
   if (match === null) reject('invalid-quantity', at);
-  if (text.length > 64) reject('quantity-out-of-range', at);
   const [, integer, fraction = '', exponentText = '0'] = match;
+  // MS-QTY-002: at most 64 characters and an exponent of at most 4 digits (leading zeros
+  // count, the sign does not), checked before anything reads the exponent.
+  if (text.length > 64 || exponentText.replace(/^[+-]/, '').length > 4) {
+    reject('quantity-out-of-range', at);
+  }
   const coefficient = (integer + fraction).replace(/^0+/, '');
   if (coefficient === '') return ZERO;
   const significant = coefficient.replace(/0+$/, '');
-  // Number() of an exponent of up to 62 digits is approximate, which is fine for a bound check.
   const exponent = Number(exponentText) - fraction.length
     + (coefficient.length - significant.length);
   if (significant.length + exponent > 30 || -exponent > 20) {
@@ -95,10 +98,14 @@ function formatQuantity({ c, e }) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Timestamps (MS-TIME): BigInt microseconds since 1970-01-01T00:00:00Z.
+// Timestamps (MS-TIME): BigInt nanoseconds since 1970-01-01T00:00:00Z, never truncated
+// (MS-TIME-003). A Number would hold only about 104 days of nanoseconds exactly.
 
-const TIMESTAMP = /^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?([Zz]|[+-][0-9]{2}:[0-9]{2})$/;
-const MICROS_PER_DAY = 86400000000n;
+// Up to nine fraction digits, then only zeros: a non-zero digit finer than a nanosecond names
+// no instant (MS-TIME-003), zeros there change nothing.
+const TIMESTAMP = /^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9})0*)?([Zz]|[+-][0-9]{2}:[0-9]{2})$/;
+const NANOS_PER_SECOND = 1000000000n;
+const NANOS_PER_DAY = 86400n * NANOS_PER_SECOND;
 
 // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
 function daysFromCivil(y, m, d) {
@@ -125,18 +132,19 @@ function civilFromDays(z) {
 
 const isLeap = (y) => (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
 const daysInMonth = (y, m) => [31, isLeap(y) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][m - 1];
-const MIN_MICROS = BigInt(daysFromCivil(1, 1, 1)) * MICROS_PER_DAY;
-const MAX_MICROS = BigInt(daysFromCivil(10000, 1, 1)) * MICROS_PER_DAY - 1n;
+const MIN_NANOS = BigInt(daysFromCivil(1, 1, 1)) * NANOS_PER_DAY;
+const MAX_NANOS = BigInt(daysFromCivil(10000, 1, 1)) * NANOS_PER_DAY - 1n;
 
 function parseTimestamp(text, at = '') {
   if (typeof text !== 'string') reject('wrong-type', at);
-  const match = TIMESTAMP.exec(text);
+  const match = text.length <= 64 ? TIMESTAMP.exec(text) : null; // MS-TIME-001: 64 characters
   if (match === null) reject('invalid-timestamp', at);
   const [y, mo, d, h, mi, s] = match.slice(1, 7).map(Number);
   const fraction = match[7];
   const offset = match[8];
   let offsetSeconds = 0;
-  let valid = y >= 1 && mo >= 1 && mo <= 12 && d >= 1 && d <= daysInMonth(y, mo)
+  // Year 0000 is a real (leap) year: a date in it is out of range, not invalid (MS-TIME-001).
+  let valid = mo >= 1 && mo <= 12 && d >= 1 && d <= daysInMonth(y, mo)
     && h <= 23 && mi <= 59 && s <= 59; // no leap seconds
   if (offset !== 'Z' && offset !== 'z') {
     const oh = Number(offset.slice(1, 3));
@@ -145,12 +153,12 @@ function parseTimestamp(text, at = '') {
     offsetSeconds = (oh * 3600 + om * 60) * (offset[0] === '-' ? -1 : 1);
   }
   if (!valid) reject('invalid-timestamp', at);
+  if (y === 0) reject('timestamp-out-of-range', at);
   const seconds = daysFromCivil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - offsetSeconds;
-  // MS-TIME-003: digits finer than a microsecond are truncated, never rounded.
-  const micros = BigInt(seconds) * 1000000n
-    + (fraction ? BigInt(`${fraction}00000`.slice(0, 6)) : 0n);
-  if (micros < MIN_MICROS || micros > MAX_MICROS) reject('timestamp-out-of-range', at);
-  return micros;
+  const nanos = BigInt(seconds) * NANOS_PER_SECOND
+    + (fraction ? BigInt(fraction.padEnd(9, '0')) : 0n);
+  if (nanos < MIN_NANOS || nanos > MAX_NANOS) reject('timestamp-out-of-range', at);
+  return nanos;
 }
 
 const pad = (n, width) => String(n).padStart(width, '0');
@@ -160,16 +168,17 @@ function floorDiv(a, b) {
   return (a % b !== 0n && (a < 0n) !== (b < 0n)) ? q - 1n : q;
 }
 
-// MS-TIME-004: UTC, "Z", fraction only when non-zero, without trailing zeros.
-function formatTimestamp(micros) {
-  const days = floorDiv(micros, MICROS_PER_DAY);
-  let rest = micros - days * MICROS_PER_DAY;
+// MS-TIME-004: UTC, "Z", the nine nanosecond digits only when non-zero, without trailing
+// zeros. Floor division: before 1970 the day and the second round toward the past.
+function formatTimestamp(nanos) {
+  const days = floorDiv(nanos, NANOS_PER_DAY);
+  let rest = nanos - days * NANOS_PER_DAY; // 0 <= rest < one day
   const [y, m, d] = civilFromDays(Number(days));
-  const micro = Number(rest % 1000000n);
-  rest = Number(rest / 1000000n);
+  const nano = Number(rest % NANOS_PER_SECOND);
+  rest = Number(rest / NANOS_PER_SECOND);
   let text = `${pad(y, 4)}-${pad(m, 2)}-${pad(d, 2)}T${pad(Math.floor(rest / 3600), 2)}:`
     + `${pad(Math.floor(rest / 60) % 60, 2)}:${pad(rest % 60, 2)}`;
-  if (micro) text += `.${pad(micro, 6).replace(/0+$/, '')}`;
+  if (nano) text += `.${pad(nano, 9).replace(/0+$/, '')}`;
   return `${text}Z`;
 }
 
@@ -519,19 +528,20 @@ function meter(input) {
 // Windows (MS-WIN) and aggregation (MS-AGG), `sum` only.
 
 const MAX_WINDOWS = 100000;
-const FIXED = { minute: 60000000n, hour: 3600000000n, day: MICROS_PER_DAY };
+const FIXED = { minute: 60n * NANOS_PER_SECOND, hour: 3600n * NANOS_PER_SECOND, day: NANOS_PER_DAY };
 
-// Index of the UTC calendar period containing `micros`, and the start of period `index`.
-function periodOf(size, micros) {
-  if (size !== 'month') return floorDiv(micros, FIXED[size]);
-  const [y, m] = civilFromDays(Number(floorDiv(micros, MICROS_PER_DAY)));
+// Index of the UTC calendar period containing `nanos` (floor division, also before 1970,
+// MS-TIME-003), and the start of period `index`.
+function periodOf(size, nanos) {
+  if (size !== 'month') return floorDiv(nanos, FIXED[size]);
+  const [y, m] = civilFromDays(Number(floorDiv(nanos, NANOS_PER_DAY)));
   return BigInt(y * 12 + m - 1);
 }
 
 function periodStart(size, index) {
   if (size !== 'month') return index * FIXED[size];
   const months = Number(index);
-  return BigInt(daysFromCivil(Math.floor(months / 12), (months % 12) + 1, 1)) * MICROS_PER_DAY;
+  return BigInt(daysFromCivil(Math.floor(months / 12), (months % 12) + 1, 1)) * NANOS_PER_DAY;
 }
 
 // `problems`: the request's value problems so far (MS-ERR-002: reported with these checks).
