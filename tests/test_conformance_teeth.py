@@ -66,7 +66,7 @@ FAULTS: dict[str, Fault] = {
     "twa-scale-ignored": Fault(("aggregation",), catchers=("twa-017", "twa-018", "twa-019")),
     "twa-float": Fault(("aggregation",), catchers=("twa-019", "twa-034", "twa-035")),
     "twa-rounded-per-segment": Fault(
-        ("aggregation",), catchers=("twa-045", "twa-046", "twa-047")),
+        ("aggregation", "billing"), catchers=("twa-045", "twa-046", "inv-032")),
     "latest-last-seen": Fault(
         ("aggregation",), catchers=("agg-latest-003", "agg-latest-004", "agg-latest-005")),
     "min-max-lexicographic": Fault(
