@@ -465,3 +465,20 @@ def test_merge_refuses_a_different_request() -> None:
     b = Aggregator(AggregationRequest("count", tumbling=HOURS))
     with pytest.raises(ValueError, match="same request"):
         a.merge(b)
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "count"])
+@settings(max_examples=60, deadline=None)
+@given(records=record_lists, windows=st.sampled_from(WINDOW_SETS))
+def test_cells_equal_window_states(aggregation: str, records: list[MeterRecord],
+                                   windows: dict[str, Any]) -> None:
+    """Issue 12: sums and counts over disjoint windows keep plain lists per group instead of
+    a state object per window; the readings must be the same bytes either way."""
+    request = make_request(aggregation, ["region"], windows)
+    fast = Aggregator(request)
+    slow = Aggregator(request)
+    slow._cells = None  # the general path: one Sum or Count state per group and window
+    for item in records:
+        fast.add_record(item)
+        slow.add_record(item)
+    assert encoded(fast.readings()) == encoded(slow.readings())

@@ -584,3 +584,22 @@ def test_invalid_metered_at_exits_2(meterspec: Cli, value: str) -> None:
     result = meterspec("meter", "--metered-at", value, "--config", CONFIG, EVENTS)
     _assert_clean_exit_2(result)
     assert b"--metered-at" in result.err
+
+
+def test_the_cli_knows_the_documented_maximum_of_periods() -> None:
+    """cli.MAX_PERIODS stands in for meterspec.invoices' so `run` need not import billing."""
+    from meterspec.invoices import MAX_PERIODS
+
+    assert cli.MAX_PERIODS == MAX_PERIODS == 120
+
+
+def test_run_starts_without_the_billing_and_conformance_modules() -> None:
+    """Start-up cost (issue 12): `meterspec run` imports only what it uses."""
+    code = ("import sys\nfrom meterspec import cli\n"
+            "cli.main(['run', '--config', sys.argv[1], '--request', sys.argv[2], sys.argv[3]])\n"
+            "heavy = sorted(m for m in sys.modules if m.startswith(('meterspec.invoices', "
+            "'meterspec.conformance', 'meterspec.domain_events', "
+            "'jsonschema', 'meterspec.pricing')))\nprint(heavy, file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(CONFIG), str(REQUEST), str(EVENTS)],
+                          capture_output=True, check=True)
+    assert done.stderr.splitlines()[-1] == b"[]"

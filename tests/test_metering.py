@@ -7,6 +7,8 @@ import json
 import msgspec
 import pytest
 from conftest import ms_id
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meterspec.codec import encode
 from meterspec.contracts import EventPayload, Filter, MeasurementSpec, MeteringConfig
@@ -386,3 +388,42 @@ def test_empty_in_or_not_in_list_is_invalid(flt: Filter, key: str) -> None:
             ("empty-list", f"/measurements/0/filter/{key}")]
         return
     raise AssertionError("accepted")
+
+
+# --- the one-pass path of measure() and the checked path agree (issue 12) ----------------------
+
+_VALUES = st.sampled_from(["1", "2.5", "-0", "1e3", "x", "", "1e00001", "NaN"])
+_FILTERS = st.sampled_from([None, Filter(property="region", equals="eu"),
+                            Filter(property="tokens", exists=True)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["tokens", "bytes", "region"]), _VALUES, max_size=3),
+       st.sampled_from(["", "evt-1"]), st.sampled_from(["api.call", "other", ""]),
+       st.sampled_from(["2024-01-15T10:30:00Z", "2024-01-15T10:30:00.5+01:00", "soon",
+                        "0000-01-01T00:00:00Z"]),
+       st.lists(st.tuples(st.sampled_from(["tokens", "bytes", None]), _FILTERS,
+                          st.sampled_from([None, ["api.call"], ["other"]])),
+                min_size=1, max_size=3, unique_by=lambda t: t[0] or ""),
+       st.booleans())
+def test_measure_one_pass_equals_the_checked_path(
+        props: dict[str, str], ident: str, type_: str, time: str,
+        specs: list[tuple[str | None, Filter | None, list[str] | None]],
+        dimensions: bool) -> None:
+    meter_ = Meter(config(*(MeasurementSpec(f"u{i}", source_property=source,
+                                            quantity=None if source else "1",
+                                            filter=flt, event_types=types)
+                            for i, (source, flt, types) in enumerate(specs))))
+    item = event(props, ident=ident, type_=type_, time=time)
+    try:
+        expected: object = meter_._measure_checked(item)
+    except MeterspecError as error:
+        expected = list(error.problems)
+    try:
+        found: object = meter_.measure(item, dimensions)
+    except MeterspecError as error:
+        found = list(error.problems)
+    if dimensions or not isinstance(found, tuple) or not isinstance(expected, tuple):
+        assert found == expected
+    else:
+        assert found[:2] == expected[:2] and found[2] == {}

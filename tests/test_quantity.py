@@ -14,7 +14,15 @@ from hypothesis import strategies as st
 from meterspec.codec import decode
 from meterspec.contracts import AggregationRequest, MeterRecord, Window
 from meterspec.errors import MeterspecError
-from meterspec.quantity import EXACT, canonical, format_quantity, is_quantity, parse_quantity
+from meterspec.quantity import (
+    EXACT,
+    QUANTITY_BOUNDS,
+    canonical,
+    format_quantity,
+    is_quantity,
+    parse_bounded,
+    parse_quantity,
+)
 from meterspec.readings import aggregate
 from meterspec.schema import schema_problems
 
@@ -300,3 +308,26 @@ def test_decoder_and_parser_agree_on_the_length_bound_code() -> None:
     assert [(p.code, p.path) for p in decoded.value.problems] == [
         (info.value.code, "/measurement/quantity")]
     assert info.value.code == "quantity-out-of-range"
+
+
+# --- the fast path reads exactly what the grammar reads (issue 12) ----------------------------
+
+
+
+@settings(max_examples=500)
+@given(st.lists(st.sampled_from(["-", "0", "1", "9", ".", "e", "E", "+", "\uff11", "\u0661",
+                                 " ", "_", "00000000000000000000", "12345678901234567890",
+                                 "1234567890", ""]), max_size=8))
+def test_the_fast_path_agrees_with_the_grammar(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    try:
+        expected: Decimal | str = parse_bounded(text, "/q", QUANTITY_BOUNDS)
+    except MeterspecError as error:
+        expected = error.code
+    try:
+        found: Decimal | str = parse_quantity(text, "/q")
+    except MeterspecError as error:
+        found = error.code
+    assert found == expected, text
+    if isinstance(found, Decimal) and isinstance(expected, Decimal):
+        assert str(found) == str(expected)  # the same Decimal, sign of zero included

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from meterspec import timestamps as _timestamps
 from meterspec.errors import MeterspecError
 from meterspec.timestamps import MAX_INSTANT, MIN_INSTANT, format_timestamp, parse_timestamp
 
@@ -232,3 +233,31 @@ def test_offsets_and_nanoseconds_normalise(nanos: int, offset_minutes: int,
             f"{local.minute:02d}:{local.second:02d}.{fraction:09d}{'0' * zeros}"
             f"{sign}{hours:02d}:{minutes:02d}")
     assert parse_timestamp(text) == nanos
+
+
+# --- the fast path accepts exactly what the grammar accepts (issue 12) -------------------------
+
+
+_PIECES = st.sampled_from(["0", "1", "5", "9", "00", "59", "60", "99", ".", ":", "-", "T",
+                           "t", "Z", "z", "+01:00", "\uff11", "\u0661", " ", "\n", "_", "e",
+                           "123456789", "0000000000", "1234567891", ""])
+
+
+@settings(max_examples=500)
+@given(st.sampled_from(["2024-01-15T10:30", "1969-12-31T23:59", "9999-12-31T23:59",
+                        "0001-01-01T00:00"]),
+       st.lists(_PIECES, max_size=6))
+def test_the_fast_path_agrees_with_the_grammar(minute: str, tail: list[str]) -> None:
+    """A cached minute makes every text of that minute take the fast path: it must accept,
+    reject and compute exactly as the full grammar does, whatever follows the minute."""
+    _timestamps.parse_timestamp(minute + ":00Z")  # the minute is now cached
+    text = minute + "".join(tail)
+    try:
+        expected: int | str = _timestamps._parse(text, "/t")
+    except MeterspecError as error:
+        expected = error.code
+    try:
+        found: int | str = parse_timestamp(text, "/t")
+    except MeterspecError as error:
+        found = error.code
+    assert found == expected, text

@@ -2,86 +2,108 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import cache
+from importlib import import_module
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import msgspec
 from msgspec.structs import replace
 
-from meterspec import (
-    domain_events,
-    ingestion,
-    invoices,
-    json_text,
-    projection,
-    quotas,
-    ratelimit,
-    reconcile,
-)
-from meterspec.contracts import (
-    AggregationRequest,
-    EventPayload,
-    MeteringConfig,
-    MeterReading,
-    MeterRecord,
-)
+from meterspec import json_text
+from meterspec.contracts import AggregationRequest, EventPayload, MeteringConfig, MeterRecord
 from meterspec.errors import MeterspecError, Problem, walk
 from meterspec.json_text import repeats_a_name, string_count
-from meterspec.metering import Meter
-from meterspec.plans import (
-    Plan,
-    RatedCharge,
-    plan_semantic_problems,
-    plan_value_problems,
-    rated_charge_semantic_problems,
-    rated_charge_value_problems,
-)
 from meterspec.quantity import parse_quantity
-from meterspec.readings import Aggregator
-from meterspec.schema import schema_problems
 from meterspec.timestamps import parse_timestamp
 
+if TYPE_CHECKING:
+    from meterspec.plans import Plan, RatedCharge
+
 T = TypeVar("T")
-STRUCTS: dict[str, type[Any]] = {
-    "event": EventPayload,
-    "config": MeteringConfig,
-    "record": MeterRecord,
-    "reading": MeterReading,
-    "request": AggregationRequest,
-    "problem": Problem,
-    "plan": Plan,
-    "rated-charge": RatedCharge,
-    "ingestion-state": ingestion.IngestionState,
-    "quota-policy": quotas.QuotaPolicy,
-    "quota-check": quotas.QuotaCheck,
-    "quota-decision": quotas.QuotaDecision,
-    "rate-limit-policy": ratelimit.RateLimitPolicy,
-    "rate-limit-state": ratelimit.RateLimitState,
-    "invoice-request": invoices.InvoiceRequest,
-    "invoice": invoices.Invoice,
-    "usage-recorded": domain_events.UsageRecorded,
-    "quota-event": quotas.QuotaEvent,
-    "invoice-generated": domain_events.InvoiceGenerated,
-    "billing-period-closed": domain_events.BillingPeriodClosed,
-    "adjustment": reconcile.Adjustment,
-    "projection": projection.Projection,
+
+
+class Kind(NamedTuple):
+    """One kind of document: its Struct, the checks its own module makes of its values (on
+    the raw document, beside schema problems) and of its meaning (on the decoded Struct, once
+    nothing else is wrong): MS-ERR-002."""
+
+    struct: type[Any]
+    value_problems: Callable[[object, set[str]], list[Problem]] | None
+    semantic_problems: Callable[[Any], list[Problem]] | None
+
+
+# kind -> (module, Struct, value check, semantic check), imported on first use: a command
+# loads only the modules of the kinds it reads (start-up time, issue 12).
+_KINDS: dict[str, tuple[str, str, str | None, str | None]] = {
+    "event": ("meterspec.contracts", "EventPayload", None, None),
+    "config": ("meterspec.contracts", "MeteringConfig", None, "meterspec.codec:config_problems"),
+    "record": ("meterspec.contracts", "MeterRecord", None, None),
+    "reading": ("meterspec.contracts", "MeterReading", None, None),
+    "request": ("meterspec.contracts", "AggregationRequest", None,
+                "meterspec.codec:request_problems"),
+    "problem": ("meterspec.errors", "Problem", None, None),
+    "plan": ("meterspec.plans", "Plan", "plan_value_problems", "plan_semantic_problems"),
+    "rated-charge": ("meterspec.plans", "RatedCharge", "rated_charge_value_problems",
+                     "rated_charge_semantic_problems"),
+    "ingestion-state": ("meterspec.ingestion", "IngestionState", "state_value_problems",
+                        "state_problems"),
+    "quota-policy": ("meterspec.quotas", "QuotaPolicy", "policy_value_problems",
+                     "policy_semantic_problems"),
+    "quota-check": ("meterspec.quotas", "QuotaCheck", "check_value_problems", "check_problems"),
+    "quota-decision": ("meterspec.quotas", "QuotaDecision", "decision_value_problems", None),
+    "rate-limit-policy": ("meterspec.ratelimit", "RateLimitPolicy", None, "policy_problems"),
+    "rate-limit-state": ("meterspec.ratelimit", "RateLimitState", "state_value_problems",
+                         "state_problems"),
+    "invoice-request": ("meterspec.invoices", "InvoiceRequest", "request_value_problems",
+                        "request_semantic_problems"),
+    "invoice": ("meterspec.invoices", "Invoice", "invoice_value_problems", "invoice_problems"),
+    "usage-recorded": ("meterspec.domain_events", "UsageRecorded", "value_problems()",
+                       "semantic_problems"),
+    "quota-event": ("meterspec.quotas", "QuotaEvent", "meterspec.domain_events:value_problems()",
+                    "meterspec.domain_events:semantic_problems"),
+    "invoice-generated": ("meterspec.domain_events", "InvoiceGenerated", "value_problems()",
+                          "semantic_problems"),
+    "billing-period-closed": ("meterspec.domain_events", "BillingPeriodClosed",
+                              "value_problems()", "semantic_problems"),
+    "adjustment": ("meterspec.reconcile", "Adjustment", "adjustment_value_problems",
+                   "adjustment_problems"),
+    "projection": ("meterspec.projection", "Projection", "projection_value_problems",
+                   "projection_problems"),
 }
-# Kinds whose own module checks their values (on the raw document, beside schema problems) and
-# their semantics (on the decoded Struct, once nothing else is wrong): MS-ERR-002.
-_OWN_VALUE_CHECKS: dict[str, Callable[[object, set[str]], list[Problem]]] = {
-    "plan": plan_value_problems,
-    "rated-charge": rated_charge_value_problems,
-    "ingestion-state": ingestion.state_value_problems,
-    "quota-policy": quotas.policy_value_problems,
-    "quota-check": quotas.check_value_problems,
-    "quota-decision": quotas.decision_value_problems,
-    "rate-limit-state": ratelimit.state_value_problems,
-    "invoice-request": invoices.request_value_problems,
-    "invoice": invoices.invoice_value_problems,
-    **{kind: domain_events.value_problems(kind) for kind in domain_events.KINDS},
-    "adjustment": reconcile.adjustment_value_problems,
-    "projection": projection.projection_value_problems,
-}
+
+
+@cache
+def kind_of(kind: str) -> Kind:
+    """The Struct and checks of a kind, importing its module now."""
+    module, struct, value, semantic = _KINDS[kind]
+
+    def resolve(name: str | None) -> Any:
+        if name is None:
+            return None
+        where, _, attribute = name.rpartition(":")
+        found = getattr(import_module(where or module), attribute.removesuffix("()"))
+        return found(kind) if attribute.endswith("()") else found
+
+    return Kind(getattr(import_module(module), struct), resolve(value), resolve(semantic))
+
+
+class _Structs(Mapping[str, type[Any]]):
+    """kind -> Struct, every kind known at once, each module imported when first asked."""
+
+    def __getitem__(self, kind: str) -> type[Any]:
+        return kind_of(kind).struct
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_KINDS)
+
+    def __len__(self) -> int:
+        return len(_KINDS)
+
+
+STRUCTS: Mapping[str, type[Any]] = _Structs()
+
+
 def _problems_of(check: Callable[[], object]) -> list[Problem]:
     """The problems a check returns (a list) or raises (MeterspecError)."""
     try:
@@ -91,22 +113,20 @@ def _problems_of(check: Callable[[], object]) -> list[Problem]:
     return found if isinstance(found, list) else []
 
 
-_SEMANTIC_CHECKS: dict[str, Callable[[Any], list[Problem]]] = {
-    "config": lambda config: _problems_of(lambda: Meter(config)),
-    "request": lambda request: _problems_of(lambda: Aggregator(request)),
-    "plan": plan_semantic_problems,
-    "rated-charge": rated_charge_semantic_problems,
-    "ingestion-state": ingestion.state_problems,
-    "quota-policy": quotas.policy_semantic_problems,
-    "quota-check": quotas.check_problems,
-    "rate-limit-policy": ratelimit.policy_problems,
-    "rate-limit-state": ratelimit.state_problems,
-    "invoice-request": invoices.request_semantic_problems,
-    "invoice": invoices.invoice_problems,
-    **dict.fromkeys(domain_events.KINDS, domain_events.semantic_problems),
-    "adjustment": reconcile.adjustment_problems,
-    "projection": projection.projection_problems,
-}
+def config_problems(config: Any) -> list[Problem]:
+    """A config's rules beyond its schema: what compiling it finds (MS-MET)."""
+    from meterspec.metering import Meter
+
+    return _problems_of(lambda: Meter(config))
+
+
+def request_problems(request: Any) -> list[Problem]:
+    """A request's rules beyond its schema: what resolving its windows finds (MS-WIN, MS-AGG)."""
+    from meterspec.readings import Aggregator
+
+    return _problems_of(lambda: Aggregator(request))
+
+
 _encoder = msgspec.json.Encoder()
 
 
@@ -122,6 +142,8 @@ def decode(kind: str, data: bytes | str, struct: type[T], *, fast: bool = True) 
         else:
             if _unique_names(kind, value, data):
                 return value
+    from meterspec.schema import schema_problems  # the careful path only
+
     document = json_text.load(data)  # text-level problems alone (MS-ERR-007 to MS-ERR-011)
     problems = schema_problems(kind, document)
     values = _value_problems(kind, document, {p.path for p in problems})
@@ -135,7 +157,7 @@ def decode(kind: str, data: bytes | str, struct: type[T], *, fast: bool = True) 
         except msgspec.ValidationError as error:  # schema and Struct disagree: a bug, say so
             problems = [Problem("invalid-value", "", str(error), "MS-ERR-001")]
         else:
-            check = _SEMANTIC_CHECKS.get(kind)
+            check = kind_of(kind).semantic_problems
             semantic = _problems_of(lambda: check(value)) if check else []
             # A rule check that trips over a value already reported adds nothing new.
             seen = {(p.code, p.path) for p in values}
@@ -174,8 +196,9 @@ def _value_problems(kind: str, document: object, reported: set[str]) -> list[Pro
                 check(value, path)
             except MeterspecError as error:
                 problems.extend(error.problems)
-    if kind in _OWN_VALUE_CHECKS:
-        problems += _OWN_VALUE_CHECKS[kind](document, reported)
+    own = kind_of(kind).value_problems
+    if own is not None:
+        problems += own(document, reported)
     return problems
 
 
@@ -207,11 +230,41 @@ def _unique_names(kind: str, value: object, data: bytes | str) -> bool:
     return found in _STRINGS[kind](value)
 
 
+_EVENT = msgspec.json.Decoder(EventPayload)
+_RECORD = msgspec.json.Decoder(MeterRecord)
+
+
 def decode_event(data: bytes | str) -> EventPayload:
+    """decode("event", ...), with the common case inlined: this runs once per event."""
+    if type(data) is bytes:
+        try:
+            event = _EVENT.decode(data)
+        except (msgspec.DecodeError, RecursionError):
+            pass
+        else:
+            if b"\\" not in data:
+                strings, least = data.count(b'"') >> 1, 12 + 2 * len(event.properties)
+                if strings == least + 1 or (strings == least and not event.properties):
+                    return event
+            elif not repeats_a_name(data):
+                return event
     return decode("event", data, EventPayload)
 
 
 def decode_record(data: bytes | str) -> MeterRecord:
+    """decode("record", ...), with the common case inlined: this runs once per record."""
+    if type(data) is bytes:
+        try:
+            record = _RECORD.decode(data)
+        except (msgspec.DecodeError, RecursionError):
+            pass
+        else:
+            if b"\\" not in data:
+                if data.count(b'"') >> 1 == 18 + 2 * len(record.dimensions) + (
+                        0 if record.metered_at is msgspec.UNSET else 2):
+                    return record
+            elif not repeats_a_name(data):
+                return record
     return decode("record", data, MeterRecord)
 
 
@@ -224,10 +277,14 @@ def decode_request(data: bytes | str) -> AggregationRequest:
 
 
 def decode_plan(data: bytes | str) -> Plan:
+    from meterspec.plans import Plan
+
     return decode("plan", data, Plan, fast=False)
 
 
 def decode_rated_charge(data: bytes | str) -> RatedCharge:
+    from meterspec.plans import RatedCharge
+
     return decode("rated-charge", data, RatedCharge, fast=False)
 
 

@@ -15,8 +15,10 @@ Aggregation = Literal[
 WindowSize = Literal["minute", "hour", "day", "month"]
 
 
-class _Wire(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
-    pass
+class _Wire(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True,
+            gc=False):
+    """gc=False: contracts never form reference cycles, so the collector need not track the
+    millions of them a stream creates (it cost about 15% of a time-weighted run)."""
 
 
 class EventPayload(_Wire, frozen=True):
@@ -95,7 +97,7 @@ class AggregationRequest(_Wire, frozen=True):
     group_by: list[str] | None = msgspec.field(default=None, name="groupBy")
 
 
-class ReadingMeasurement(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class ReadingMeasurement(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     quantity: str | None
     unit: str
 

@@ -32,8 +32,17 @@ EXACT = decimal.Context(
 ZERO = Decimal(0)
 
 
+# The fast path: a plain decimal within the bounds by its shape alone (at most 30 integer and
+# 20 fraction digits, no exponent) is read directly; everything else takes the full grammar,
+# which accepts the same values (tests/test_quantity.py compares the two).
+_PLAIN = re.compile(r"-?[0-9]{1,30}(?:\.[0-9]{1,20})?")
+
+
 def parse_quantity(text: object, path: str = "") -> Decimal:
     """Parse a quantity string per MS-QTY-001..003 or raise MeterspecError."""
+    if type(text) is str and _PLAIN.fullmatch(text) is not None:
+        value = Decimal(text)
+        return value if value else ZERO
     return parse_bounded(text, path, QUANTITY_BOUNDS)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
+from typing import Any
 
 from meterspec.aggregations import (
     Count,
@@ -29,11 +30,12 @@ from meterspec.contracts import (
 from meterspec.errors import MeterspecError, Problem
 from meterspec.ids import encode_fields, reading_ids
 from meterspec.overlaps import window_results
-from meterspec.quantity import format_quantity, parse_quantity
+from meterspec.quantity import EXACT, ZERO, format_quantity, parse_quantity
 from meterspec.timestamps import Instant, format_timestamp, parse_timestamp
 from meterspec.windows import request_windows
 
 DEFAULT_SCALE = 6
+_MAX_CELLS = 4096  # segments a group keeps as lists; more windows than this keep states
 GroupKey = tuple[str, str, str, str, tuple[str | None, ...]]
 
 _WINDOW_STATES: dict[str, Callable[[AggregationRequest], WindowState]] = {
@@ -76,6 +78,15 @@ class Aggregator:
         self._new_state = _WINDOW_STATES.get(request.aggregation)
         self._groups: dict[GroupKey, dict[int, WindowState]] = {}
         self._weighted: dict[GroupKey, TimeWeightedAverage] = {}
+        # Sums and counts over few disjoint windows (tumbling ones) keep two plain lists per
+        # group, a total and a count per segment, instead of a state object per window.
+        segments = len(self.windows.bounds) - 1
+        self._cells: dict[GroupKey, list[list[Any]]] | None = (
+            {} if request.aggregation in ("sum", "count") and self.windows.disjoint
+            and segments <= _MAX_CELLS else None)
+        self._segments = segments
+        self.needs_dimensions = bool(self.group_by) or request.aggregation == "unique-count"
+        """Whether add() reads its dimensions: a caller may pass {} when not."""
 
     def fresh(self) -> Aggregator:
         """An empty aggregator over the same request, sharing its checked and resolved
@@ -83,6 +94,7 @@ class Aggregator:
         periods)."""
         empty = copy.copy(self)
         empty._groups, empty._weighted = {}, {}
+        empty._cells = None if self._cells is None else {}
         return empty
 
     def add(
@@ -96,8 +108,21 @@ class Aggregator:
         quantity: Decimal,
     ) -> None:
         """Add one parsed record (MS-AGG-003/004)."""
+        group_by = self.group_by
         key = (workspace, universe, subject, unit,
-               tuple(dimensions.get(name) for name in self.group_by))
+               tuple(map(dimensions.get, group_by)) if group_by else ())
+        cells = self._cells
+        if cells is not None:
+            segment = self.windows.segment(instant)
+            if segment is None:
+                return
+            group = cells.get(key)
+            if group is None:
+                group = cells[key] = [[ZERO] * self._segments, [0] * self._segments]
+            totals, counts = group
+            totals[segment] = EXACT.add(totals[segment], quantity)
+            counts[segment] += 1
+            return
         if self.weighted:
             if instant < self.windows.end:
                 state = self._weighted.get(key)
@@ -127,6 +152,13 @@ class Aggregator:
         """Fold another aggregator over the same request into this one (MS-AGG-005)."""
         if other.request != self.request:
             raise ValueError("only aggregators of the same request merge")
+        if self._cells is not None and other._cells is not None:
+            for key, (totals, counts) in other._cells.items():
+                group = self._cells.get(key)
+                if group is None:
+                    group = self._cells[key] = [[ZERO] * self._segments, [0] * self._segments]
+                group[0] = [EXACT.add(a, b) for a, b in zip(group[0], totals, strict=True)]
+                group[1] = [a + b for a, b in zip(group[1], counts, strict=True)]
         for key, theirs in other._weighted.items():
             mine = self._weighted.get(key)
             if mine is None:
@@ -152,14 +184,20 @@ class Aggregator:
         windows = [(Window(*pair), encode_fields(pair)) for pair in bounds]
         request = self.request
         parameter = reading_parameter(self)
-        for key in sorted(set(self._groups) | set(self._weighted), key=_sort_key):
+        cells = self._cells or {}
+        firsts = [first for first, _ in self.windows.ranges]
+        counting = request.aggregation == "count"
+        for key in sorted(set(self._groups) | set(self._weighted) | set(cells), key=_sort_key):
             workspace, universe, subject, unit, values = key
             group = tuple(zip(self.group_by, values, strict=True))
             ids = reading_ids(workspace, universe, subject, unit, request.aggregation,
                               parameter, group)
-            if self.weighted:
+            if key in cells:
+                totals, counts = cells[key]
                 results: Iterable[tuple[Decimal | None, int]] = (
-                    self._weighted[key].results(spans, self.scale))
+                    (Decimal(counts[s]) if counting else totals[s], counts[s]) for s in firsts)
+            elif self.weighted:
+                results = self._weighted[key].results(spans, self.scale)
             elif self.windows.disjoint:
                 states = self._groups[key]
                 empty = self._new_state(request)  # type: ignore[misc]

@@ -46,9 +46,16 @@ class Windows:
         # One segment per window: no two windows share an instant.
         self.disjoint = all(last - first == 1 for first, last in self.ranges)
         self.start, self.end = self.bounds[0], self.bounds[-1]
+        # Windows of one length, end to end (UTC days, hours, minutes): a segment is a
+        # division away, no search needed.
+        lengths = {b - a for a, b in pairwise(self.bounds)}
+        self.size = lengths.pop() if len(lengths) == 1 and all(self._covered) else None
 
     def segment(self, instant: Instant) -> int | None:
         """The segment holding `instant`, None when no window contains it (MS-WIN-001)."""
+        if self.size is not None:
+            return ((instant - self.start) // self.size
+                    if self.start <= instant < self.end else None)
         index = bisect_right(self.bounds, instant) - 1
         return index if 0 <= index < len(self._covered) and self._covered[index] else None
 
