@@ -129,8 +129,17 @@ def _latest_last_seen() -> None:
     Latest.add = add  # type: ignore[method-assign]
 
 
+def _sums_in_states() -> None:
+    """Sums and counts through their Sum and Count states, which the faults below replace:
+    the reference keeps those over few disjoint windows in plain per-group lists instead."""
+    if hasattr(readings, "_MAX_CELLS"):
+        readings._MAX_CELLS = -1
+
+
 @fault("float-sum", "sum adds binary floats and prints the float (MS-QTY-003, MS-AGG-006)")
 def _float_sum() -> None:
+    _sums_in_states()
+
     def add(self: Sum, instant: Instant, quantity: Decimal,
             dimensions: Mapping[str, str]) -> None:
         self.total = Decimal(repr(float(self.total) + float(quantity)))
@@ -315,6 +324,8 @@ def _twa_scale_ignored() -> None:
 @fault("empty-sum-null", "sum over an empty window is null, as SQL's SUM of no rows "
        "(MS-AGG-005, MS-AGG-010)")
 def _empty_sum_null() -> None:
+    _sums_in_states()
+
     def result(self: Sum) -> Decimal | None:
         return self.total if self.count else None
     Sum.result = result  # type: ignore[method-assign]
@@ -775,9 +786,10 @@ def _unicode_normalized() -> None:
 def _partial_event_billed() -> None:
     original = Meter.measure
 
-    def measure(self: Meter, event: Any) -> Any:
+    def measure(self: Meter, event: EventPayload, dimensions: bool = True
+                ) -> tuple[Instant, list[metering.Measured], dict[str, str]]:
         try:
-            return original(self, event)
+            return original(self, event, dimensions)
         except MeterspecError as error:
             if not all(p.path.startswith("/properties/") for p in error.problems):
                 raise
@@ -787,7 +799,7 @@ def _partial_event_billed() -> None:
                 or quantities.is_quantity(event.properties.get(r.source_property))
                 else r._replace(matches=lambda _: False) for r in every)
             try:
-                instant, measured, dims = original(self, event)
+                instant, measured, dims = original(self, event, dimensions)
             finally:
                 self._rules = every
             if not measured:
