@@ -1656,7 +1656,8 @@ def _read_lines(limit_of: Callable[[bytes], int]) -> None:
 
     def read_lines(source: lines.Readable, limit: int = lines.MAX_LINE_BYTES,
                    chunk_size: int = lines.LINE_CHUNK_BYTES) -> Iterator[tuple[int, bytes | None]]:
-        for number, line in original(source, sys.maxsize, chunk_size):
+        # A limit no line reaches, with room for a reader that adds to it (limit + 2).
+        for number, line in original(source, sys.maxsize // 2, chunk_size):
             yield number, line if line is None or limit_of(line) <= limit else None
     replace_everywhere(original, read_lines)
 
