@@ -4,6 +4,7 @@ examples whose expected values were computed by hand."""
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 import pytest
@@ -482,3 +483,32 @@ def test_cells_equal_window_states(aggregation: str, records: list[MeterRecord],
         fast.add_record(item)
         slow.add_record(item)
     assert encoded(fast.readings()) == encoded(slow.readings())
+
+
+@law_cases
+@settings(max_examples=30, deadline=None)
+@given(records=record_lists, windows=st.sampled_from(WINDOW_SETS))
+def test_reading_lines_are_the_encoded_readings(aggregation: str, group_by: list[str] | None,
+                                                records: list[MeterRecord],
+                                                windows: dict[str, Any]) -> None:
+    """Issue 12: the CLI writes iter_reading_lines(), built from pre-encoded pieces; they must
+    be exactly the bytes of encoding each MeterReading."""
+    aggregator = Aggregator(make_request(aggregation, group_by, windows))
+    for item in records:
+        aggregator.add_record(item)
+    assert list(aggregator.iter_reading_lines()) == [
+        encode(reading) + b"\n" for reading in aggregator.iter_readings()]
+
+
+def test_reading_lines_escape_what_json_must() -> None:
+    """Quotes, backslashes, control and non-ASCII characters in every string field."""
+    odd = 'a"b\\c\n\u2028é\x01'
+    item = record("2024-01-01T10:00:00Z", "1.50", subject=odd, workspace=odd, universe=odd,
+                  unit=odd, dimensions={"region": odd})
+    request = AggregationRequest(aggregation="sum", group_by=["region", "tier"],
+                                 windows=[Window("2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z")])
+    aggregator = Aggregator(request)
+    aggregator.add_record(item)
+    [line] = aggregator.iter_reading_lines()
+    assert line == encode(aggregator.readings()[0]) + b"\n"
+    assert json.loads(line)["group"] == {"region": odd, "tier": None}

@@ -61,6 +61,15 @@ def read_lines(source: Readable, limit: int = MAX_LINE_BYTES,
     """Every line of an NDJSON stream with its 1-based number, blank lines included, without
     its "\\n" (and a "\\r" before it). A line over `limit` bytes is None, given as soon as it is
     known to be too long; its bytes are dropped as they are read, up to the next "\\n"."""
+    readline = getattr(source, "readline", None)
+    if readline is not None and chunk_size == LINE_CHUNK_BYTES:
+        return _read_lines_by_line(readline, limit)
+    return _read_lines_in_chunks(source, limit, chunk_size)
+
+
+def _read_lines_in_chunks(source: Readable, limit: int,
+                          chunk_size: int) -> Iterator[tuple[int, bytes | None]]:
+    """read_lines() over fixed-size reads, for a stream without readline."""
     number = 0
     pending: list[bytes] = []  # the start of the current line, at most limit + 1 bytes
     size = 0
@@ -94,6 +103,34 @@ def read_lines(source: Readable, limit: int = MAX_LINE_BYTES,
         number += 1
         line = b"".join(pending)
         yield number, line if len(line) <= limit else None
+
+
+def _read_lines_by_line(readline: Callable[[int], bytes],
+                        limit: int) -> Iterator[tuple[int, bytes | None]]:
+    """read_lines() over the stream's own bounded readline (C speed): at most limit + 2 bytes
+    (with "\\r\\n") per call, so a line without end is never held whole."""
+    number = 0
+    line = readline(limit + 2)
+    if line.startswith(BOM):  # MS-ERR-007: only at the very start; the BOM is not counted
+        line = line[len(BOM):]
+        if line[-1:] != b"\n":
+            line += readline(len(BOM))
+    elif len(line) < len(BOM) and BOM.startswith(line) and line[-1:] != b"\n":
+        line += readline(limit + 2)  # a stream that hands out the first bytes one by one
+        if line.startswith(BOM):
+            line = line[len(BOM):]
+    while line:
+        number += 1
+        if line[-1:] == b"\n":
+            line = line[:-2] if line[-2:] == b"\r\n" else line[:-1]
+            yield number, line if len(line) <= limit else None
+        elif len(line) <= limit:  # the last line, without "\n": a "\r" is content
+            yield number, line
+        else:
+            yield number, None
+            while line and line[-1:] != b"\n":  # drop the rest as it is read
+                line = readline(LINE_CHUNK_BYTES)
+        line = readline(limit + 2)
 
 
 def read_document(source: Readable, limit: int = MAX_DOCUMENT_BYTES,

@@ -142,7 +142,7 @@ class Meter:
         return _Rule(spec.unit, spec.source_property, constant, source, types, matches,
                      spec.filter is None)
 
-    def _rules_of(self, event_type: str) -> tuple[_Rule, ...]:
+    def rules_of(self, event_type: str) -> tuple[_Rule, ...]:
         """The rules an event of this type meets, in config order (cached per type, a bounded
         number of types: a hostile stream of distinct types costs a merge each, not memory)."""
         rules = self._by_type.get(event_type)
@@ -168,7 +168,7 @@ class Meter:
                 instant = parse_timestamp(event.time, "/time")
                 props = event.properties
                 measured: list[Measured] = []
-                for rule in self._rules_of(event.type):
+                for rule in self.rules_of(event.type):
                     if not rule.always and not rule.matches(props):
                         continue
                     constant = rule.constant
