@@ -110,15 +110,12 @@ def _read_lines_by_line(readline: Callable[[int], bytes],
     """read_lines() over the stream's own bounded readline (C speed): at most limit + 2 bytes
     (with "\\r\\n") per call, so a line without end is never held whole."""
     number = 0
-    line = readline(limit + 2)
-    if line.startswith(BOM):  # MS-ERR-007: only at the very start; the BOM is not counted
+    # A line without "\n" is too long exactly when it holds more than `limit` bytes (a read
+    # stops short of its budget only at the end of the stream), so the first read may take
+    # the BOM's three bytes more: the BOM is not counted (MS-ERR-007).
+    line = readline(limit + 2 + len(BOM))
+    if line.startswith(BOM):
         line = line[len(BOM):]
-        if line[-1:] != b"\n":
-            line += readline(len(BOM))
-    elif len(line) < len(BOM) and BOM.startswith(line) and line[-1:] != b"\n":
-        line += readline(limit + 2)  # a stream that hands out the first bytes one by one
-        if line.startswith(BOM):
-            line = line[len(BOM):]
     while line:
         number += 1
         if line[-1:] == b"\n":
