@@ -57,13 +57,18 @@ def _chunks(source: Readable, size: int) -> Iterator[bytes]:
 
 
 def read_lines(source: Readable, limit: int = MAX_LINE_BYTES,
-               chunk_size: int = LINE_CHUNK_BYTES) -> Iterator[tuple[int, bytes | None]]:
+               chunk_size: int = LINE_CHUNK_BYTES, *, first: int = 1,
+               start_of_input: bool = True) -> Iterator[tuple[int, bytes | None]]:
     """Every line of an NDJSON stream with its 1-based number, blank lines included, without
     its "\\n" (and a "\\r" before it). A line over `limit` bytes is None, given as soon as it is
-    known to be too long; its bytes are dropped as they are read, up to the next "\\n"."""
+    known to be too long; its bytes are dropped as they are read, up to the next "\\n".
+    `first` numbers the first line and `start_of_input` says whether a BOM may open it: a
+    range of a file (meterspec.parallel) starts elsewhere."""
     readline = getattr(source, "readline", None)
     if readline is not None and chunk_size == LINE_CHUNK_BYTES:
-        return _read_lines_by_line(readline, limit)
+        return _read_lines_by_line(readline, limit, first, start_of_input)
+    if first != 1 or not start_of_input:
+        raise ValueError("a range of a file is read with its readline")
     return _read_lines_in_chunks(source, limit, chunk_size)
 
 
@@ -105,16 +110,16 @@ def _read_lines_in_chunks(source: Readable, limit: int,
         yield number, line if len(line) <= limit else None
 
 
-def _read_lines_by_line(readline: Callable[[int], bytes],
-                        limit: int) -> Iterator[tuple[int, bytes | None]]:
+def _read_lines_by_line(readline: Callable[[int], bytes], limit: int, first: int,
+                        start_of_input: bool) -> Iterator[tuple[int, bytes | None]]:
     """read_lines() over the stream's own bounded readline (C speed): at most limit + 2 bytes
     (with "\\r\\n") per call, so a line without end is never held whole."""
-    number = 0
+    number = first - 1
     # A line without "\n" is too long exactly when it holds more than `limit` bytes (a read
     # stops short of its budget only at the end of the stream), so the first read may take
     # the BOM's three bytes more: the BOM is not counted (MS-ERR-007).
     line = readline(limit + 2 + len(BOM))
-    if line.startswith(BOM):
+    if start_of_input and line.startswith(BOM):
         line = line[len(BOM):]
     while line:
         number += 1

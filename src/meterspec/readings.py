@@ -91,6 +91,17 @@ class Aggregator:
         self.needs_dimensions = bool(self.group_by) or request.aggregation == "unique-count"
         """Whether add() reads its dimensions: a caller may pass {} when not."""
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (meterspec.parallel moves partial aggregators between processes): the
+        state factory is a lambda, rebuilt from the request."""
+        state = dict(self.__dict__)
+        del state["_new_state"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._new_state = _WINDOW_STATES.get(self.request.aggregation)
+
     def fresh(self) -> Aggregator:
         """An empty aggregator over the same request, sharing its checked and resolved
         windows (an invoice builder needs one per subject and unit, all over the same

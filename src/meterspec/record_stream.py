@@ -62,6 +62,11 @@ class RecordDeduplicator:
     def __len__(self) -> int:
         return len(self._seen)
 
+    def identities(self) -> frozenset[int]:
+        """The identity keys seen (meterspec.parallel: a key seen by two ranges of one file
+        needs the order of the whole file to say which copy counts)."""
+        return frozenset(self._seen)
+
     def add(self, record: MeterRecord, instant: Instant, quantity: Decimal
             ) -> Literal["new", "duplicate"]:
         """"new" the first time an identity is seen (count the record), "duplicate" for an
