@@ -401,10 +401,11 @@ def _meter(args: argparse.Namespace, streams: Streams) -> int:
 
 
 def _in_parallel(args: argparse.Namespace, streams: Streams, aggregator: Aggregator,
-                 config: Any = None) -> Aggregator | None:
+                 config: Any = None) -> int | None:
     """--jobs N > 1: the input read by N processes (meterspec.parallel) into one merged
-    aggregator, the problems copied to the report in file order; None when the command must
-    read on one process after all (stdin is spooled to a file first)."""
+    aggregator whose readings N processes write, the problems copied to the report in file
+    order; the number of readings, or None when the command must read on one process after
+    all (stdin is spooled to a file first)."""
     from meterspec import parallel
 
     with tempfile.TemporaryDirectory(prefix="meterspec-") as spool_dir:
@@ -420,15 +421,16 @@ def _in_parallel(args: argparse.Namespace, streams: Streams, aggregator: Aggrega
         parallel.copy_spools(parts, streams.report.stream)
         streams.report.rejected += sum(part.rejected for part in parts)
         streams.report.duplicates += sum(part.duplicates for part in parts)
-        return parallel.merged(parts)
+        streams.out.flush()  # the forked writers must not inherit unwritten bytes
+        return parallel.write_in_parallel(parallel.merged(parts), args.jobs, streams.out,
+                                          spool_dir)
 
 
 def _aggregate(args: argparse.Namespace, streams: Streams) -> int:
     aggregator = _aggregator_for(args.request)
-    if args.jobs > 1:
-        merged = _in_parallel(args, streams, aggregator)
-        if merged is not None:
-            return _write_readings(merged, streams.out)
+    written = _in_parallel(args, streams, aggregator) if args.jobs > 1 else None
+    if written is not None:
+        return written
     for _, record, instant, quantity in _records(streams.source, streams.report, "aggregate"):
         aggregator.add(record.workspace_id, record.universe_id, record.subject,
                        record.measurement.unit, record.dimensions, instant, quantity)
@@ -439,10 +441,10 @@ def _run(args: argparse.Namespace, streams: Streams) -> int:
     meter = _meter_for(args.config)
     aggregator = _aggregator_for(args.request)
     if args.jobs > 1:
-        merged = _in_parallel(args, streams, aggregator, decode_config(
-            _document_bytes(args.config)))
-        assert merged is not None  # events carry no cross-range identity check (yet)
-        return _write_readings(merged, streams.out)
+        written = _in_parallel(args, streams, aggregator,
+                               decode_config(_document_bytes(args.config)))
+        assert written is not None  # events carry no cross-range identity check (yet)
+        return written
     feed, reject = event_feeder(meter, aggregator), streams.report.reject
     progress = Progress("run")
     every = progress.every

@@ -30,7 +30,7 @@ from meterspec.errors import MeterspecError
 from meterspec.lines import is_blank, line_too_long, read_lines
 from meterspec.metering import Meter
 from meterspec.pipeline import event_feeder
-from meterspec.readings import Aggregator, parse_record
+from meterspec.readings import Aggregator, GroupKey, parse_record
 from meterspec.record_stream import RecordDeduplicator
 
 _COUNT_BLOCK = 1 << 20
@@ -203,6 +203,56 @@ def merged(parts: list[Part]) -> Aggregator:
     for part in parts[1:]:
         whole.merge(part.aggregator)
     return whole
+
+
+# The aggregator a forked renderer inherits (copy-on-write: it is never pickled).
+_RENDERING: tuple[Aggregator, list[GroupKey]] | None = None
+
+
+def _render_block(block: tuple[int, int, str]) -> int:
+    """A worker's job: the reading lines of groups [first, last) into a file."""
+    assert _RENDERING is not None
+    aggregator, keys = _RENDERING
+    first, last, path = block
+    written = 0
+    with open(path, "wb", buffering=1 << 20) as out:
+        for line in aggregator.iter_reading_lines(keys[first:last]):
+            out.write(line)
+            written += 1
+    return written
+
+
+def write_in_parallel(aggregator: Aggregator, jobs: int, out: BinaryIO,
+                      spool_dir: str) -> int:
+    """The reading lines written by `jobs` forked processes, each a contiguous block of the
+    groups in their output order, copied to `out` in order: the bytes one process writes."""
+    global _RENDERING
+    keys = aggregator.ordered_keys()
+    if not hasattr(os, "fork") or len(keys) < 2 * jobs:
+        return _write_lines(aggregator.iter_reading_lines(keys), out)
+    step = -(-len(keys) // jobs)
+    blocks = [(first, min(first + step, len(keys)), os.path.join(spool_dir, f"out-{first}"))
+              for first in range(0, len(keys), step)]
+    _RENDERING = (aggregator, keys)
+    try:
+        with ProcessPoolExecutor(max_workers=jobs,
+                                 mp_context=multiprocessing.get_context("fork")) as pool:
+            counts = list(pool.map(_render_block, blocks))
+    finally:
+        _RENDERING = None
+    for _, _, path in blocks:
+        with open(path, "rb") as block:
+            shutil.copyfileobj(block, out, 1 << 20)
+        os.unlink(path)
+    return sum(counts)
+
+
+def _write_lines(lines: Iterator[bytes], out: BinaryIO) -> int:
+    written, write = 0, out.write
+    for line in lines:
+        write(line)
+        written += 1
+    return written
 
 
 def copy_spools(parts: list[Part], report: BinaryIO) -> None:

@@ -202,18 +202,24 @@ class Aggregator:
         """One reading per active group and window, sorted (MS-AGG-017)."""
         return list(self.iter_readings())
 
-    def _groups_in_order(self) -> Iterator[tuple[GroupKey, tuple[tuple[str, str | None], ...],
-                                                  Callable[[bytes], str],
-                                                  Iterable[tuple[Decimal | None, int]]]]:
-        """Per active group in MS-AGG-017 order: its key, its groupBy pairs, its reading-id
-        function and its (result, recordCount) per window."""
+    def ordered_keys(self) -> list[GroupKey]:
+        """The active groups in MS-AGG-017 order."""
+        return sorted(set(self._groups) | set(self._weighted) | set(self._cells or {}),
+                      key=_sort_key)
+
+    def _groups_in_order(self, keys: list[GroupKey] | None = None
+                         ) -> Iterator[tuple[GroupKey, tuple[tuple[str, str | None], ...],
+                                             Callable[[bytes], str],
+                                             Iterable[tuple[Decimal | None, int]]]]:
+        """Per active group in MS-AGG-017 order (or per key of `keys`): its key, its groupBy
+        pairs, its reading-id function and its (result, recordCount) per window."""
         spans = self.windows.spans
         request = self.request
         parameter = reading_parameter(self)
         cells = self._cells or {}
         firsts = [first for first, _ in self.windows.ranges]
         counting = request.aggregation == "count"
-        for key in sorted(set(self._groups) | set(self._weighted) | set(cells), key=_sort_key):
+        for key in self.ordered_keys() if keys is None else keys:
             workspace, universe, subject, unit, values = key
             group = tuple(zip(self.group_by, values, strict=True))
             ids = reading_ids(workspace, universe, subject, unit, request.aggregation,
@@ -258,7 +264,7 @@ class Aggregator:
                     group=dict(group) if request.group_by is not None else None,
                 )
 
-    def iter_reading_lines(self) -> Iterator[bytes]:
+    def iter_reading_lines(self, keys: list[GroupKey] | None = None) -> Iterator[bytes]:
         """The readings as NDJSON lines, byte for byte `encode(reading) + b"\\n"` for each
         of iter_readings() (tests/test_aggregations.py holds them equal), without building a
         MeterReading per window: a group's fields are encoded once, a window's once, and each
@@ -269,7 +275,7 @@ class Aggregator:
         request = self.request
         aggregation = encode(request.aggregation)
         grouped = request.group_by is not None
-        for key, group, ids, results in self._groups_in_order():
+        for key, group, ids, results in self._groups_in_order(keys):
             workspace, universe, subject, unit, _ = key
             head = (b'","workspaceID":' + encode(workspace) + b',"universeID":'
                     + encode(universe) + b',"subject":' + encode(subject)
