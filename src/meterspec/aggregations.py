@@ -184,30 +184,42 @@ class TimeWeightedAverage:
         area of a window is the difference of two exact integrals from the first point, so a
         window costs O(log P) however many points it holds (windows may overlap)."""
         times = sorted(self.points)
-        levels = [self.points[t][0] for t in times]
-        seen, areas = [0], [ZERO]
+        points = self.points
+        # Exact integers: a level in units of 10^-20 (no quantity has more fraction digits,
+        # MS-QTY-002), times nanoseconds. Decimal arithmetic here cost a multiply and an add
+        # per point; integers cost a fraction of that.
+        levels = [_units(points[t][0]) for t in times]
+        seen, areas = [0], [0]
         for i, instant in enumerate(times):
-            seen.append(seen[-1] + self.points[instant][1])
+            seen.append(seen[-1] + points[instant][1])
             if i:
-                step = EXACT.multiply(levels[i - 1], Decimal(instant - times[i - 1]))
-                areas.append(EXACT.add(areas[-1], step))
-        opening = self.before[1] if self.before is not None else ZERO
+                areas.append(areas[-1] + levels[i - 1] * (instant - times[i - 1]))
+        opening = _units(self.before[1]) if self.before is not None else 0
         origin = times[0] if times else 0
 
-        def integral(instant: Instant) -> Decimal:
+        def integral(instant: Instant) -> int:
             """Of the level from the first point (or 0) to `instant`; negative before it."""
             i = bisect_right(times, instant) - 1
             if i < 0:
-                return EXACT.multiply(opening, Decimal(instant - origin))
-            return EXACT.add(areas[i], EXACT.multiply(levels[i], Decimal(instant - times[i])))
+                return opening * (instant - origin)
+            return areas[i] + levels[i] * (instant - times[i])
 
         for start, end in spans:
-            area = EXACT.subtract(integral(end), integral(start))
+            area = integral(end) - integral(start)
             count = seen[bisect_left(times, end)] - seen[bisect_left(times, start)]
-            yield EXACT.scaleb(Decimal(_divide_half_even(area, end - start, scale)), -scale), count
+            quotient = _divide_half_even(area, (end - start) * _UNIT, scale)
+            yield EXACT.scaleb(Decimal(quotient), -scale), count
 
 
-def _divide_half_even(area: Decimal, length: int, scale: int) -> int:
+_UNIT = 10**20
+
+
+def _units(quantity: Decimal) -> int:
+    """A quantity as an integer number of 10^-20 (exact within MS-QTY-002's bounds)."""
+    return int(EXACT.scaleb(quantity, 20))
+
+
+def _divide_half_even(area: Decimal | int, length: int, scale: int) -> int:
     """round(area / length * 10**scale), half to even, in integers only (MS-AGG-015)."""
     numerator, denominator = area.as_integer_ratio()
 

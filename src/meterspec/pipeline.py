@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import msgspec
 
+from meterspec.aggregations import TimeWeightedAverage
 from meterspec.codec import decode_event
 from meterspec.contracts import EventPayload
 from meterspec.errors import MeterspecError
@@ -39,9 +40,13 @@ def event_feeder(meter: Meter, aggregator: Aggregator) -> Feeder:
                 instant, quantity)
 
     cells = aggregator.cells_of_segments()
-    if cells is None:
+    weighted = aggregator.weighted_states()
+    if cells is None and weighted is None:
         return general
-    group_cells, segments, segment_of, counting = cells
+    if cells is not None:
+        group_cells, segments, segment_of, counting = cells
+    if weighted is not None:
+        states, range_start, range_end = weighted
     decode = msgspec.json.Decoder(EventPayload).decode
     rules_of = meter.rules_of
     exact_add = EXACT.add
@@ -72,6 +77,15 @@ def event_feeder(meter: Meter, aggregator: Aggregator) -> Feeder:
                 taken.append((rule.unit, quantity))
         except (MeterspecError, KeyError):
             return general(line)
+        if weighted is not None:
+            if instant < range_end:
+                for unit, quantity in taken:
+                    key = (workspace, universe, subject, unit, ())
+                    state = states.get(key)
+                    if state is None:
+                        state = states[key] = TimeWeightedAverage(range_start)
+                    state.add(instant, quantity)
+            return None
         segment = segment_of(instant)
         if segment is None:
             return None

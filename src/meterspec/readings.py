@@ -167,6 +167,15 @@ class Aggregator:
         return (self._cells, self._segments, self.windows.segment,
                 self.request.aggregation == "count")
 
+    def weighted_states(self) -> tuple[dict[GroupKey, TimeWeightedAverage], Instant,
+                                       Instant] | None:
+        """For a time-weighted-avg without groupBy: its states (key -> state), the start of
+        the windows' range and its end; None otherwise. meterspec.pipeline adds to them
+        directly, as add() would."""
+        if not self.weighted or self.group_by:
+            return None
+        return self._weighted, self.windows.start, self.windows.end
+
     def add_record(self, record: MeterRecord, path: str = "") -> None:
         """Parse and add one MeterRecord; raises MeterspecError for a bad quantity or time."""
         instant, quantity = parse_record(record, path)
