@@ -1,37 +1,42 @@
-"""Benchmark: `meterspec run` beside DuckDB on the same seeded synthetic events.
+"""Benchmark (issue 12): meterspec beside DuckDB on the same seeded data, as ratios.
 
-Generates N EventPayload lines, times `meterspec run` (a real subprocess: interpreter start,
-config/request load, metering, aggregation, writing readings to a file) for `sum` and for
-`time-weighted-avg`, times DuckDB computing the same per-day sums with DECIMAL(38,6), checks that
-the two sums agree to the last digit, and prints events/second. No timing is asserted.
+Every figure is a child process measured by the same wait4: `meterspec run` / `meterspec
+invoice`, and DuckDB's query in a child of its own (benchmarks/duckdb_events.py, or this script
+with --duckdb-invoice), so both sides include interpreter start-up. CPU time (user + sys of the
+child and of the children it waited for) is the steady figure, peak memory (the largest single
+process's max RSS) stands beside it. Results must be identical, and `--jobs N` output byte for
+byte that of `--jobs 1`; that is the only thing that fails the script. No timing is asserted.
 
-    .venv/bin/pip install -e '.[bench]' && .venv/bin/python benchmarks/run.py
+    .venv/bin/pip install -e '.[bench]' && .venv/bin/python benchmarks/run.py --job all
 
-`--job invoice` instead generates seeded MeterRecords and an InvoiceRequest, times
-`meterspec invoice`, and times DuckDB computing the same invoices (billing periods computed
-here, DECIMAL sums and seat integrals in SQL, tiers and half-even rounding in exact Python);
-every line's quantity and amounts must agree to the last digit.
+Jobs: run (1M events, 10,000 subjects, 30 days; sum and time-weighted-avg), dense (10M events,
+1,000 subjects, 30 days; sum), twa-scaling (time-weighted-avg at 1M and 4M events), invoice
+(two sizes), all. See benchmarks/README.md.
 
 This script deliberately imports nothing from meterspec: it treats the CLI as a black box and
-computes its expectations independently (DuckDB, plus a string canonicalisation of its own).
+computes its expectations independently (DuckDB, plus exact Python of its own).
 """
 
 from __future__ import annotations
 
 import argparse
 import calendar
+import csv
 import functools
+import hashlib
 import itertools
 import json
 import os
 import random
 import re
 import resource
+import statistics
+import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import (
     Context,
@@ -48,33 +53,164 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-try:
-    import duckdb
-except ImportError:
-    raise SystemExit("benchmarks need DuckDB: .venv/bin/pip install -e '.[bench]'") from None
-
 HERE = Path(__file__).resolve().parent
 START = datetime(2024, 1, 1, tzinfo=UTC)
+DAY_US = 86_400_000_000
 WORKSPACES = ("acme-prod", "globex", "initech")
 REGIONS = ("us-east", "us-west", "eu-west", "ap-south")
 MODELS = ("small", "medium", "large")
 DUCKDB_TYPE = "DECIMAL(38,6)"
+AGGREGATIONS = ("sum", "time-weighted-avg")
+SHORT = {"sum": "sum", "time-weighted-avg": "twa"}
 MAX_SHOWN = 10
+# Issue 12's targets.
+SPEEDUP_TARGET = 1.6  # wall-time speed-up of --jobs 2 over --jobs 1 on 2 cores, at least
+DENSE_SUM_TARGET = 2.5  # dense sum: meterspec CPU / DuckDB 1-thread CPU, at most
+TWA_PEAK_TARGET = 1.3  # time-weighted-avg peak memory, largest size / smallest, at most
 
 Key = tuple[str, str, str, str]  # workspaceID, universeID, subject, window start
 
 
+# --------------------------------------------------------------------------- measuring children
+
+
 @dataclass
-class Timing:
+class Command:
+    """A child to time: argv, where its stdout goes, what the table calls it."""
+
     tool: str
     job: str
-    events: int
-    seconds: float
-    cpu_seconds: float | None = None  # user + system
-    peak_mb: float | None = None  # peak resident set size of the meterspec process
+    parallel: str  # "--jobs 2", "1 thread"
+    count: int  # events or records read
+    argv: list[str]
+    stdout: Path
+    aggregation: str = ""
+    baseline: Command | None = None  # the DuckDB 1-thread command its CPU is divided by
 
 
-# ---------------------------------------------------------------------------------------- data
+@dataclass
+class Timing:
+    """Medians over the repeats: wall, CPU (user + sys), peak RSS; DuckDB's own figures
+    from inside its child (connect to written result) when it reported them."""
+
+    command: Command
+    wall: float
+    cpu: float
+    peak_mb: float
+    inside: dict[str, Any] = field(default_factory=dict)
+    baseline: Timing | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        return None if self.baseline is None else self.cpu / self.baseline.cpu
+
+
+@dataclass
+class Target:
+    """One line of the summary: an issue-12 target (limit set) or a reported figure."""
+
+    name: str
+    value: float | None
+    limit: float | None = None
+    at_least: bool = False  # the value must be >= limit (else <=)
+    note: str = ""
+
+    def status(self) -> str:
+        if self.value is None:
+            return "n/a"
+        if self.limit is None:
+            return "-"
+        ok = self.value >= self.limit if self.at_least else self.value <= self.limit
+        return "PASS" if ok else "MISS"
+
+
+@dataclass
+class Outcome:
+    """What a job hands to the summary."""
+
+    targets: list[Target] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)
+
+
+def _megabytes(maxrss: int) -> float:
+    return maxrss / 1e6 if sys.platform == "darwin" else maxrss / 1e3  # bytes vs kilobytes
+
+
+def timed_child(argv: list[str], stdout: Path) -> tuple[float, float, float]:
+    """Run argv with stdout to a file (stderr beside it); wall seconds, the child's CPU seconds
+    and peak RSS in MB from wait4 (which includes the children it waited for: --jobs workers).
+    Fails unless it exits 0."""
+    stderr = stdout.with_name(stdout.name + ".stderr")
+    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+        began = time.perf_counter()
+        process = subprocess.Popen(argv, stdout=out, stderr=err)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - began
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"FAIL: {' '.join(argv)} exited {process.returncode}:\n"
+                         + stderr.read_text(errors="replace"))
+    return wall, usage.ru_utime + usage.ru_stime, _megabytes(usage.ru_maxrss)
+
+
+def measure(commands: list[Command], repeat: int) -> list[Timing]:
+    """Each command `repeat` times, in turn (A B C A B C: a drifting machine hits all alike);
+    the median of each figure."""
+    samples: list[list[tuple[float, float, float]]] = [[] for _ in commands]
+    inside: list[list[dict[str, Any]]] = [[] for _ in commands]
+    for _ in range(repeat):
+        for command, got, reported in zip(commands, samples, inside, strict=True):
+            wall, cpu, peak = timed_child(command.argv, command.stdout)
+            got.append((wall, cpu, peak))
+            if command.tool == "duckdb":
+                reported.append(json.loads(command.stdout.read_text(encoding="utf-8")))
+            print(f"  timed {command.tool} {command.job} ({command.parallel}): wall {wall:.2f} s,"
+                  f" CPU {cpu:.2f} s, peak {peak:,.0f} MB", flush=True)
+    timings = []
+    for command, got, reported in zip(commands, samples, inside, strict=True):
+        walls, cpus, peaks = zip(*got, strict=True)
+        merged = {key: statistics.median(r[key] for r in reported)
+                  if isinstance(value, float) else value
+                  for key, value in reported[-1].items()} if reported else {}
+        timings.append(Timing(command, statistics.median(walls), statistics.median(cpus),
+                              statistics.median(peaks), merged))
+    by_command = {id(t.command): t for t in timings}
+    for t in timings:
+        if t.command.baseline is not None:
+            t.baseline = by_command[id(t.command.baseline)]
+    return timings
+
+
+def _meterspec_command() -> list[str]:
+    script = Path(sys.executable).with_name("meterspec")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "meterspec.cli"]
+
+
+def _parallel(jobs: int) -> str:
+    return f"--jobs {jobs}"
+
+
+def _threads(threads: int) -> str:
+    return f"{threads} thread{'' if threads == 1 else 's'}"
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as data:
+        for block in iter(lambda: data.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cores() -> int:
+    """Processors this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+# ---------------------------------------------------------------------------------- event data
 
 
 def _timestamp(moment: datetime) -> str:
@@ -92,8 +228,9 @@ def _quantity(rng: random.Random) -> str:
 
 
 def _event_lines(events: int, subjects: int, days: int, seed: int) -> Iterator[str]:
+    """The `run` job's events, one random call per field (unchanged since the first figures)."""
     rng = random.Random(seed)
-    span = days * 86_400 * 1_000_000
+    span = days * DAY_US
     for index in range(events):
         number = rng.randrange(subjects)
         workspace = WORKSPACES[number % len(WORKSPACES)]
@@ -107,118 +244,88 @@ def _event_lines(events: int, subjects: int, days: int, seed: int) -> Iterator[s
         )
 
 
-def generate(workdir: Path, events: int, subjects: int, days: int, seed: int) -> None:
+CHUNK = 1 << 16
+
+
+def _fast_event_chunks(events: int, subjects: int, days: int, seed: int,
+                       staging: bool) -> Iterator[str]:
+    """The same kind of events, about 4x faster: four 32-bit words of `Random(seed).randbytes`
+    per event (read little-endian, so every machine writes the same file) pick the subject,
+    the second, the microsecond, the universe (10% staging when `staging`) and one of 65,536
+    property texts drawn once with `_quantity` and random dimensions; the rest is tables."""
+    rng = random.Random(seed)
+    tails = [f'"properties":{{"tokens":"{_quantity(rng)}","region":"{rng.choice(REGIONS)}",'
+             f'"model":"{rng.choice(MODELS)}"}}}}\n' for _ in range(1 << 16)]
+    heads = [f'"workspaceID":"{WORKSPACES[n % len(WORKSPACES)]}","universeID":"{u}",'
+             f'"type":"llm.completion","subject":"customer:{n:06d}","time":"'
+             for n in range(subjects) for u in ("production", "staging")]
+    dates = [f"{START + timedelta(days=d):%Y-%m-%d}T" for d in range(days)]
+    clock = [f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}." for s in range(86_400)]
+    seconds = days * 86_400
+    for first in range(0, events, CHUNK):
+        words = struct.iter_unpack("<IIII", rng.randbytes(16 * min(CHUNK, events - first)))
+        yield "".join([
+            f'{{"id":"evt_{index:09d}",{heads[2 * (x % subjects) + (staging and w >> 16 < 6554)]}'
+            f'{dates[y % seconds // 86_400]}{clock[y % 86_400]}{z % 1_000_000:06d}Z",'
+            f'{tails[w & 0xFFFF]}' for index, (x, y, z, w) in enumerate(words, first)])
+
+
+def generate_events(workdir: Path, shape: str, events: int, subjects: int, days: int,
+                    seed: int) -> None:
+    """events.ndjson (streamed to disk), config.json and one request per aggregation.
+    shape: uniform (the run job's generator), uniform-fast (same mix, fast generator), dense
+    (fast generator, one universe)."""
     workdir.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
     with open(workdir / "events.ndjson", "w", encoding="ascii", newline="\n") as out:
-        batch: list[str] = []
-        for line in _event_lines(events, subjects, days, seed):
-            batch.append(line)
-            if len(batch) == 10_000:
-                out.write("".join(batch))
-                batch.clear()
-        out.write("".join(batch))
+        if shape == "uniform":
+            batch: list[str] = []
+            for line in _event_lines(events, subjects, days, seed):
+                batch.append(line)
+                if len(batch) == 10_000:
+                    out.write("".join(batch))
+                    batch.clear()
+            out.write("".join(batch))
+        else:
+            for chunk in _fast_event_chunks(events, subjects, days, seed, shape != "dense"):
+                out.write(chunk)
     config = {"measurements": [{"unit": "tokens", "sourceProperty": "tokens"}]}
     tumbling = {"size": "day", "timeZone": "UTC", "start": _day(0), "end": _day(days)}
-    documents = {
-        "config.json": config,
-        "request-sum.json": {"aggregation": "sum", "tumbling": tumbling},
-        "request-twa.json": {"aggregation": "time-weighted-avg", "tumbling": tumbling},
-    }
-    for name, document in documents.items():
-        (workdir / name).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    for aggregation in AGGREGATIONS:
+        request = {"aggregation": aggregation, "tumbling": tumbling}
+        (workdir / f"request-{SHORT[aggregation]}.json").write_text(
+            json.dumps(request, indent=2) + "\n", encoding="utf-8")
+    (workdir / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    size = (workdir / "events.ndjson").stat().st_size
+    print(f"generated {events:,} events ({size / 1e6:,.1f} MB, {subjects:,} subjects, {days} "
+          f"days, {shape}) in {time.perf_counter() - began:.1f} s: {workdir / 'events.ndjson'}",
+          flush=True)
 
 
 def _day(offset: int) -> str:
     return f"{START + timedelta(days=offset):%Y-%m-%dT%H:%M:%SZ}"
 
 
-# ------------------------------------------------------------------------------------- timings
+def meterspec_run(workdir: Path, aggregation: str, jobs: int, count: int) -> Command:
+    """`meterspec run`, readings to meterspec-<agg>[-jobsN].ndjson (no --jobs for 1)."""
+    name = SHORT[aggregation] + ("" if jobs == 1 else f"-jobs{jobs}")
+    argv = [*_meterspec_command(), "run", "--config", str(workdir / "config.json"),
+            "--request", str(workdir / f"request-{SHORT[aggregation]}.json"),
+            "--errors", str(workdir / f"errors-{name}.ndjson"),
+            *(["--jobs", str(jobs)] if jobs != 1 else []), str(workdir / "events.ndjson")]
+    return Command("meterspec", f"run {aggregation}", _parallel(jobs), count, argv,
+                   workdir / f"meterspec-{name}.ndjson", aggregation)
 
 
-def _meterspec_command() -> list[str]:
-    script = Path(sys.executable).with_name("meterspec")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "meterspec.cli"]
-
-
-def _megabytes(maxrss: int) -> float:
-    return maxrss / 1e6 if sys.platform == "darwin" else maxrss / 1e3  # bytes vs kilobytes
-
-
-def time_meterspec(workdir: Path, request: str, output: str, events: int) -> Timing:
-    """One `meterspec run` process, readings written to a file; fails unless it exits 0."""
-    command = [*_meterspec_command(), "run", "--config", str(workdir / "config.json"),
-               "--request", str(workdir / request), "--errors", str(workdir / "errors.ndjson"),
-               str(workdir / "events.ndjson")]
-    seconds, cpu, peak = _timed_child(command, workdir / output)
-    aggregation = json.loads((workdir / request).read_text(encoding="utf-8"))["aggregation"]
-    return Timing("meterspec", f"run {aggregation}", events, seconds, cpu, peak)
-
-
-def _timed_child(command: list[str], output: Path) -> tuple[float, float | None, float | None]:
-    """Run `command` with stdout to `output` (stderr beside it); wall seconds, the child's own
-    CPU seconds and peak RSS in MB (None where os.wait4 is missing). Fails unless it exits 0."""
-    stderr = output.with_name(output.name + ".stderr")
-    cpu = peak = None
-    with open(output, "wb") as out, open(stderr, "wb") as err:
-        began = time.perf_counter()
-        process = subprocess.Popen(command, stdout=out, stderr=err)
-        if hasattr(os, "wait4"):  # the child's own CPU time and peak memory
-            _, status, usage = os.wait4(process.pid, 0)
-            process.returncode = os.waitstatus_to_exitcode(status)
-            cpu, peak = usage.ru_utime + usage.ru_stime, _megabytes(usage.ru_maxrss)
-        else:
-            process.wait()
-        seconds = time.perf_counter() - began
-    if process.returncode != 0:
-        raise SystemExit(f"FAIL: {' '.join(command)} exited {process.returncode}:\n"
-                         + stderr.read_text(errors="replace"))
-    return seconds, cpu, peak
-
-
-DUCKDB_SUM = f"""
-CREATE TABLE sums AS
-SELECT workspaceID, universeID, subject,
-       strftime(CAST(date_trunc('day', CAST(time AS TIMESTAMPTZ)) AS TIMESTAMP),
-                '%Y-%m-%dT%H:%M:%SZ') AS window_start,
-       CAST(sum(CAST(properties.tokens AS {DUCKDB_TYPE})) AS VARCHAR) AS quantity,
-       count(*) AS record_count
-FROM read_json(?, format = 'newline_delimited', columns = {{
-    id: 'VARCHAR', workspaceID: 'VARCHAR', universeID: 'VARCHAR', type: 'VARCHAR',
-    subject: 'VARCHAR', time: 'VARCHAR',
-    properties: 'STRUCT(tokens VARCHAR, region VARCHAR, model VARCHAR)'}})
-GROUP BY ALL
-"""
-
-
-def time_duckdb(workdir: Path, events: int,
-                threads: int | None) -> tuple[Timing, dict[Key, tuple[str, int]]]:
-    """Read the NDJSON, sum per (workspace, universe, subject, UTC day) exactly and write the
-    result to a CSV file, all timed (in-process: no interpreter start); then fetch the result
-    (untimed) for the comparison. threads=None keeps DuckDB's default (one per core)."""
-    cpu_began = _cpu_seconds()
-    began = time.perf_counter()
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    if threads is not None:
-        con.execute(f"SET threads = {int(threads)}")
-    con.execute(DUCKDB_SUM, [str(workdir / "events.ndjson")])
-    csv = str(workdir / "duckdb-sum.csv").replace("'", "''")
-    con.execute(f"COPY sums TO '{csv}' (HEADER)")
-    seconds = time.perf_counter() - began
-    cpu = _cpu_seconds() - cpu_began
-    used: int = con.execute("SELECT current_setting('threads')").fetchall()[0][0]
-    rows: list[tuple[str, str, str, str, str, int]] = con.execute(
-        "SELECT workspaceID, universeID, subject, window_start, quantity, record_count "
-        "FROM sums").fetchall()
-    con.close()
-    sums = {(w, u, s, start): (quantity, count) for w, u, s, start, quantity, count in rows}
-    job = f"sum {DUCKDB_TYPE}, {used} thread{'' if used == 1 else 's'}"
-    return Timing("duckdb", job, events, seconds, cpu), sums
-
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+def duckdb_run(workdir: Path, aggregation: str, threads: int, days: int, count: int) -> Command:
+    """benchmarks/duckdb_events.py as a child; result in duckdb-<agg>-<threads>.csv."""
+    name = f"{SHORT[aggregation]}-{threads}"
+    start_us = (START - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    argv = [sys.executable, str(HERE / "duckdb_events.py"), aggregation,
+            str(workdir / "events.ndjson"), str(workdir / f"duckdb-{name}.csv"), str(threads),
+            str(start_us), str(days)]
+    return Command("duckdb", f"{aggregation} {DUCKDB_TYPE}", _threads(threads), count, argv,
+                   workdir / f"duckdb-{name}.json", aggregation)
 
 
 # -------------------------------------------------------------------------------------- checks
@@ -236,66 +343,196 @@ def canonical(text: str) -> str:
     return "0" if text in ("0", "-0") else text
 
 
-def _readings(path: Path) -> Iterator[dict[str, object]]:
+def load_duckdb(path: Path) -> dict[Key, tuple[str, int]]:
+    """A result CSV of duckdb_events.py: key -> (canonical quantity, record count)."""
+    with open(path, encoding="utf-8", newline="") as rows:
+        reader = csv.reader(rows)
+        next(reader)
+        return {(w, u, s, start): (canonical(quantity), int(count))
+                for w, u, s, start, quantity, count in reader}
+
+
+def _readings(path: Path) -> Iterator[dict[str, Any]]:
     with open(path, "rb") as lines:
         for line in lines:
-            reading: dict[str, object] = json.loads(line)
+            reading: dict[str, Any] = json.loads(line)
             yield reading
 
 
-def check_sums(path: Path, expected: dict[Key, tuple[str, int]], days: int) -> list[str]:
-    """Every non-empty DuckDB group equals meterspec's reading exactly (quantity, recordCount);
-    every other meterspec reading is an empty day of an active group: "0" with recordCount 0
-    (MS-AGG-017); every active group has one reading per day."""
+def check_readings(path: Path, expected: dict[Key, tuple[str, int]], aggregation: str,
+                   days: int) -> tuple[list[str], str]:
+    """meterspec's readings against DuckDB's, exactly (quantity and recordCount). For sum,
+    DuckDB has the non-empty days only: every other reading must be an empty day of an active
+    group, "0" with recordCount 0 (MS-AGG-017); for time-weighted-avg it has every reading.
+    Every active group has one reading per day. Returns the problems and a summary line."""
     problems: list[str] = []
     seen: set[Key] = set()
     per_group: dict[tuple[str, str, str], int] = {}
-    empty = 0
+    empty = records = 0
     for reading in _readings(path):
-        window = reading["window"]
-        measurement = reading["measurement"]
-        assert isinstance(window, dict) and isinstance(measurement, dict)
-        key = (str(reading["workspaceID"]), str(reading["universeID"]),
-               str(reading["subject"]), str(window["start"]))
+        window, measurement = reading["window"], reading["measurement"]
+        key = (reading["workspaceID"], reading["universeID"], reading["subject"],
+               window["start"])
         got = (measurement["quantity"], reading["recordCount"])
+        records += got[1]
         per_group[key[:3]] = per_group.get(key[:3], 0) + 1
         if key in seen:
             problems.append(f"duplicate reading for {key}")
         seen.add(key)
-        if reading["aggregation"] != "sum" or measurement["unit"] != "tokens":
+        if reading["aggregation"] != aggregation or measurement["unit"] != "tokens":
             problems.append(f"unexpected aggregation/unit in reading for {key}: {reading}")
         if key in expected:
-            quantity, count = expected[key]
-            want = (canonical(quantity), count)
-        else:
+            want = expected[key]
+        elif aggregation == "sum":
             empty += 1
             want = ("0", 0)
+        else:
+            problems.append(f"{key}: meterspec has a reading, DuckDB none")
+            continue
         if got != want:
-            problems.append(f"{key}: meterspec (quantity, recordCount) = {got}, "
+            problems.append(f"{aggregation} {key}: meterspec (quantity, recordCount) = {got}, "
                             f"DuckDB says {want}")
     problems += [f"{key}: DuckDB has {expected[key]}, meterspec has no reading"
                  for key in sorted(set(expected) - seen)]
     problems += [f"{group}: {count} readings, expected one per day ({days})"
                  for group, count in sorted(per_group.items()) if count != days]
-    if not problems:
-        print(f"check: sum readings identical to DuckDB: {len(expected):,} non-empty "
-              f"(quantity and recordCount), {empty:,} empty days of active groups are \"0\" "
-              f"with recordCount 0, {len(per_group):,} groups x {days} days")
-    return problems
+    if aggregation == "sum":
+        what = (f"{len(expected):,} non-empty (quantity and recordCount), {empty:,} empty days "
+                f"of active groups \"0\" with recordCount 0")
+    else:
+        what = f"all {len(expected):,} (quantity rounded half-even to 6 digits, recordCount)"
+    line = (f"{aggregation} readings identical to DuckDB: {what}, {len(per_group):,} groups x "
+            f"{days} days, {records:,} records, {records / max(len(expected), 1):,.0f} per "
+            f"{'non-empty ' if aggregation == 'sum' else ''}reading")
+    return problems, line
 
 
-def check_twa(path: Path, events: int, groups: int, days: int) -> list[str]:
-    """Not compared with DuckDB: only shape checks (one reading per active group and day,
-    record counts adding up to the number of events)."""
-    readings = list(_readings(path))
-    problems: list[str] = []
-    if len(readings) != groups * days:
-        problems.append(f"time-weighted-avg: {len(readings):,} readings, "
-                        f"expected {groups:,} groups x {days} days")
-    total = sum(int(str(r["recordCount"])) for r in readings)
-    if total != events:
-        problems.append(f"time-weighted-avg: recordCounts add up to {total:,}, not {events:,}")
-    return problems
+def check_jobs(first: Command, other: Command) -> tuple[list[str], str]:
+    """--jobs N wrote byte for byte what --jobs 1 wrote (readings and error report)."""
+    problems = []
+    for kind, one, many in (("readings", first.stdout, other.stdout),
+                            ("error report", _errors(first), _errors(other))):
+        if sha256(one) != sha256(many):
+            problems.append(f"{other.job} {other.parallel}: {kind} {many.name} differ from "
+                            f"{first.parallel}'s {one.name}")
+    return problems, (f"meterspec {other.job} {other.parallel}: output identical to "
+                      f"{first.parallel} (sha256 {sha256(first.stdout)[:16]}..., error reports "
+                      "too)")
+
+
+def _errors(command: Command) -> Path:
+    return Path(command.argv[command.argv.index("--errors") + 1])
+
+
+# --------------------------------------------------------------------- run, dense, twa-scaling
+
+
+def events_job(args: argparse.Namespace, name: str) -> Outcome:
+    """run / dense: each aggregation with --jobs 1 and N beside DuckDB with 1 and N threads."""
+    dense = name == "dense"
+    events = args.events or (10_000_000 if dense else 1_000_000)
+    subjects = args.subjects or (1_000 if dense else 10_000)
+    days = args.days or 30
+    aggregations = args.aggregations or (("sum",) if dense else AGGREGATIONS)
+    workdir: Path = args.workdir / name
+    print(f"\n== {name}: {events:,} events, {subjects:,} subjects, {days} days", flush=True)
+    generate_events(workdir, "dense" if dense else "uniform", events, subjects, days, args.seed)
+    parallel = [1] + ([args.jobs] if args.jobs > 1 else [])
+    commands: list[Command] = []
+    for aggregation in aggregations:
+        baseline = duckdb_run(workdir, aggregation, 1, days, events)
+        for jobs in parallel:
+            commands.append(meterspec_run(workdir, aggregation, jobs, events))
+            commands[-1].baseline = baseline
+            duck = baseline if jobs == 1 else duckdb_run(workdir, aggregation, jobs, days, events)
+            duck.baseline = baseline
+            commands.append(duck)
+    timings = measure(commands, args.repeat)
+    outcome = Outcome()
+    notes = []
+    for aggregation in aggregations:
+        mine = [t for t in timings if t.command.aggregation == aggregation]
+        ours = [t for t in mine if t.command.tool == "meterspec"]
+        ducks = [t for t in mine if t.command.tool == "duckdb"]
+        results = [load_duckdb(Path(t.command.argv[4])) for t in ducks]
+        if any(result != results[0] for result in results[1:]):
+            outcome.problems.append(f"{aggregation}: DuckDB with 1 thread and with "
+                                    f"{args.jobs} disagree")
+        problems, line = check_readings(ours[0].command.stdout, results[0], aggregation, days)
+        outcome.problems += problems
+        outcome.checks.append(f"{name}: {line}")
+        label = f"{name} {aggregation}"
+        if dense and aggregation == "sum":
+            outcome.targets.append(Target(
+                f"{label}: meterspec CPU / DuckDB 1-thread CPU", ours[0].ratio,
+                DENSE_SUM_TARGET))
+        else:
+            outcome.targets.append(Target(
+                f"{label}: meterspec CPU / DuckDB 1-thread CPU", ours[0].ratio))
+        if len(ours) > 1:
+            problems, line = check_jobs(ours[0].command, ours[1].command)
+            outcome.problems += problems
+            outcome.checks.append(f"{name}: {line}")
+            speedup = ours[0].wall / ours[1].wall
+            notes.append(f"meterspec {label}: --jobs {args.jobs} wall speed-up {speedup:.2f}x "
+                         f"({ours[0].wall:.2f} s -> {ours[1].wall:.2f} s), CPU "
+                         f"{ours[0].cpu:.2f} s -> {ours[1].cpu:.2f} s, peak "
+                         f"{ours[0].peak_mb:,.0f} MB -> {ours[1].peak_mb:,.0f} MB (largest "
+                         "single process)")
+            outcome.targets.append(Target(
+                f"{label}: --jobs {args.jobs} wall speed-up over --jobs 1",
+                speedup if cores() >= 2 else None, SPEEDUP_TARGET, at_least=True,
+                note="" if cores() >= 2 else "1 core"))
+        else:
+            outcome.targets.append(Target(f"{label}: --jobs 2 wall speed-up over --jobs 1",
+                                          None, SPEEDUP_TARGET, True, "--jobs 1 only"))
+    _print_section(timings, notes + _inside_notes(timings), "events")
+    return outcome
+
+
+def twa_scaling_job(args: argparse.Namespace) -> Outcome:
+    """time-weighted-avg with --jobs 1 at each size (same subjects and days), beside DuckDB
+    with 1 thread; the peak memory of the largest size over the smallest's."""
+    subjects, days = args.subjects or 10_000, args.days or 30
+    outcome = Outcome()
+    timings: list[Timing] = []
+    print(f"\n== twa-scaling: {', '.join(f'{n:,}' for n in args.twa_sizes)} events, "
+          f"{subjects:,} subjects, {days} days", flush=True)
+    for events in args.twa_sizes:
+        workdir: Path = args.workdir / f"twa-scaling-{events}"
+        generate_events(workdir, "uniform-fast", events, subjects, days, args.seed)
+        duck = duckdb_run(workdir, "time-weighted-avg", 1, days, events)
+        duck.baseline = duck
+        ours = meterspec_run(workdir, "time-weighted-avg", 1, events)
+        ours.baseline = duck
+        timings += measure([ours, duck], args.repeat)
+        problems, line = check_readings(ours.stdout, load_duckdb(Path(duck.argv[4])),
+                                        "time-weighted-avg", days)
+        outcome.problems += problems
+        outcome.checks.append(f"twa-scaling {events:,}: {line}")
+    ours_timings = [t for t in timings if t.command.tool == "meterspec"]
+    small, large = ours_timings[0], ours_timings[-1]
+    growth = large.peak_mb / small.peak_mb
+    notes = [f"meterspec run time-weighted-avg: peak memory {large.command.count:,} events / "
+             f"{small.command.count:,} events = {large.peak_mb:,.0f} MB / "
+             f"{small.peak_mb:,.0f} MB = {growth:.2f}x; CPU "
+             f"{large.cpu / small.cpu:.2f}x for {large.command.count / small.command.count:.1f}x"
+             " the events"]
+    outcome.targets.append(Target(
+        f"twa-scaling: peak memory {large.command.count:,} / {small.command.count:,} events",
+        growth if large is not small else None, TWA_PEAK_TARGET))
+    outcome.targets += [Target(f"twa-scaling {t.command.count:,}: meterspec CPU / DuckDB "
+                               "1-thread CPU", t.ratio) for t in ours_timings]
+    _print_section(timings, notes + _inside_notes(timings), "events")
+    return outcome
+
+
+def _inside_notes(timings: list[Timing]) -> list[str]:
+    return [f"duckdb {t.command.job} ({t.command.parallel}, {t.command.count:,}): inside the "
+            f"child, connect to written result (no interpreter start-up, no import): wall "
+            f"{t.inside['seconds']:.2f} s, CPU {t.inside['cpu']:.2f} s"
+            + (f"; {t.inside['breakdown']}" if "breakdown" in t.inside else "")
+            for t in timings if t.inside]
 
 
 # ----------------------------------------------------------------------------- invoice job
@@ -306,7 +543,6 @@ def check_twa(path: Path, events: int, groups: int, days: int) -> list[str]:
 
 INVOICE_WORKSPACE, INVOICE_UNIVERSE = "acme-prod", "production"
 INVOICE_AT = "2024-03-20T00:00:00Z"
-RECORDS_FROM = datetime(2023, 10, 1, tzinfo=UTC)
 RECORDS_TO = datetime(2024, 5, 1, tzinfo=UTC)
 SUM_UNIT, TWA_UNIT, IGNORED_UNIT = "api_call", "seats", "storage_gb"
 TWA_SCALE = 6  # MS-AGG-002 default
@@ -318,7 +554,7 @@ MINOR_UNITS = {"USD": 2}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 PLANS: list[dict[str, Any]] = [
-    {"id": "team", "version": 1, "currency": "USD", "effectiveFrom": "2022-01-01T00:00:00Z",
+    {"id": "team", "version": 1, "currency": "USD", "effectiveFrom": "1990-01-01T00:00:00Z",
      "charges": [
          {"id": "platform", "model": "flat", "amount": "49"},
          {"id": "seats", "model": "per-unit", "unit": TWA_UNIT, "unitPrice": "10",
@@ -336,7 +572,7 @@ PLANS: list[dict[str, Any]] = [
          {"id": "api", "model": "graduated", "unit": SUM_UNIT, "includedQuantity": "2500",
           "tiers": [{"upTo": "20000", "unitPrice": "0.002", "flatFee": "0.125"},
                     {"upTo": None, "unitPrice": "0.0009", "flatFee": "3.125"}]}]},
-    {"id": "scale", "version": 1, "currency": "USD", "effectiveFrom": "2022-01-01T00:00:00Z",
+    {"id": "scale", "version": 1, "currency": "USD", "effectiveFrom": "1990-01-01T00:00:00Z",
      "charges": [
          {"id": "platform", "model": "flat", "amount": "199.99"},
          {"id": "seats", "model": "per-unit", "unit": TWA_UNIT, "unitPrice": "8.75"},
@@ -365,13 +601,21 @@ def _seats(rng: random.Random) -> str:
     return str(rng.randrange(1, 60))
 
 
-def _record_lines(records: int, subjects: int, seed: int) -> Iterator[str]:
-    """MeterRecords over 2023-10-01..2024-05-01: 85% api calls (fractional, ~1% credits; one
-    subject in 50 mostly credits, one in 50 nearly dormant), 5% seat levels (1 in 10 at the
-    same instant as the subject's previous one), 10% an unpriced unit; 10% of all records in
+def records_from(periods: int) -> datetime:
+    """Records start on the 1st of the month `periods` months before `at`'s: 2023-10-01 for
+    5 periods, 2014-03-01 for 120 (quarterly subscriptions reach further back: empty periods)."""
+    months = 2024 * 12 + 3 - 1 - periods
+    return datetime(months // 12, months % 12 + 1, 1, tzinfo=UTC)
+
+
+def _record_lines(records: int, subjects: int, periods: int, seed: int) -> Iterator[str]:
+    """MeterRecords from records_from(periods) to 2024-05-01: 85% api calls (fractional, ~1%
+    credits; one subject in 50 mostly credits, one in 50 nearly dormant), 5% seat levels (1 in
+    10 at the same instant as the subject's previous one), 10% an unpriced unit; 10% in
     another universe or workspace. Only the priced units of the request's tenant are billed."""
     rng = random.Random(seed)
-    span = (RECORDS_TO - RECORDS_FROM) // timedelta(microseconds=1)
+    begin = records_from(periods)
+    span = (RECORDS_TO - begin) // timedelta(microseconds=1)
     last_seat: dict[int, datetime] = {}
     for index in range(records):
         number = rng.randrange(subjects)
@@ -381,7 +625,7 @@ def _record_lines(records: int, subjects: int, seed: int) -> Iterator[str]:
         workspace, universe = ((INVOICE_WORKSPACE, INVOICE_UNIVERSE) if roll < 0.9 else
                                (INVOICE_WORKSPACE, "staging") if roll < 0.95 else
                                ("globex", INVOICE_UNIVERSE))
-        moment = RECORDS_FROM + timedelta(microseconds=rng.randrange(span))
+        moment = begin + timedelta(microseconds=rng.randrange(span))
         kind = rng.random()
         if kind < 0.05:
             unit = TWA_UNIT
@@ -426,7 +670,7 @@ def generate_invoice_job(workdir: Path, records: int, subjects: int, periods: in
     workdir.mkdir(parents=True, exist_ok=True)
     with open(workdir / "records.ndjson", "w", encoding="ascii", newline="\n") as out:
         batch: list[str] = []
-        for line in _record_lines(records, subjects, seed):
+        for line in _record_lines(records, subjects, periods, seed):
             batch.append(line)
             if len(batch) == 10_000:
                 out.write("".join(batch))
@@ -658,14 +902,18 @@ GROUP BY ALL
 """
 
 
-def time_duckdb_invoice(workdir: Path, request: dict[str, Any], records: int,
-                        threads: int | None) -> tuple[Timing, list[ExpectedInvoice], str]:
-    """All timed: billing periods in Python, the sums and the seat integrals in DuckDB (one
-    fresh connection reading the NDJSON), rating in exact Python, the invoices written to
-    duckdb-invoices.ndjson. Returns the timing, the invoices and a breakdown line."""
-    _local_midnight.cache_clear()  # each run computes its periods from scratch
+
+def duckdb_invoice_child(workdir: Path, threads: int) -> int:
+    """The DuckDB side of the invoice job, run as a child (`--duckdb-invoice DIR THREADS`):
+    billing periods in Python, the sums and seat integrals in DuckDB (one fresh connection
+    reading the NDJSON), rating in exact Python, the invoices streamed to
+    duckdb-invoices-<threads>.ndjson. Prints one JSON line: threads, seconds and CPU from the
+    request's load to the written invoices, and the breakdown."""
+    import duckdb
+
     cpu_began = _cpu_seconds()
     began = time.perf_counter()
+    request = json.loads((workdir / "invoice-request.json").read_text(encoding="utf-8"))
     at = _micros(datetime.fromisoformat(request["at"].replace("Z", "+00:00")))
     spans = {s["subject"]: billed_periods(s["cycle"], at, request["periods"])
              for s in request["subscriptions"]}
@@ -677,8 +925,7 @@ def time_duckdb_invoice(workdir: Path, request: dict[str, Any], records: int,
     periods_done = time.perf_counter()
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    if threads is not None:
-        con.execute(f"SET threads = {int(threads)}")
+    con.execute(f"SET threads = {int(threads)}")
     con.execute(DUCKDB_INVOICE_RECORDS, [str(workdir / "records.ndjson"), request["workspaceID"],
                                          request["universeID"]])
     con.execute(DUCKDB_INVOICE_PERIODS, [str(workdir / "periods.csv")])
@@ -691,23 +938,26 @@ def time_duckdb_invoice(workdir: Path, request: dict[str, Any], records: int,
     used: int = con.execute("SELECT current_setting('threads')").fetchall()[0][0]
     con.close()
     sql_done = time.perf_counter()
-    invoices = _rate_invoices(request, spans, usage)
-    with open(workdir / "duckdb-invoices.ndjson", "w", encoding="utf-8") as out:
+    with open(workdir / f"duckdb-invoices-{threads}.ndjson", "w", encoding="utf-8") as out:
         out.writelines(json.dumps({**vars(invoice), "lines": [vars(x) for x in invoice.lines]})
-                       + "\n" for invoice in invoices)
+                       + "\n" for invoice in _rate_invoices(request, spans, usage))
     seconds = time.perf_counter() - began
-    cpu = _cpu_seconds() - cpu_began
-    job = f"invoice {DUCKDB_TYPE}, {used} thread{'' if used == 1 else 's'}"
-    breakdown = (f"duckdb {job}: periods (Python) {periods_done - began:.2f} s, SQL "
+    breakdown = (f"periods (Python) {periods_done - began:.2f} s, SQL "
                  f"{sql_done - periods_done:.2f} s, rating and writing (Python) "
                  f"{seconds - (sql_done - began):.2f} s")
-    return Timing("duckdb", job, records, seconds, cpu), invoices, breakdown
+    print(json.dumps({"threads": used, "seconds": seconds, "cpu": _cpu_seconds() - cpu_began,
+                      "breakdown": breakdown}))
+    return 0
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _rate_invoices(request: dict[str, Any], spans: dict[str, list[tuple[int, int]]],
-                   usage: dict[tuple[str, int], Usage]) -> list[ExpectedInvoice]:
+                   usage: dict[tuple[str, int], Usage]) -> Iterator[ExpectedInvoice]:
     """Subscriptions in request order, periods oldest first (MS-INV-004)."""
-    invoices = []
     versions: dict[tuple[str, int], dict[str, Any]] = {}
     for subscription in request["subscriptions"]:
         subject = subscription["subject"]
@@ -729,19 +979,19 @@ def _rate_invoices(request: dict[str, Any], spans: dict[str, list[tuple[int, int
             with localcontext(EXACT):  # MS-MNY-007: the lines' exact sums, never rounded again
                 precise = sum((Decimal(line.precise) for line in lines), Decimal(0))
                 rounded = sum((Decimal(line.rounded) for line in lines), Decimal(0))
-            invoices.append(ExpectedInvoice(
+            yield ExpectedInvoice(
                 subject, _canonical_time(_from_micros(start)),
                 _canonical_time(_from_micros(end)), (plan["id"], plan["version"]),
-                plan["currency"], lines, _text(precise), _text(rounded)))
-    return invoices
+                plan["currency"], lines, _text(precise), _text(rounded))
 
 
-def time_meterspec_invoice(workdir: Path, records: int) -> Timing:
-    command = [*_meterspec_command(), "invoice", "--request",
-               str(workdir / "invoice-request.json"), "--errors",
-               str(workdir / "invoice-errors.ndjson"), str(workdir / "records.ndjson")]
-    seconds, cpu, peak = _timed_child(command, workdir / "meterspec-invoices.ndjson")
-    return Timing("meterspec", "invoice (sum + time-weighted-avg)", records, seconds, cpu, peak)
+def load_invoices(path: Path) -> Iterator[ExpectedInvoice]:
+    """duckdb-invoices-<threads>.ndjson back as ExpectedInvoices, one at a time."""
+    for invoice in _readings(path):
+        yield ExpectedInvoice(
+            invoice["subject"], invoice["start"], invoice["end"], tuple(invoice["plan"]),
+            invoice["currency"], tuple(ExpectedLine(**line) for line in invoice["lines"]),
+            invoice["precise"], invoice["rounded"])
 
 
 def _actual_line(line: dict[str, Any]) -> ExpectedLine:
@@ -752,23 +1002,22 @@ def _actual_line(line: dict[str, Any]) -> ExpectedLine:
                         None if usage is None else usage["recordCount"])
 
 
-def check_invoices(path: Path, expected: list[ExpectedInvoice],
-                   request: dict[str, Any]) -> list[str]:
+def check_invoices(path: Path, expected: Iterable[ExpectedInvoice],
+                   request: dict[str, Any]) -> tuple[list[str], str]:
     """Every invoice, in order: subject, period, plan version, currency, and per line the
     quantity, included and billable quantity, packages, subtotal, precise and rounded amount
-    and recordCount; the invoice's subtotal and total."""
+    and recordCount; the invoice's subtotal and total. Streams both files."""
     problems: list[str] = []
     units = {c["id"]: c.get("unit") for p in request["plans"] for c in p["charges"]}
     counted = {SUM_UNIT: 0, TWA_UNIT: 0, None: 0}
     ties = negative = zero = 0
     count = 0
-    for count, (line_text, want) in enumerate(
+    for count, (invoice, want) in enumerate(
             itertools.zip_longest(_readings(path), expected), start=1):
-        if line_text is None or want is None:
-            problems.append(f"invoice {count}: meterspec has {'no' if line_text is None else 'an'}"
+        if invoice is None or want is None:
+            problems.append(f"invoice {count}: meterspec has {'no' if invoice is None else 'an'}"
                             f" invoice, the benchmark {'no' if want is None else 'one'}")
             continue
-        invoice: dict[str, Any] = dict(line_text)
         where = f"{want.subject} {want.start}..{want.end}"
         got_head = (invoice["subject"], invoice["period"]["start"], invoice["period"]["end"],
                     (invoice["plan"]["id"], invoice["plan"]["version"]), invoice["currency"])
@@ -793,123 +1042,220 @@ def check_invoices(path: Path, expected: list[ExpectedInvoice],
             if got_total != (want.precise, want.rounded):
                 problems.append(f"{where} {name}: meterspec {got_total}, "
                                 f"expected {(want.precise, want.rounded)}")
-    if not problems:
-        print(f"check: {count:,} invoices identical to the DuckDB-based ones (periods, plan "
-              f"versions, totals); lines compared to the last digit: {counted[SUM_UNIT]:,} "
-              f"sum-based ({SUM_UNIT}), {counted[TWA_UNIT]:,} time-weighted ({TWA_UNIT}), "
-              f"{counted[None]:,} flat; {ties:,} of them rounded a tie (half-even); "
-              f"{negative:,} sum-based lines had a negative quantity, {zero:,} none")
-    return problems
+    return problems, (
+        f"{count:,} invoices identical to the DuckDB-based ones (periods, plan versions, "
+        f"totals); lines compared to the last digit: {counted[SUM_UNIT]:,} sum-based "
+        f"({SUM_UNIT}), {counted[TWA_UNIT]:,} time-weighted ({TWA_UNIT}), {counted[None]:,} "
+        f"flat; {ties:,} of them rounded a tie (half-even); {negative:,} sum-based lines had a "
+        f"negative quantity, {zero:,} none")
 
 
-def invoice_job(args: argparse.Namespace) -> int:
-    workdir: Path = args.workdir
-    began = time.perf_counter()
-    request = generate_invoice_job(workdir, args.events, args.subjects, args.periods, args.seed)
-    size = (workdir / "records.ndjson").stat().st_size
-    print(f"generated {args.events:,} records ({size / 1e6:,.1f} MB) and "
-          f"{len(request['subscriptions']):,} subscriptions x {args.periods} periods in "
-          f"{time.perf_counter() - began:.1f} s: {workdir / 'records.ndjson'}", flush=True)
-    timings = [time_meterspec_invoice(workdir, args.events)]
-    print(f"timed meterspec invoice: {timings[-1].seconds:.2f} s", flush=True)
-    expected: list[ExpectedInvoice] = []
-    problems: list[str] = []
-    breakdowns = []
-    for threads in (1, None):
-        duck, invoices, breakdown = time_duckdb_invoice(workdir, request, args.events, threads)
-        timings.append(duck)
-        breakdowns.append(breakdown)
-        print(f"timed duckdb {duck.job}: {duck.seconds:.2f} s", flush=True)
-        if expected and invoices != expected:
-            problems.append("DuckDB with 1 thread and with the default disagree")
-        expected = invoices
-    problems += check_invoices(workdir / "meterspec-invoices.ndjson", expected, request)
-    return _report(timings, problems, breakdowns)
+def subjects_for(subscriptions: int) -> int:
+    """The fewest subject numbers holding that many subscriptions (1 in 20 has none)."""
+    subjects = subscriptions
+    while subjects - subjects // 20 < subscriptions:
+        subjects += 1
+    return subjects
+
+
+def invoice_job(args: argparse.Namespace) -> Outcome:
+    """Each size: `meterspec invoice` beside the DuckDB-based invoices with 1 and N threads."""
+    outcome = Outcome()
+    timings: list[Timing] = []
+    sizes = ", ".join(f"{r:,} records x {s:,} subscriptions x {p} periods"
+                      for r, s, p in args.invoice_sizes)
+    print(f"\n== invoice: {sizes}", flush=True)
+    for records, subscriptions, periods in args.invoice_sizes:
+        workdir: Path = args.workdir / f"invoice-{records}x{subscriptions}x{periods}"
+        subjects = subjects_for(subscriptions)
+        began = time.perf_counter()
+        request = generate_invoice_job(workdir, records, subjects, periods, args.seed)
+        size = (workdir / "records.ndjson").stat().st_size
+        print(f"generated {records:,} records ({size / 1e6:,.1f} MB, {subjects:,} subjects) and "
+              f"{len(request['subscriptions']):,} subscriptions x {periods} periods in "
+              f"{time.perf_counter() - began:.1f} s: {workdir / 'records.ndjson'}", flush=True)
+        ours = Command("meterspec", f"invoice {periods} periods", "--jobs 1", records,
+                       [*_meterspec_command(), "invoice", "--request",
+                        str(workdir / "invoice-request.json"), "--errors",
+                        str(workdir / "invoice-errors.ndjson"), str(workdir / "records.ndjson")],
+                       workdir / "meterspec-invoices.ndjson")
+        commands = [ours]
+        for threads in [1] + ([args.jobs] if args.jobs > 1 else []):
+            commands.append(Command(
+                "duckdb", f"invoice {periods} periods {DUCKDB_TYPE}", _threads(threads), records,
+                [sys.executable, str(Path(__file__).resolve()), "--duckdb-invoice",
+                 str(workdir), str(threads)], workdir / f"duckdb-invoices-{threads}.json"))
+            commands[-1].baseline = commands[1]
+        ours.baseline = commands[1]
+        found = measure(commands, args.repeat)
+        timings += found
+        results = [workdir / f"duckdb-invoices-{c.argv[-1]}.ndjson" for c in commands[1:]]
+        if len({sha256(path) for path in results}) != 1:
+            outcome.problems.append(f"invoice {records:,}: DuckDB with 1 thread and with "
+                                    f"{args.jobs} disagree")
+        problems, line = check_invoices(ours.stdout, load_invoices(results[0]), request)
+        outcome.problems += problems
+        outcome.checks.append(f"invoice {records:,} x {periods}: {line}")
+        outcome.targets.append(Target(
+            f"invoice {records:,} records x {len(request['subscriptions']):,} x {periods}: "
+            f"meterspec CPU / DuckDB 1-thread CPU", found[0].ratio,
+            note=f"{records / found[0].cpu:,.0f} records/CPU-s, peak {found[0].peak_mb:,.0f} MB"))
+    _print_section(timings, _inside_notes(timings), "records")
+    return outcome
+
+
+# ------------------------------------------------------------------------------------ printing
+
+
+def _table(timings: list[Timing], unit: str) -> str:
+    header = ("tool", "job", "parallel", unit, "wall s", "CPU s", "peak MB", f"{unit}/s",
+              f"{unit}/CPU-s", "CPU / duckdb 1t")
+    rows = [header] + [
+        (t.command.tool, t.command.job, t.command.parallel, f"{t.command.count:,}",
+         f"{t.wall:.2f}", f"{t.cpu:.2f}", f"{t.peak_mb:,.0f}", f"{t.command.count / t.wall:,.0f}",
+         f"{t.command.count / t.cpu:,.0f}", "" if t.ratio is None else f"{t.ratio:.2f}x")
+        for t in timings]
+    return _columns(rows, "lllrrrrrrr")
+
+
+def _columns(rows: Sequence[tuple[str, ...]], align: str) -> str:
+    """Rows as aligned columns ('l' or 'r' per column), a rule under the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [cell.ljust(w) if side == "l" else cell.rjust(w)
+                 for cell, w, side in zip(row, widths, align, strict=True)]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths).rstrip())
+    return "\n".join(lines)
+
+
+def _print_section(timings: list[Timing], notes: list[str], unit: str) -> None:
+    print()
+    print(_table(timings, unit))
+    print()
+    for note in notes:
+        print(note)
+    sys.stdout.flush()
+
+
+def summary(outcomes: list[Outcome]) -> str:
+    """Every issue-12 target measured, its value and PASS / MISS; figures reported beside."""
+    rows = [("target / figure", "goal", "measured", "status", "note")]
+    for outcome in outcomes:
+        for target in outcome.targets:
+            goal = ("" if target.limit is None else
+                    f"{'>=' if target.at_least else '<='} {target.limit}x")
+            rows.append((target.name, goal, "" if target.value is None
+                         else f"{target.value:.2f}x", target.status(), target.note))
+    checks = [check for outcome in outcomes for check in outcome.checks]
+    problems = [problem for outcome in outcomes for problem in outcome.problems]
+    rows.append(("results identical to DuckDB, --jobs N output to --jobs 1", "identical",
+                 "yes" if not problems else f"{len(problems):,} differences",
+                 "PASS" if not problems else "FAIL", ""))
+    return "\n".join(["", "summary (issue 12): a MISS does not change the exit status, only "
+                      "differing results do", "", _columns(rows, "lrrrl"), "",
+                      *(f"check: {check}" for check in checks)])
 
 
 # ---------------------------------------------------------------------------------------- main
 
 
-def _table(timings: list[Timing]) -> str:
-    header = ("tool", "job", "events", "seconds", "events/second")
-    rows = [header] + [(t.tool, t.job, f"{t.events:,}", f"{t.seconds:.2f}",
-                        f"{t.events / t.seconds:,.0f}") for t in timings]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = []
-    for n, row in enumerate(rows):
-        cells = [cell.ljust(w) if i < 2 else cell.rjust(w)
-                 for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
-        lines.append("  ".join(cells).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part.replace("_", "")) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError("sizes must be positive")
+    return sizes
+
+
+def _invoice_sizes(text: str) -> list[tuple[int, int, int]]:
+    sizes = []
+    for part in text.split(","):
+        numbers = part.replace("_", "").split("x")
+        if len(numbers) != 3 or not all(n.isdigit() for n in numbers):
+            raise argparse.ArgumentTypeError(
+                f"expected RECORDSxSUBSCRIPTIONSxPERIODS[,...], got {part!r}")
+        records, subscriptions, periods = map(int, numbers)
+        if records < 1 or subscriptions < 1 or not 1 <= periods <= 120:
+            raise argparse.ArgumentTypeError(f"{part}: positive sizes, periods 1..120")
+        sizes.append((records, subscriptions, periods))
+    return sizes
+
+
+def _aggregations(text: str) -> tuple[str, ...]:
+    names = tuple(text.split(","))
+    if not names or any(name not in AGGREGATIONS for name in names):
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(AGGREGATIONS)}")
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--events", type=int, default=1_000_000, help="events to generate")
-    parser.add_argument("--subjects", type=int, default=10_000, help="distinct subjects")
-    parser.add_argument("--days", type=int, default=30,
-                        help="days from 2024-01-01 UTC, one tumbling window each")
+    parser.add_argument("--job", choices=("run", "dense", "twa-scaling", "invoice", "all"),
+                        default="run", help="which benchmark (default run; all: each in turn)")
+    parser.add_argument("--events", type=int,
+                        help="run / dense: events (default 1,000,000 / 10,000,000)")
+    parser.add_argument("--subjects", type=int,
+                        help="run, twa-scaling / dense: distinct subjects (default 10,000 / "
+                        "1,000)")
+    parser.add_argument("--days", type=int,
+                        help="days from 2024-01-01 UTC, one tumbling window each (default 30)")
+    parser.add_argument("--aggregations", type=_aggregations,
+                        help="run / dense: comma-separated (default sum,time-weighted-avg / "
+                        "sum)")
+    parser.add_argument("--twa-sizes", type=_sizes, default=[1_000_000, 4_000_000],
+                        help="twa-scaling: events per size (default 1000000,4000000)")
+    parser.add_argument("--invoice-sizes", type=_invoice_sizes,
+                        default=[(1_000_000, 9_500, 5), (2_000_000, 10_000, 120)],
+                        help="invoice: RECORDSxSUBSCRIPTIONSxPERIODS,... (default "
+                        "1000000x9500x5,2000000x10000x120)")
+    default_jobs = 2 if cores() >= 2 else 1
+    parser.add_argument("--jobs", type=int, default=default_jobs,
+                        help="also time `meterspec run --jobs N` and DuckDB with N threads "
+                        f"(default {default_jobs} here: 2 with 2 cores or more; 1: only "
+                        "--jobs 1 and 1 thread)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of each command, in turn; medians reported (default 1)")
     parser.add_argument("--seed", type=int, default=20240101, help="random.Random seed")
     parser.add_argument("--workdir", type=Path, default=HERE / "data",
-                        help="where data and outputs go (default benchmarks/data, gitignored)")
-    parser.add_argument("--job", choices=("run", "invoice"), default="run",
-                        help="run: `meterspec run` on events (default); invoice: `meterspec "
-                        "invoice` on --events MeterRecords")
-    parser.add_argument("--periods", type=int, default=5,
-                        help="invoice job: billing periods per subscription, ending with the "
-                        f"one holding {INVOICE_AT}")
+                        help="where data and outputs go, a directory per job and size "
+                        "(default benchmarks/data, gitignored)")
+    parser.add_argument("--duckdb-invoice", nargs=2, metavar=("DIR", "THREADS"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.events < 1 or args.subjects < 1 or args.days < 1:
-        parser.error("--events, --subjects and --days must be positive")
-    if not 1 <= args.periods <= 120:
-        parser.error("--periods must be 1..120")
-    if args.job == "invoice":
-        return invoice_job(args)
-    workdir: Path = args.workdir
-
-    began = time.perf_counter()
-    generate(workdir, args.events, args.subjects, args.days, args.seed)
-    size = (workdir / "events.ndjson").stat().st_size
-    print(f"generated {args.events:,} events ({size / 1e6:,.1f} MB) in "
-          f"{time.perf_counter() - began:.1f} s: {workdir / 'events.ndjson'}", flush=True)
-
-    timings = [time_meterspec(workdir, "request-sum.json", "meterspec-sum.ndjson", args.events)]
-    print(f"timed meterspec sum: {timings[-1].seconds:.2f} s", flush=True)
-    timings.append(
-        time_meterspec(workdir, "request-twa.json", "meterspec-twa.ndjson", args.events))
-    print(f"timed meterspec time-weighted-avg: {timings[-1].seconds:.2f} s", flush=True)
-    expected: dict[Key, tuple[str, int]] = {}
-    problems: list[str] = []
-    for threads in (1, None):
-        duck, sums = time_duckdb(workdir, args.events, threads)
-        timings.append(duck)
-        print(f"timed duckdb {duck.job}: {duck.seconds:.2f} s", flush=True)
-        if expected and sums != expected:
-            problems.append("DuckDB with 1 thread and with the default disagree")
-        expected = sums
-
-    problems += check_sums(workdir / "meterspec-sum.ndjson", expected, args.days)
-    groups = len({key[:3] for key in expected})
-    problems += check_twa(workdir / "meterspec-twa.ndjson", args.events, groups, args.days)
-    return _report(timings, problems)
-
-
-def _report(timings: list[Timing], problems: list[str], notes: Iterable[str] = ()) -> int:
-    """The table, CPU and memory lines, any notes; the differences (exit 1) if any."""
-    print()
-    print(_table(timings))
-    print()
-    for t in timings:
-        if t.cpu_seconds is not None:
-            peak = f", peak RSS {t.peak_mb:,.0f} MB" if t.peak_mb is not None else ""
-            print(f"{t.tool} {t.job}: CPU (user+sys) {t.cpu_seconds:.2f} s{peak}")
-    for note in notes:
-        print(note)
+    if args.duckdb_invoice:
+        return duckdb_invoice_child(Path(args.duckdb_invoice[0]), int(args.duckdb_invoice[1]))
+    for name in ("events", "subjects", "days"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name} must be positive")
+    if args.jobs < 1 or args.repeat < 1:
+        parser.error("--jobs and --repeat must be positive")
+    if not hasattr(os, "wait4"):
+        parser.error("Unix only: the figures are the child's resource usage from wait4")
+    try:
+        import duckdb
+    except ImportError:
+        raise SystemExit("benchmarks need DuckDB: .venv/bin/pip install -e '.[bench]'") from None
+    print(f"{cores()} cores, Python {sys.version.split()[0]}, DuckDB {duckdb.__version__}; "
+          f"--jobs {args.jobs}, --repeat {args.repeat}", flush=True)
+    jobs = ("run", "dense", "twa-scaling", "invoice") if args.job == "all" else (args.job,)
+    outcomes = []
+    for job in jobs:
+        if job in ("run", "dense"):
+            outcomes.append(events_job(args, job))
+        elif job == "twa-scaling":
+            outcomes.append(twa_scaling_job(args))
+        else:
+            outcomes.append(invoice_job(args))
+    print(summary(outcomes))
+    problems = [problem for outcome in outcomes for problem in outcome.problems]
     if problems:
-        print(f"\nFAIL: {len(problems):,} differences between meterspec and DuckDB "
-              f"(first {min(len(problems), MAX_SHOWN)}):", file=sys.stderr)
+        print(f"\nFAIL: {len(problems):,} differences (first {min(len(problems), MAX_SHOWN)}):",
+              file=sys.stderr)
         for problem in problems[:MAX_SHOWN]:
             print("  " + problem, file=sys.stderr)
         return 1
