@@ -5,7 +5,7 @@ added, never on order or partitioning; ties are broken by value, never by arriva
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import Protocol, Self
 
@@ -167,6 +167,19 @@ class TimeWeightedAverage:
             self.points[instant] = (quantity, 1)
         else:
             self.points[instant] = (max(held[0], quantity), held[1] + 1)
+
+    def with_points(self, more: Iterable[tuple[Instant, Decimal, int]]
+                    ) -> TimeWeightedAverage:
+        """A copy holding these points too (read back from disk, meterspec.spill), each
+        merged as merge() merges: the greatest quantity at an instant, the counts added."""
+        copy = TimeWeightedAverage(self.range_start)
+        copy.before, points = self.before, dict(self.points)
+        for instant, quantity, count in more:
+            held = points.get(instant)
+            points[instant] = (quantity, count) if held is None else (
+                max(held[0], quantity), held[1] + count)
+        copy.points = points
+        return copy
 
     def merge(self, other: TimeWeightedAverage) -> None:
         if other.before is not None:

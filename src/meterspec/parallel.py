@@ -140,7 +140,7 @@ def _lines_of(task: Task, file: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
 
 def read_range(task: Task) -> Part:
     """A worker's job: read one range into a fresh aggregator, its problems to a spool."""
-    aggregator = Aggregator(task.request)
+    aggregator = Aggregator(task.request, spill_dir=task.spool_dir)  # runs outlive the worker
     rejected = duplicates = 0
     spool = tempfile.NamedTemporaryFile(dir=task.spool_dir, delete=False, suffix=".ndjson")  # noqa: SIM115
 

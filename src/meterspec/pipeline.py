@@ -47,11 +47,13 @@ def event_feeder(meter: Meter, aggregator: Aggregator) -> Feeder:
         group_cells, segments, segment_of, counting = cells
     if weighted is not None:
         states, range_start, range_end = weighted
+        budget, added = aggregator.point_budget, 0
     decode = msgspec.json.Decoder(EventPayload).decode
     rules_of = meter.rules_of
     exact_add = EXACT.add
 
     def fast(line: bytes) -> None:
+        nonlocal added
         try:
             event = decode(line)
         except (msgspec.DecodeError, RecursionError):
@@ -85,6 +87,10 @@ def event_feeder(meter: Meter, aggregator: Aggregator) -> Feeder:
                     if state is None:
                         state = states[key] = TimeWeightedAverage(range_start)
                     state.add(instant, quantity)
+                    added += 1
+                if added >= budget:  # memory stays bounded (meterspec.spill)
+                    aggregator.spill()
+                    added = 0
             return None
         segment = segment_of(instant)
         if segment is None:

@@ -33,12 +33,15 @@ from meterspec.errors import MeterspecError, Problem
 from meterspec.ids import encode_fields, reading_ids
 from meterspec.overlaps import window_results
 from meterspec.quantity import EXACT, ZERO, format_quantity, parse_quantity
+from meterspec.spill import RunReader, Runs
 from meterspec.timestamps import Instant, format_timestamp, parse_timestamp
 from meterspec.windows import request_windows
 
 DEFAULT_SCALE = 6
 _ENCODER = msgspec.json.Encoder()
 _MAX_CELLS = 4096  # segments a group keeps as lists; more windows than this keep states
+POINT_BUDGET = 1 << 18
+"""Time-weighted points held in memory (about 200 bytes each) before the rest go to disk."""
 GroupKey = tuple[str, str, str, str, tuple[str | None, ...]]
 
 _WINDOW_STATES: dict[str, Callable[[AggregationRequest], WindowState]] = {
@@ -56,7 +59,10 @@ class Aggregator:
     segment of the windows (meterspec.overlaps), so a record costs O(log W) however many
     windows hold it."""
 
-    def __init__(self, request: AggregationRequest) -> None:
+    def __init__(self, request: AggregationRequest, *, point_budget: int = POINT_BUDGET,
+                 spill_dir: str | None = None) -> None:
+        """`point_budget` time-weighted points are kept in memory, the rest spilled to runs
+        on disk (meterspec.spill) under `spill_dir` (default: a temporary directory)."""
         problems: list[Problem] = []
         if request.aggregation == "unique-count" and not request.dimension:
             problems.append(Problem("missing-field", "/dimension",
@@ -90,6 +96,9 @@ class Aggregator:
         self._segments = segments
         self.needs_dimensions = bool(self.group_by) or request.aggregation == "unique-count"
         """Whether add() reads its dimensions: a caller may pass {} when not."""
+        self.point_budget = point_budget
+        self._points = 0  # time-weighted points added since the last spill
+        self._runs = Runs(spill_dir)
 
     def __getstate__(self) -> dict[str, Any]:
         """Picklable (meterspec.parallel moves partial aggregators between processes): the
@@ -108,6 +117,7 @@ class Aggregator:
         periods)."""
         empty = copy.copy(self)
         empty._groups, empty._weighted = {}, {}
+        empty._points, empty._runs = 0, Runs(self._runs._directory)
         empty._cells = None if self._cells is None else {}
         return empty
 
@@ -143,6 +153,9 @@ class Aggregator:
                 if state is None:
                     state = self._weighted[key] = TimeWeightedAverage(self.windows.start)
                 state.add(instant, quantity)
+                self._points += 1
+                if self._points >= self.point_budget:
+                    self.spill()
             return
         segment = self.windows.segment(instant)
         if segment is None:
@@ -166,6 +179,19 @@ class Aggregator:
             return None
         return (self._cells, self._segments, self.windows.segment,
                 self.request.aggregation == "count")
+
+    def spill(self) -> None:
+        """Write every time-weighted point held in memory to a run on disk and drop them
+        (the carried-in points stay): memory stays within the point budget."""
+        self._points = 0
+        states = self._weighted
+        self._runs.write(
+            (list(key), list(ordered), [str(states[key].points[t][0]) for t in ordered],
+             [states[key].points[t][1] for t in ordered])
+            for key in sorted(states, key=_sort_key) if states[key].points
+            for ordered in [sorted(states[key].points)])
+        for state in states.values():
+            state.points.clear()
 
     def weighted_states(self) -> tuple[dict[GroupKey, TimeWeightedAverage], Instant,
                                        Instant] | None:
@@ -193,6 +219,7 @@ class Aggregator:
                     group = self._cells[key] = [[ZERO] * self._segments, [0] * self._segments]
                 group[0] = [EXACT.add(a, b) for a, b in zip(group[0], totals, strict=True)]
                 group[1] = [a + b for a, b in zip(group[1], counts, strict=True)]
+        self._runs.extend(other._runs)
         for key, theirs in other._weighted.items():
             mine = self._weighted.get(key)
             if mine is None:
@@ -222,12 +249,25 @@ class Aggregator:
                                              Iterable[tuple[Decimal | None, int]]]]:
         """Per active group in MS-AGG-017 order (or per key of `keys`): its key, its groupBy
         pairs, its reading-id function and its (result, recordCount) per window."""
-        spans = self.windows.spans
         request = self.request
-        parameter = reading_parameter(self)
         cells = self._cells or {}
         firsts = [first for first, _ in self.windows.ranges]
         counting = request.aggregation == "count"
+        spilled = self._runs.reader(_spilled_order) if self._runs.paths else None
+        try:
+            yield from self._results_of(keys, cells, firsts, counting, spilled)
+        finally:
+            if spilled is not None:
+                spilled.close()
+
+    def _results_of(self, keys: list[GroupKey] | None, cells: dict[GroupKey, list[list[Any]]],
+                    firsts: list[int], counting: bool, spilled: RunReader | None
+                    ) -> Iterator[tuple[GroupKey, tuple[tuple[str, str | None], ...],
+                                        Callable[[bytes], str],
+                                        Iterable[tuple[Decimal | None, int]]]]:
+        spans = self.windows.spans
+        request = self.request
+        parameter = reading_parameter(self)
         for key in self.ordered_keys() if keys is None else keys:
             workspace, universe, subject, unit, values = key
             group = tuple(zip(self.group_by, values, strict=True))
@@ -238,7 +278,10 @@ class Aggregator:
                 results: Iterable[tuple[Decimal | None, int]] = (
                     (Decimal(counts[s]) if counting else totals[s], counts[s]) for s in firsts)
             elif self.weighted:
-                results = self._weighted[key].results(spans, self.scale)
+                state = self._weighted[key]
+                if spilled is not None:
+                    state = state.with_points(spilled.points(_sort_key(key)))
+                results = state.results(spans, self.scale)
             elif self.windows.disjoint:
                 states = self._groups[key]
                 empty = self._new_state(request)  # type: ignore[misc]
@@ -338,6 +381,11 @@ def parse_record(record: MeterRecord, path: str = "") -> tuple[Instant, Decimal]
     if problems:
         raise MeterspecError(problems)
     return instant, quantity
+
+
+def _spilled_order(spilled: list[Any]) -> tuple[str, str, str, str, tuple[tuple[int, str], ...]]:
+    """The MS-AGG-017 place of a group key read back from a run (msgpack lists)."""
+    return _sort_key((spilled[0], spilled[1], spilled[2], spilled[3], tuple(spilled[4])))
 
 
 def _sort_key(key: GroupKey) -> tuple[str, str, str, str, tuple[tuple[int, str], ...]]:
