@@ -128,6 +128,8 @@ FAULTS: dict[str, Fault] = {
     "unicode-normalized": Fault(("events",), catchers=("evt-031",)),
     # errors
     "first-problem-only": Fault(("errors",), catchers=("err-004", "err-017", "err-027")),
+    "measurement-beside-schema-problems": Fault(
+        ("errors",), catchers=("err-039", "err-040", "err-041", "err-042")),
     # pricing (rate, rate-plan)
     "tier-upto-exclusive": Fault(("pricing",), catchers=("prc-001", "prc-003", "prc-007")),
     "money-half-up": Fault(("pricing",), catchers=("mny-001", "mny-003", "mny-006")),
@@ -185,6 +187,8 @@ FAULTS: dict[str, Fault] = {
     "cloudevent-type-unversioned": Fault(("events",), catchers=("ce-001", "ce-002", "ce-004")),
     "cloudevent-subject-unchecked": Fault(("events",), catchers=("ce-006",)),
     "source-unchecked": Fault(("events",), catchers=("ce-007", "ce-008", "ce-009")),
+    "cloudevent-noncharacters-accepted": Fault(
+        ("events",), catchers=("ce-042", "ce-043", "ce-044", "ce-045")),
     "event-id-dimensions-as-given": Fault(("events",), catchers=("dev-002", "dev-005")),
     "event-time-as-written": Fault(("events",), catchers=("dev-002", "ce-011")),
     # JSON text (decode-text: MS-ERR-007 to MS-ERR-012)

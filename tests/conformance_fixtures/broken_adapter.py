@@ -98,7 +98,7 @@ def replace_everywhere(original: object, replacement: object) -> None:
 
 @fault("twa-half-up", "time-weighted-avg rounds half up instead of half to even (MS-AGG-015)")
 def _twa_half_up() -> None:
-    def divide_half_up(area: Decimal, length: int, scale: int) -> int:
+    def divide_half_up(area: Decimal | int, length: int, scale: int) -> int:
         numerator, denominator = area.as_integer_ratio()
         denominator *= length
         scaled: int = numerator * 10**scale
@@ -315,8 +315,8 @@ def _twa_covered_span() -> None:
 def _twa_scale_ignored() -> None:
     original = Aggregator.__init__
 
-    def init(self: Aggregator, request: Any) -> None:
-        original(self, request)
+    def init(self: Aggregator, request: Any, **options: Any) -> None:
+        original(self, request, **options)
         self.scale = 6
     Aggregator.__init__ = init  # type: ignore[method-assign]
 
@@ -367,9 +367,9 @@ def _readings_in_input_order() -> None:
     first_seen: dict[object, int] = {}
     init, add = Aggregator.__init__, Aggregator.add
 
-    def start(self: Aggregator, request: Any) -> None:
+    def start(self: Aggregator, request: Any, **options: Any) -> None:
         first_seen.clear()
-        init(self, request)
+        init(self, request, **options)
 
     def remember(self: Aggregator, workspace: str, universe: str, subject: str, unit: str,
                  dimensions: Mapping[str, str], instant: Instant, quantity: Decimal) -> None:
@@ -388,7 +388,7 @@ def _readings_in_input_order() -> None:
 @fault("twa-float", "time-weighted-avg divides in binary floating point, then rounds "
        "(MS-AGG-015)")
 def _twa_float() -> None:
-    def divide_float(area: Decimal, length: int, scale: int) -> int:
+    def divide_float(area: Decimal | int, length: int, scale: int) -> int:
         factor: int = 10**scale
         return round(float(area) / length * factor)
     aggregations._divide_half_even = divide_float
@@ -1563,6 +1563,19 @@ def _source_unchecked() -> None:
     cloudevents._source_problems = _source_problems
 
 
+@fault("cloudevent-noncharacters-accepted", "CloudEvents Strings are checked for control "
+       "characters and unpaired surrogates only: noncharacters (U+FDD0 to U+FDEF, U+FFFE, "
+       "U+10FFFF, ...) pass in attributes and subjects (MS-CE-002, MS-CE-007)")
+def _cloudevent_noncharacters_accepted() -> None:
+    def _string_problem(value: str) -> str | None:
+        for char in value:
+            code = ord(char)
+            if code <= 0x1F or 0x7F <= code <= 0x9F or 0xD800 <= code <= 0xDFFF:
+                return f"U+{code:04X}"
+        return None
+    cloudevents._string_problem = _string_problem
+
+
 def _wrap_usage_recorded(change: Callable[[MeterRecord, domain_events.UsageRecorded],
                                           dict[str, Any]]) -> None:
     """usage.recorded events built with some fields as `change` says, the id recomputed over
@@ -1727,6 +1740,38 @@ def _first_problem_only() -> None:
             response["error"] = response["error"][:1]
         return response
     adapter.handle = handle
+
+
+@fault("measurement-beside-schema-problems", "an event with unknown, missing or mistyped "
+       "members also reports its measurement problems (a missing or bad source property), "
+       "which MS-ERR-002 says its schema problems hide")
+def _measurement_beside_schema_problems() -> None:
+    original = adapter.OPERATIONS["meter"]
+
+    def _meter(case_input: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return original(case_input)
+        except MeterspecError as error:
+            event = case_input.get("event")
+            meter = Meter(codec.decode_config(json.dumps(case_input.get("config"))))
+            if not isinstance(event, dict):
+                raise
+            try:
+                codec.decode_event(json.dumps(event))
+            except MeterspecError:  # schema problems: add what the measurements say
+                props = event.get("properties")
+                lenient = EventPayload(
+                    id="x", workspace_id="x", universe_id="x", subject="x",
+                    type=event["type"] if isinstance(event.get("type"), str) else "x",
+                    time="2024-01-01T00:00:00Z",
+                    properties={k: v for k, v in props.items() if isinstance(v, str)}
+                    if isinstance(props, dict) else {})
+                try:
+                    meter.measure(lenient)
+                except MeterspecError as more:
+                    raise MeterspecError([*error.problems, *more.problems]) from None
+            raise
+    adapter.OPERATIONS["meter"] = _meter
 
 
 def main(argv: list[str] | None = None) -> int:
