@@ -7,6 +7,10 @@ files. What makes that hold is checked here without Node too: annotations are `$
 (MS-ERR-006), every member a subschema requires is declared in its own `properties` (ajv's
 strictRequired), and patterns use only what ECMA-262 and Python's `re.search` read alike: they
 end with `(?![\\s\\S])`, never `$` (Python's `$` also matches before a final newline).
+
+The suite's own schemas (conformance/schemas: case files, protocol messages, result documents)
+are held to the same rules: ajv compiles them in strict mode, their patterns read alike, and
+ajv and python-jsonschema agree that every case file of the suite is valid.
 """
 
 from __future__ import annotations
@@ -32,14 +36,16 @@ from meterspec.schema_compiler import parse_annotations
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "schemas"
 EXAMPLES = SCHEMAS / "examples"
+SUITE_SCHEMAS = ROOT / "conformance" / "schemas"
+CASES = ROOT / "conformance" / "cases" / "v1"
 NODE = Path(__file__).resolve().parent / "node"
 END = r"(?![\s\S])"
 CODES = set(re.findall(r"^\| `([a-z-]+)` \|", (ROOT / "specs" / "errors.md").read_text(),
                        re.MULTILINE))
 
 
-def _documents() -> dict[str, Any]:
-    return {p.name: json.loads(p.read_text()) for p in sorted(SCHEMAS.glob("*.schema.json"))}
+def _documents(folder: Path = SCHEMAS) -> dict[str, Any]:
+    return {p.name: json.loads(p.read_text()) for p in sorted(folder.glob("*.schema.json"))}
 
 
 def _subschemas(node: object, where: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
@@ -58,10 +64,11 @@ def _subschemas(node: object, where: str = "") -> Iterator[tuple[str, dict[str, 
             yield from _subschemas(item, f"{where}/{index}")
 
 
-def _every_subschema() -> Iterator[tuple[str, dict[str, Any]]]:
-    for name, schema in _documents().items():
-        for where, sub in _subschemas(schema):
-            yield f"{name}#{where}", sub
+def _every_subschema(*folders: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    for folder in folders or (SCHEMAS,):
+        for name, schema in _documents(folder).items():
+            for where, sub in _subschemas(schema):
+                yield f"{folder.parent.name}/{folder.name}/{name}#{where}", sub
 
 
 @cache
@@ -99,18 +106,20 @@ def test_a_malformed_annotation_is_refused(comment: str) -> None:
 def test_every_required_member_is_declared_beside_it() -> None:
     """ajv's strictRequired: a subschema that requires a member declares it in its own
     `properties` (`true` where the parent holds its real schema), so no engine depends on the
-    order in which it compiles a parent's `properties` and its combinators."""
-    for location, sub in _every_subschema():
+    order in which it compiles a parent's `properties` and its combinators; the suite's own
+    schemas too."""
+    for location, sub in _every_subschema(SCHEMAS, SUITE_SCHEMAS):
         declared = sub.get("properties", {})
         assert [n for n in sub.get("required", []) if n not in declared] == [], location
 
 
-def _patterns() -> list[tuple[str, str]]:
-    return [(location, sub["pattern"]) for location, sub in _every_subschema()
+def _patterns(*folders: Path) -> list[tuple[str, str]]:
+    return [(location, sub["pattern"]) for location, sub in _every_subschema(*folders)
             if isinstance(sub.get("pattern"), str)]
 
 
-@pytest.mark.parametrize(("location", "pattern"), _patterns(), ids=lambda v: str(v)[:60])
+@pytest.mark.parametrize(("location", "pattern"), _patterns(SCHEMAS, SUITE_SCHEMAS),
+                         ids=lambda v: str(v)[:60])
 def test_pattern_reads_the_same_in_ecma_262_and_python(location: str, pattern: str) -> None:
     """Anchored at both ends without `$`; no `.`, `\\d`, `\\w`, `\\s` or `\\b` (whose meanings
     differ between the engines) outside the `[\\s\\S]` of the end anchor."""
@@ -131,6 +140,22 @@ def _probe_strings() -> tuple[str, ...]:
             for item in node.values() if isinstance(node, dict) else node:
                 yield from strings(item)
     found = {s for p in EXAMPLES.glob("*/*/*.json") for s in strings(json.loads(p.read_bytes()))}
+    return tuple(sorted({w for s in found for w in (s, s + "\n", s + "\r\n", "\n" + s,
+                                                     s + "\u2028", s + "\r")}))
+
+
+@cache
+def _suite_probe_strings() -> tuple[str, ...]:
+    """Every short string of the case files (ids, codes, paths, features, requirement ids,
+    timestamps, quantities), and each with a line break before or after it."""
+    def strings(node: object) -> Iterator[str]:
+        if isinstance(node, str):
+            if len(node) <= 80:
+                yield node
+        elif isinstance(node, dict | list):
+            for item in node.values() if isinstance(node, dict) else node:
+                yield from strings(item)
+    found = {s for p in CASES.rglob("*.json") for s in strings(json.loads(p.read_bytes()))}
     return tuple(sorted({w for s in found for w in (s, s + "\n", s + "\r\n", "\n" + s,
                                                      s + "\u2028", s + "\r")}))
 
@@ -169,17 +194,20 @@ def _ajv_installed() -> bool:
 
 
 @cache
-def _ajv(jobs: tuple[tuple[str, str], ...]) -> dict[str, Any]:
-    """validate.mjs's answer for `jobs` and for the patterns on the probe strings."""
+def _ajv(jobs: tuple[tuple[str, str], ...], folder: Path = SCHEMAS) -> dict[str, Any]:
+    """validate.mjs's answer for `jobs` (schema files of `folder`) and for the patterns of
+    `folder` on its probe strings (the examples' for schemas/, the cases' for the suite's)."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         pytest.skip("node and npm are needed to compare with ajv (tests/node)")
     if not _ajv_installed():
         subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=NODE,
                        check=True, timeout=300)
-    result = subprocess.run([node, "validate.mjs", str(SCHEMAS)], cwd=NODE, check=True,
-                            input=json.dumps({"jobs": jobs, "strings": _probe_strings(),
-                                              "patterns": sorted({p for _, p in _patterns()})}),
+    strings = _probe_strings() if folder == SCHEMAS else _suite_probe_strings()
+    patterns = sorted({p for _, p in _patterns(folder)})
+    result = subprocess.run([node, "validate.mjs", str(folder)], cwd=NODE, check=True,
+                            input=json.dumps({"jobs": jobs, "strings": strings,
+                                              "patterns": patterns}),
                             capture_output=True, text=True, timeout=120)
     found: dict[str, Any] = json.loads(result.stdout)
     return found
@@ -200,6 +228,35 @@ def test_every_pattern_matches_the_same_strings_in_ecma_262_and_python() -> None
         python = {n for n, s in enumerate(strings) if search(s)}
         differ = sorted(strings[n] for n in python.symmetric_difference(ecma[pattern]))
         assert differ == [], f"{pattern} matches these in only one engine: {differ[:5]}"
+
+
+def test_the_suite_schemas_patterns_match_the_same_strings_in_ecma_262_and_python() -> None:
+    """As above, for conformance/schemas, on every short string of the case files."""
+    patterns = sorted({p for _, p in _patterns(SUITE_SCHEMAS)})
+    strings = _suite_probe_strings()
+    ecma = _ajv(_suite_jobs(), SUITE_SCHEMAS)["matches"]
+    assert patterns
+    for pattern in patterns:
+        search = re.compile(pattern).search
+        python = {n for n, s in enumerate(strings) if search(s)}
+        differ = sorted(strings[n] for n in python.symmetric_difference(ecma[pattern]))
+        assert differ == [], f"{pattern} matches these in only one engine: {differ[:5]}"
+
+
+def _suite_jobs() -> tuple[tuple[str, str], ...]:
+    return tuple(("case-file.schema.json", str(p)) for p in sorted(CASES.rglob("*.json")))
+
+
+def test_ajv_compiles_the_suite_schemas_in_strict_mode_and_accepts_every_case_file() -> None:
+    """conformance/schemas in Ajv2020 with its defaults and with `strict: true`, as schemas/;
+    every case file is valid to ajv as it is to python-jsonschema (`meterspec conformance
+    check`)."""
+    answer = _ajv(_suite_jobs(), SUITE_SCHEMAS)
+    assert answer["complaints"] == []
+    schema = jsonschema.Draft202012Validator(_documents(SUITE_SCHEMAS)["case-file.schema.json"])
+    for (_, path), verdict in zip(_suite_jobs(), answer["verdicts"], strict=True):
+        document = json.loads(Path(path).read_bytes())
+        assert (verdict, schema.is_valid(document)) == (True, True), path
 
 
 @cache
