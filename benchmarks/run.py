@@ -67,6 +67,7 @@ MAX_SHOWN = 10
 SPEEDUP_TARGET = 1.6  # wall-time speed-up of --jobs 2 over --jobs 1 on 2 cores, at least
 DENSE_SUM_TARGET = 2.5  # dense sum: meterspec CPU / DuckDB 1-thread CPU, at most
 TWA_PEAK_TARGET = 1.3  # time-weighted-avg peak memory, largest size / smallest, at most
+DENSE_SHAPE_TARGET = 100  # the dense shape: events per reading, at least
 
 Key = tuple[str, str, str, str]  # workspaceID, universeID, subject, window start
 
@@ -114,6 +115,17 @@ class Target:
     limit: float | None = None
     at_least: bool = False  # the value must be >= limit (else <=)
     note: str = ""
+    unit: str = "x"
+
+    def goal(self) -> str:
+        if self.limit is None:
+            return ""
+        return f"{'>=' if self.at_least else '<='} {self.limit}{self.unit}"
+
+    def measured(self) -> str:
+        if self.value is None:
+            return ""
+        return f"{self.value:.2f}{self.unit}" if self.unit else f"{self.value:,.0f}"
 
     def status(self) -> str:
         if self.value is None:
@@ -462,13 +474,15 @@ def events_job(args: argparse.Namespace, name: str) -> Outcome:
         outcome.problems += problems
         outcome.checks.append(f"{name}: {line}")
         label = f"{name} {aggregation}"
+        outcome.targets.append(Target(
+            f"{label}: meterspec CPU / DuckDB 1-thread CPU", ours[0].ratio,
+            DENSE_SUM_TARGET if dense and aggregation == "sum" else None,
+            note=_versus(ours[0])))
         if dense and aggregation == "sum":
             outcome.targets.append(Target(
-                f"{label}: meterspec CPU / DuckDB 1-thread CPU", ours[0].ratio,
-                DENSE_SUM_TARGET))
-        else:
-            outcome.targets.append(Target(
-                f"{label}: meterspec CPU / DuckDB 1-thread CPU", ours[0].ratio))
+                f"{label}: events per non-empty reading (the shape)",
+                events / max(len(results[0]), 1), DENSE_SHAPE_TARGET, at_least=True,
+                note=f"{len(results[0]):,} non-empty readings", unit=""))
         if len(ours) > 1:
             problems, line = check_jobs(ours[0].command, ours[1].command)
             outcome.problems += problems
@@ -522,9 +536,17 @@ def twa_scaling_job(args: argparse.Namespace) -> Outcome:
         f"twa-scaling: peak memory {large.command.count:,} / {small.command.count:,} events",
         growth if large is not small else None, TWA_PEAK_TARGET))
     outcome.targets += [Target(f"twa-scaling {t.command.count:,}: meterspec CPU / DuckDB "
-                               "1-thread CPU", t.ratio) for t in ours_timings]
+                               "1-thread CPU", t.ratio, note=_versus(t)) for t in ours_timings]
     _print_section(timings, notes + _inside_notes(timings), "events")
     return outcome
+
+
+def _versus(timing: Timing) -> str:
+    """CPU and peak memory beside DuckDB's (1 thread)."""
+    duck = timing.baseline
+    assert duck is not None
+    return (f"CPU {timing.cpu:,.2f} s vs {duck.cpu:,.2f} s, peak {timing.peak_mb:,.0f} MB vs "
+            f"{duck.peak_mb:,.0f} MB")
 
 
 def _inside_notes(timings: list[Timing]) -> list[str]:
@@ -1099,7 +1121,7 @@ def invoice_job(args: argparse.Namespace) -> Outcome:
         outcome.targets.append(Target(
             f"invoice {records:,} records x {len(request['subscriptions']):,} x {periods}: "
             f"meterspec CPU / DuckDB 1-thread CPU", found[0].ratio,
-            note=f"{records / found[0].cpu:,.0f} records/CPU-s, peak {found[0].peak_mb:,.0f} MB"))
+            note=f"{records / found[0].cpu:,.0f} records/CPU-s; {_versus(found[0])}"))
     _print_section(timings, _inside_notes(timings), "records")
     return outcome
 
@@ -1145,10 +1167,8 @@ def summary(outcomes: list[Outcome]) -> str:
     rows = [("target / figure", "goal", "measured", "status", "note")]
     for outcome in outcomes:
         for target in outcome.targets:
-            goal = ("" if target.limit is None else
-                    f"{'>=' if target.at_least else '<='} {target.limit}x")
-            rows.append((target.name, goal, "" if target.value is None
-                         else f"{target.value:.2f}x", target.status(), target.note))
+            rows.append((target.name, target.goal(), target.measured(), target.status(),
+                         target.note))
     checks = [check for outcome in outcomes for check in outcome.checks]
     problems = [problem for outcome in outcomes for problem in outcome.problems]
     rows.append(("results identical to DuckDB, --jobs N output to --jobs 1", "identical",
