@@ -115,3 +115,36 @@ def test_jobs_must_be_1_to_64(value: str) -> None:
     status, _, err = _run("run", "--jobs", value, "--config", CONFIG, "--request", REQUEST,
                           EVENTS)
     assert status == 2 and b"an integer from 1 to 64" in err
+
+
+MONTHLY = ROOT / "examples" / "monthly-invoice"
+
+
+def test_invoice_with_jobs_writes_what_one_process_writes(tmp_path: Path) -> None:
+    """Many subscriptions (so every writer has a block) over a history of periods, with
+    --events: invoices and their events are the bytes of one process."""
+    request = json.loads((MONTHLY / "invoice-request.json").read_text())
+    template = request["subscriptions"][0]
+    request["subscriptions"] = [{**template, "subject": f"customer:{i}"} for i in range(12)]
+    request_path = tmp_path / "request.json"
+    request_path.write_text(json.dumps(request))
+    records = subprocess.run(
+        [str(SCRIPT), "meter", "--config", str(MONTHLY / "config.json"),
+         str(MONTHLY / "events.ndjson")], capture_output=True, check=True).stdout.splitlines()
+    lines = []
+    for i in range(12):  # each customer its own copy of the example's usage
+        for record in records:
+            item = json.loads(record)
+            item["subject"], item["id"] = f"customer:{i}", f"{item['id']}-{i}"
+            lines.append(json.dumps(item).encode())
+    lines.insert(5, b"{bad")
+    path = tmp_path / "records.ndjson"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    outputs = []
+    for jobs in ("1", "3"):
+        events = tmp_path / f"events-{jobs}.ndjson"
+        status, out, err = _run("invoice", "--jobs", jobs, "--periods", "3", "--events",
+                                events, "--request", request_path, path)
+        outputs.append((status, out, err, events.read_bytes()))
+    assert outputs[0] == outputs[1]
+    assert outputs[0][0] == 1 and outputs[0][1].count(b"\n") == 36

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from msgspec.structs import replace
 
-from meterspec import SPEC_VERSION, __version__
+from meterspec import SPEC_VERSION, __version__, parallel
 from meterspec.codec import (
     STRUCTS,
     decode,
@@ -45,6 +45,7 @@ from meterspec.timestamps import Instant, format_timestamp, parse_timestamp
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
+    from meterspec import parallel
     from meterspec.invoices import Invoice, InvoiceBuilder, InvoiceRequest
     from meterspec.reconcile import Adjustment
 
@@ -400,37 +401,62 @@ def _meter(args: argparse.Namespace, streams: Streams) -> int:
     return count
 
 
-def _in_parallel(args: argparse.Namespace, streams: Streams, aggregator: Aggregator,
-                 config: Any = None) -> int | None:
-    """--jobs N > 1: the input read by N processes (meterspec.parallel) into one merged
-    aggregator whose readings N processes write, the problems copied to the report in file
-    order; the number of readings, or None when the command must read on one process after
-    all (stdin is spooled to a file first)."""
+def _in_parallel(args: argparse.Namespace, streams: Streams,
+                 make_job: Callable[[str, str], parallel.Job],
+                 finish: Callable[[list[parallel.Part], str], int]) -> int | None:
+    """--jobs N > 1: the input read by N forked processes (meterspec.parallel), their
+    problems copied to the report in file order, then `finish(parts, spool_dir)` merges and
+    writes; its count, or None when the command must read on one process after all (a record
+    identity in two ranges, or no fork). Standard input is spooled to a file first."""
     from meterspec import parallel
 
+    if not parallel.AVAILABLE:
+        return None
     with tempfile.TemporaryDirectory(prefix="meterspec-") as spool_dir:
         path = (parallel.spool_input(streams.source, spool_dir) if args.file == "-"
                 else args.file)
-        tasks = [parallel.Task(args.command, path, part, spool_dir, aggregator.request, config)
-                 for part in parallel.split(path, args.jobs)]
-        parts = parallel.read_in_parallel(tasks, args.jobs)
-        if parts is None:  # an identity in two ranges: only the whole file's order says
+        parts = parallel.read_in_parallel(make_job(path, spool_dir), args.jobs)
+        if parts is None:  # only the order of the whole file says which copy counts
             if args.file == "-":
                 streams.source = open(path, "rb")  # noqa: SIM115 (closed at exit)
             return None
         parallel.copy_spools(parts, streams.report.stream)
         streams.report.rejected += sum(part.rejected for part in parts)
         streams.report.duplicates += sum(part.duplicates for part in parts)
-        streams.out.flush()  # the forked writers must not inherit unwritten bytes
-        return parallel.write_in_parallel(parallel.merged(parts), args.jobs, streams.out,
-                                          spool_dir)
+        return finish(parts, spool_dir)
+
+
+def _readings_in_parallel(args: argparse.Namespace, streams: Streams,
+                          aggregator: Aggregator) -> Callable[[list[parallel.Part], str], int]:
+    from meterspec import parallel
+
+    def finish(parts: list[parallel.Part], spool_dir: str) -> int:
+        groups, write = parallel.reading_writer(parallel.merged(parts))
+        return parallel.write_in_parallel(groups, write, [streams.out], args.jobs, spool_dir)
+    return finish
 
 
 def _aggregate(args: argparse.Namespace, streams: Streams) -> int:
     aggregator = _aggregator_for(args.request)
-    written = _in_parallel(args, streams, aggregator) if args.jobs > 1 else None
-    if written is not None:
-        return written
+    if args.jobs > 1:
+        from meterspec import parallel
+
+        def fresh() -> tuple[Callable[[MeterRecord, Instant, Decimal], None],
+                             Callable[[], Aggregator]]:
+            part = aggregator.fresh()
+
+            def add(record: MeterRecord, instant: Instant, quantity: Decimal) -> None:
+                part.add(record.workspace_id, record.universe_id, record.subject,
+                         record.measurement.unit, record.dimensions, instant, quantity)
+            return add, lambda: part
+
+        def job(path: str, spool_dir: str) -> parallel.Job:
+            aggregator.spill_into(spool_dir)
+            return parallel.records_job(path, spool_dir, fresh)
+        written = _in_parallel(args, streams, job,
+                               _readings_in_parallel(args, streams, aggregator))
+        if written is not None:
+            return written
     for _, record, instant, quantity in _records(streams.source, streams.report, "aggregate"):
         aggregator.add(record.workspace_id, record.universe_id, record.subject,
                        record.measurement.unit, record.dimensions, instant, quantity)
@@ -441,10 +467,15 @@ def _run(args: argparse.Namespace, streams: Streams) -> int:
     meter = _meter_for(args.config)
     aggregator = _aggregator_for(args.request)
     if args.jobs > 1:
-        written = _in_parallel(args, streams, aggregator,
-                               decode_config(_document_bytes(args.config)))
-        assert written is not None  # events carry no cross-range identity check (yet)
-        return written
+        from meterspec import parallel
+
+        def job(path: str, spool_dir: str) -> parallel.Job:
+            aggregator.spill_into(spool_dir)
+            return parallel.events_job(path, spool_dir, meter, aggregator)
+        written = _in_parallel(args, streams, job,
+                               _readings_in_parallel(args, streams, aggregator))
+        if written is not None:
+            return written
     feed, reject = event_feeder(meter, aggregator), streams.report.reject
     progress = Progress("run")
     every = progress.every
@@ -500,16 +531,39 @@ def _invoice(args: argparse.Namespace, streams: Streams) -> int:
         builder = InvoiceBuilder(request)
     except MeterspecError as error:
         raise BadDocumentError(args.request, error) from None
+    outs = [streams.out] if streams.events is None else [streams.out, streams.events]
+
+    def write(first: int, last: int, files: list[BinaryIO]) -> int:
+        """The invoices of subscriptions [first, last), streamed: never all in memory."""
+        written = 0
+        for invoice in builder.iter_invoices(first, last):
+            files[0].write(encode(invoice) + b"\n")
+            if len(files) > 1:  # MS-DEV-009: one invoice.generated per invoice
+                files[1].write(encode(invoice_generated_for(invoice)) + b"\n")
+            written += 1
+        return written
+
+    if args.jobs > 1:
+        from meterspec import parallel
+
+        def fresh() -> tuple[Callable[[MeterRecord, Instant, Decimal], None],
+                             Callable[[], Any]]:
+            part = builder.fresh()
+            return (lambda record, instant, quantity: part.add(record)), part.slots
+
+        def finish(parts: list[parallel.Part], spool_dir: str) -> int:
+            for part in parts:
+                builder.merge_slots(part.state)
+            return parallel.write_in_parallel(len(request.subscriptions), write, outs,
+                                              args.jobs, spool_dir)
+
+        written = _in_parallel(
+            args, streams, lambda path, spool_dir: parallel.records_job(path, spool_dir, fresh),
+            finish)
+        if written is not None:
+            return written
     _feed([builder], streams, "invoice")
-    written = 0
-    for invoice in builder.iter_invoices():  # streamed: never all of them in memory
-        streams.out.write(encode(invoice))
-        streams.out.write(b"\n")
-        if streams.events is not None:  # MS-DEV-009: one invoice.generated per invoice
-            streams.events.write(encode(invoice_generated_for(invoice)))
-            streams.events.write(b"\n")
-        written += 1
-    return written
+    return write(0, len(request.subscriptions), outs)
 
 
 def _closed_invoices(path: str) -> list[Invoice]:
@@ -737,6 +791,7 @@ def _parser(conformance: bool = True) -> argparse.ArgumentParser:
                      "the request's `periods`")
     sub.add_argument("--events", metavar="FILE", help="also write an invoice.generated domain "
                      "event per invoice here, as NDJSON")
+    sub.add_argument("--jobs", type=_jobs, default=1, metavar="N", help=JOBS_HELP)
     sub.add_argument("file", help="records NDJSON file, '-' for stdin")
 
     sub = command("reconcile", "Write the Adjustments that bring closed invoices up to date "

@@ -11,7 +11,9 @@ billed periods, which the audit digest needs (MS-INV-005).
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import itertools
 from array import array
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
@@ -365,6 +367,19 @@ class _Slot:
     ids: dict[int, list[str]] = field(default_factory=dict)
     latest: dict[int, tuple[Instant, list[str]]] = field(default_factory=dict)
 
+    def merge(self, other: _Slot) -> None:
+        """The slot of both record sets: aggregators merged, ids joined (the digest sorts
+        them), the latest records of each period compared by instant."""
+        self.aggregator.merge(other.aggregator)
+        for index, ids in other.ids.items():
+            self.ids.setdefault(index, []).extend(ids)
+        for index, (instant, ids) in other.latest.items():
+            best = self.latest.get(index)
+            if best is None or instant > best[0]:
+                self.latest[index] = (instant, list(ids))
+            elif instant == best[0]:
+                best[1].extend(ids)
+
     def carried(self, count: int) -> list[tuple[Instant, list[str]] | None]:
         """Per period, the records at the latest instant before its start."""
         found: list[tuple[Instant, list[str]] | None] = []
@@ -441,11 +456,37 @@ class InvoiceBuilder:
         oldest first (MS-INV-003)."""
         return list(self.iter_invoices())
 
-    def iter_invoices(self) -> Iterator[Invoice]:
+    def iter_invoices(self, first: int = 0, last: int | None = None) -> Iterator[Invoice]:
         """invoices(), one at a time, so a writer need not hold them all (12 000 000 at the
-        documented maximum)."""
-        for billed in self._billed.values():
+        documented maximum); of the subscriptions [first, last) only, for a writer of one
+        block (meterspec.parallel)."""
+        for billed in itertools.islice(self._billed.values(), first, last):
             yield from self._finish(billed)
+
+    def fresh(self) -> InvoiceBuilder:
+        """An empty builder of the same request, sharing its checked schedules (a forked
+        reader of one range, meterspec.parallel, starts from one)."""
+        empty = copy.copy(self)
+        empty._billed = {subject: _Billed(billed.subscription, billed.bounds, {})
+                         for subject, billed in self._billed.items()}
+        return empty
+
+    def slots(self) -> dict[str, dict[str, _Slot]]:
+        """What the added records made: per subject and unit, the aggregator and the record
+        ids (picklable: meterspec.parallel moves them between processes)."""
+        return {subject: billed.slots for subject, billed in self._billed.items()
+                if billed.slots}
+
+    def merge_slots(self, slots: dict[str, dict[str, _Slot]]) -> None:
+        """Fold in the slots of another builder of the same request (MS-AGG-005: the same
+        invoices as adding its records here)."""
+        for subject, theirs in slots.items():
+            mine = self._billed[subject].slots
+            for unit, slot in theirs.items():
+                if unit not in mine:
+                    mine[unit] = slot
+                else:
+                    mine[unit].merge(slot)
 
     def _rate(self, plan: int, quantities: tuple[tuple[str, str], ...]
               ) -> list[RatedCharge]:

@@ -16,24 +16,27 @@ import multiprocessing
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from msgspec.structs import replace
 
 from meterspec.codec import decode_record, encode
-from meterspec.contracts import AggregationRequest, MeteringConfig
 from meterspec.errors import MeterspecError
 from meterspec.lines import is_blank, line_too_long, read_lines
 from meterspec.metering import Meter
 from meterspec.pipeline import event_feeder
-from meterspec.readings import Aggregator, GroupKey, parse_record
+from meterspec.readings import Aggregator, parse_record
 from meterspec.record_stream import RecordDeduplicator
 
 _COUNT_BLOCK = 1 << 20
+_FORK = multiprocessing.get_context("fork") if hasattr(os, "fork") else None
+AVAILABLE = _FORK is not None
+"""--jobs needs fork: the readers and writers inherit the command's objects."""
 
 
 @dataclass(frozen=True)
@@ -111,82 +114,109 @@ class RangeReader:
 
 @dataclass
 class Part:
-    """What one process made of one range: its aggregator, its counts, the identities it
-    counted (record streams) and the spool file of its problems."""
+    """What one process made of one range: its partial state (an Aggregator, or an invoice
+    builder's slots), its counts, the record identities it counted (record streams) and the
+    spool file of its problems."""
 
-    aggregator: Aggregator
+    state: Any
     rejected: int
     duplicates: int
     identities: frozenset[int] | None
     spool: str
 
 
+class Consumer(NamedTuple):
+    """One range's consumer: `feed` takes a line or raises MeterspecError; `state` gives the
+    partial state to send back; for record streams, `identities` and `duplicates` say which
+    record identities it counted and how many repeats it dropped."""
+
+    feed: Callable[[bytes], None]
+    state: Callable[[], Any]
+    identities: Callable[[], frozenset[int]] | None = None
+    duplicates: Callable[[], int] | None = None
+
+
 @dataclass(frozen=True)
-class Task:
-    """One range to read: the command's documents travel as Structs (picklable)."""
+class Job:
+    """What the ranges are read into: `start()` makes a fresh consumer from the command's own
+    objects, which the forked readers inherit (never pickled); a reader may read several
+    ranges, each into its own consumer."""
 
-    kind: str  # "run" (events) or "aggregate" (records)
     path: str
-    part: Range
     spool_dir: str
-    request: AggregationRequest
-    config: MeteringConfig | None = None
+    start: Callable[[], Consumer]
 
 
-def _lines_of(task: Task, file: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
-    reader = RangeReader(file, task.part.start, task.part.end)
-    return read_lines(reader, first=task.part.first_line, start_of_input=task.part.start == 0)
+_JOB: Job | None = None  # set before forking: the readers inherit it
 
 
-def read_range(task: Task) -> Part:
-    """A worker's job: read one range into a fresh aggregator, its problems to a spool."""
-    aggregator = Aggregator(task.request, spill_dir=task.spool_dir)  # runs outlive the worker
-    rejected = duplicates = 0
-    spool = tempfile.NamedTemporaryFile(dir=task.spool_dir, delete=False, suffix=".ndjson")  # noqa: SIM115
+def events_job(path: str, spool_dir: str, meter: Meter, aggregator: Aggregator) -> Job:
+    """`run`: event lines metered and aggregated (meterspec.pipeline's hot loop)."""
+    def start() -> Consumer:
+        fresh = aggregator.fresh()
+        return Consumer(event_feeder(meter, fresh), lambda: fresh)
+    return Job(path, spool_dir, start)
 
-    def reject(error: MeterspecError, number: int) -> None:
-        nonlocal rejected
-        rejected += 1
-        for problem in error.problems:
-            spool.write(encode(replace(problem, line=number)) + b"\n")
 
-    identities: frozenset[int] | None = None
-    with spool, open(task.path, "rb") as file:
-        lines = _lines_of(task, file)
-        if task.kind == "run":
-            assert task.config is not None
-            feed: Callable[[bytes], None] = event_feeder(Meter(task.config), aggregator)
-        else:
-            dedup = RecordDeduplicator()
+def records_job(path: str, spool_dir: str,
+                start_state: Callable[[], tuple[Callable[[Any, Any, Any], None],
+                                                Callable[[], Any]]]) -> Job:
+    """`aggregate` and `invoice`: record lines, each identity once within the range
+    (MS-ING-020). `start_state()` gives a fresh (add, state): add(record, instant, quantity)
+    takes a good record, state() the partial state."""
+    def start() -> Consumer:
+        dedup = RecordDeduplicator()
+        add, state = start_state()
 
-            def feed(line: bytes) -> None:
-                nonlocal duplicates
-                record = decode_record(line)
-                instant, quantity = parse_record(record)
-                if dedup.add(record, instant, quantity) == "duplicate":
-                    duplicates += 1
-                    return
-                aggregator.add(record.workspace_id, record.universe_id, record.subject,
-                               record.measurement.unit, record.dimensions, instant, quantity)
-        for number, line in lines:
+        def feed(line: bytes) -> None:
+            record = decode_record(line)
+            instant, quantity = parse_record(record)
+            if dedup.add(record, instant, quantity) == "new":
+                add(record, instant, quantity)
+
+        return Consumer(feed, state, dedup.identities, lambda: dedup.duplicates)
+    return Job(path, spool_dir, start)
+
+
+def read_range(part: Range) -> Part:
+    """A reader's job: one range into a fresh consumer, its problems to a spool."""
+    assert _JOB is not None
+    consumer = _JOB.start()
+    rejected = 0
+    spool = tempfile.NamedTemporaryFile(dir=_JOB.spool_dir, delete=False, suffix=".ndjson")  # noqa: SIM115
+    with spool, open(_JOB.path, "rb") as file:
+        reader = RangeReader(file, part.start, part.end)
+        feed = consumer.feed
+        for number, line in read_lines(reader, first=part.first_line,
+                                       start_of_input=part.start == 0):
             if line is None:
-                reject(line_too_long(), number)
+                error: MeterspecError = line_too_long()
             elif line[:1] == b"{" or not is_blank(line):
                 try:
                     feed(line)
-                except MeterspecError as error:
-                    reject(error, number)
-        if task.kind != "run":
-            identities = dedup.identities()
-    return Part(aggregator, rejected, duplicates, identities, spool.name)
+                    continue
+                except MeterspecError as caught:
+                    error = caught
+            else:
+                continue
+            rejected += 1
+            for problem in error.problems:
+                spool.write(encode(replace(problem, line=number)) + b"\n")
+    return Part(consumer.state(), rejected,
+                consumer.duplicates() if consumer.duplicates else 0,
+                consumer.identities() if consumer.identities else None, spool.name)
 
 
-def read_in_parallel(tasks: list[Task], jobs: int) -> list[Part] | None:
-    """Every range read by its own process, in range order; None when record identities
-    repeat across ranges (the caller reads the file on one process instead)."""
-    context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        parts = list(pool.map(read_range, tasks))
+def read_in_parallel(job: Job, jobs: int) -> list[Part] | None:
+    """Every range read by its own forked process, in range order; None when record
+    identities repeat across ranges (the caller reads the file on one process instead)."""
+    global _JOB
+    _JOB = job
+    try:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=_FORK) as pool:
+            parts = list(pool.map(read_range, split(job.path, jobs)))
+    finally:
+        _JOB = None
     seen: set[int] = set()
     for part in parts:
         if part.identities is not None and not seen.isdisjoint(part.identities):
@@ -199,60 +229,66 @@ def read_in_parallel(tasks: list[Task], jobs: int) -> list[Part] | None:
 
 def merged(parts: list[Part]) -> Aggregator:
     """The aggregators of the ranges as one (MS-AGG-005: merging equals adding in order)."""
-    whole = parts[0].aggregator
+    whole: Aggregator = parts[0].state
     for part in parts[1:]:
-        whole.merge(part.aggregator)
+        whole.merge(part.state)
     return whole
 
 
-# The aggregator a forked renderer inherits (copy-on-write: it is never pickled).
-_RENDERING: tuple[Aggregator, list[GroupKey]] | None = None
+# What forked writers inherit (copy-on-write: never pickled): a function writing the output
+# lines of items [first, last) to the files it is given.
+_WRITING: Callable[[int, int, list[BinaryIO]], int] | None = None
 
 
-def _render_block(block: tuple[int, int, str]) -> int:
-    """A worker's job: the reading lines of groups [first, last) into a file."""
-    assert _RENDERING is not None
-    aggregator, keys = _RENDERING
-    first, last, path = block
-    written = 0
-    with open(path, "wb", buffering=1 << 20) as out:
-        for line in aggregator.iter_reading_lines(keys[first:last]):
-            out.write(line)
-            written += 1
-    return written
+def _write_block(block: tuple[int, int, list[str]]) -> int:
+    assert _WRITING is not None
+    first, last, paths = block
+    with ExitStack() as files:
+        outs = [files.enter_context(open(path, "wb", buffering=1 << 20)) for path in paths]
+        return _WRITING(first, last, outs)
 
 
-def write_in_parallel(aggregator: Aggregator, jobs: int, out: BinaryIO,
-                      spool_dir: str) -> int:
-    """The reading lines written by `jobs` forked processes, each a contiguous block of the
-    groups in their output order, copied to `out` in order: the bytes one process writes."""
-    global _RENDERING
-    keys = aggregator.ordered_keys()
-    if not hasattr(os, "fork") or len(keys) < 2 * jobs:
-        return _write_lines(aggregator.iter_reading_lines(keys), out)
-    step = -(-len(keys) // jobs)
-    blocks = [(first, min(first + step, len(keys)), os.path.join(spool_dir, f"out-{first}"))
-              for first in range(0, len(keys), step)]
-    _RENDERING = (aggregator, keys)
+def write_in_parallel(items: int, write: Callable[[int, int, list[BinaryIO]], int],
+                      outs: list[BinaryIO], jobs: int, spool_dir: str) -> int:
+    """The output of `items` items (groups, subscriptions) written by `jobs` forked
+    processes, each a contiguous block, into one spool per output, copied to `outs` in
+    order: the bytes one process writes. `write(first, last, files)` writes a block."""
+    global _WRITING
+    for out in outs:
+        out.flush()  # the forked writers must not inherit unwritten bytes
+    if items < 2 * jobs:
+        return write(0, items, outs)
+    step = -(-items // jobs)
+    blocks = [(first, min(first + step, items),
+               [os.path.join(spool_dir, f"out-{first}-{n}") for n in range(len(outs))])
+              for first in range(0, items, step)]
+    _WRITING = write
     try:
-        with ProcessPoolExecutor(max_workers=jobs,
-                                 mp_context=multiprocessing.get_context("fork")) as pool:
-            counts = list(pool.map(_render_block, blocks))
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=_FORK) as pool:
+            counts = list(pool.map(_write_block, blocks))
     finally:
-        _RENDERING = None
-    for _, _, path in blocks:
-        with open(path, "rb") as block:
-            shutil.copyfileobj(block, out, 1 << 20)
-        os.unlink(path)
+        _WRITING = None
+    for _, _, paths in blocks:
+        for path, out in zip(paths, outs, strict=True):
+            with open(path, "rb") as block:
+                shutil.copyfileobj(block, out, 1 << 20)
+            os.unlink(path)
     return sum(counts)
 
 
-def _write_lines(lines: Iterator[bytes], out: BinaryIO) -> int:
-    written, write = 0, out.write
-    for line in lines:
-        write(line)
-        written += 1
-    return written
+def reading_writer(aggregator: Aggregator) -> tuple[int, Callable[[int, int, list[BinaryIO]],
+                                                                  int]]:
+    """The groups of an aggregator and the function writing the readings of a block."""
+    keys = aggregator.ordered_keys()
+
+    def write(first: int, last: int, outs: list[BinaryIO]) -> int:
+        written, put = 0, outs[0].write
+        for line in aggregator.iter_reading_lines(keys[first:last]):
+            put(line)
+            written += 1
+        return written
+
+    return len(keys), write
 
 
 def copy_spools(parts: list[Part], report: BinaryIO) -> None:

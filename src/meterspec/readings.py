@@ -180,6 +180,12 @@ class Aggregator:
         return (self._cells, self._segments, self.windows.segment,
                 self.request.aggregation == "count")
 
+    def spill_into(self, directory: str) -> None:
+        """Spill to runs under `directory` (which the caller removes), not to a temporary
+        directory of this process: forked readers (meterspec.parallel) inherit the choice,
+        so the runs they write outlive them."""
+        self._runs = Runs(directory)
+
     def spill(self) -> None:
         """Write every time-weighted point held in memory to a run on disk and drop them
         (the carried-in points stay): memory stays within the point budget."""
