@@ -61,7 +61,7 @@ FAULTS: dict[str, Fault] = {
     # aggregation
     "twa-half-up": Fault(("aggregation",), catchers=("twa-012", "twa-014", "twa-016")),
     "twa-no-carry-in": Fault(("aggregation",), catchers=("agg-group-014", "twa-002", "twa-005")),
-    "twa-tie-last-seen": Fault(("aggregation",), catchers=("twa-009",)),
+    "twa-tie-last-seen": Fault(("aggregation",), catchers=("twa-009", "twa-051")),
     "twa-covered-span": Fault(("aggregation",), catchers=("agg-group-014", "twa-003", "twa-010")),
     "twa-scale-ignored": Fault(("aggregation",), catchers=("twa-017", "twa-018", "twa-019")),
     "twa-float": Fault(("aggregation",), catchers=("twa-019", "twa-034", "twa-035")),
@@ -94,8 +94,8 @@ FAULTS: dict[str, Fault] = {
     "fixed-length-days": Fault(
         features=("time-zones",), catchers=("twa-026", "twa-027", "win-012")),
     "fixed-length-months": Fault(("windows",), catchers=("win-011", "win-016", "win-017")),
-    "zero-length-window-accepted": Fault(("windows",), catchers=("win-044",)),
-    "duplicate-window-accepted": Fault(("windows",), catchers=("win-045",)),
+    "zero-length-window-accepted": Fault(("windows",), catchers=("win-044", "win-061")),
+    "duplicate-window-accepted": Fault(("windows",), catchers=("win-045", "win-062")),
     # quantities and timestamps
     "exponent-output": Fault(("quantity",), catchers=("qty-001", "qty-005", "qty-009")),
     "trailing-zeros-kept": Fault(("quantity",), catchers=("qty-002", "qty-006", "qty-007")),
@@ -125,7 +125,7 @@ FAULTS: dict[str, Fault] = {
     "partial-event-billed": Fault(("metering",), catchers=("met-015",)),
     "metered-at-verbatim": Fault(("metering", "time"), catchers=("time-021",)),
     "unknown-field-ignored": Fault(("events",), catchers=("evt-003", "evt-004", "evt-017")),
-    "unicode-normalized": Fault(("events",), catchers=("evt-031",)),
+    "unicode-normalized": Fault(("events",), catchers=("evt-031", "evt-032")),
     # errors
     "first-problem-only": Fault(("errors",), catchers=("err-004", "err-017", "err-027")),
     "measurement-beside-schema-problems": Fault(
@@ -141,31 +141,31 @@ FAULTS: dict[str, Fault] = {
     "minimum-only-with-usage": Fault(("pricing",), catchers=("prc-026", "prc-028", "plan-014")),
     "negative-usage-zero": Fault(("pricing",), catchers=("prc-012", "prc-013", "prc-014")),
     "total-rounded-again": Fault(("pricing",), catchers=("plan-016", "plan-018")),
-    "version-highest-number": Fault(("pricing",), catchers=("plan-010",)),
+    "version-highest-number": Fault(("pricing",), catchers=("plan-010", "plan-032")),
     "version-tie-first-listed": Fault(
         ("pricing", "billing"), catchers=("plan-028", "plan-029", "inv-031")),
-    "effective-to-inclusive": Fault(("pricing",), catchers=("plan-006",)),
+    "effective-to-inclusive": Fault(("pricing",), catchers=("plan-006", "plan-033")),
     # ingestion (ingest, apply-corrections)
     "dedup-ignores-workspace": Fault(("ingestion",), catchers=("ing-005", "ing-006")),
     "conflict-overwrites": Fault(("ingestion",), catchers=("ing-003", "ing-004", "ing-011")),
     "digest-raw-time": Fault(("ingestion",), catchers=("ing-007", "ing-010")),
-    "horizon-checked-first": Fault(("ingestion",), catchers=("ing-015",)),
-    "expire-lowers-horizon": Fault(("ingestion",), catchers=("ing-016",)),
+    "horizon-checked-first": Fault(("ingestion",), catchers=("ing-015", "ing-032")),
+    "expire-lowers-horizon": Fault(("ingestion",), catchers=("ing-016", "ing-033")),
     "amendments-merge": Fault(("ingestion",), catchers=("cor-002", "cor-023")),
-    "amendment-last-in-log": Fault(("ingestion",), catchers=("cor-003",)),
-    "state-utf16-order": Fault(("ingestion",), catchers=("ing-024",)),
+    "amendment-last-in-log": Fault(("ingestion",), catchers=("cor-003", "cor-024")),
+    "state-utf16-order": Fault(("ingestion",), catchers=("ing-024", "ing-034")),
     # quotas and rate limits (quota, rate-limit)
     "quota-limit-exclusive": Fault(("quotas",), catchers=("qta-002", "qta-008", "qta-027")),
     "quota-period-utc": Fault(("quotas",), catchers=("qta-030", "qta-031", "qta-032")),
     "stale-usage-ignored": Fault(("quotas",), catchers=("qta-015", "qta-017", "qta-019")),
-    "staleness-bound-inclusive": Fault(("quotas",), catchers=("qta-016",)),
+    "staleness-bound-inclusive": Fault(("quotas",), catchers=("qta-016", "qta-042")),
     "grace-ignored": Fault(("quotas",), catchers=("qta-009", "qta-011")),
     "warning-every-time": Fault(("quotas",), catchers=("qta-006", "qta-007")),
     "retry-after-off-by-one": Fault(("quotas",), catchers=("rl-003", "rl-005", "rl-017")),
     "too-costly-retry": Fault(("quotas",), catchers=("rl-006", "rl-023")),
     "window-start-inclusive": Fault(("quotas",), catchers=("rl-004", "rl-018", "rl-022")),
     "log-ahead-ignored": Fault(("quotas",), catchers=("rl-011", "rl-012")),
-    "prune-relative-to-now": Fault(("quotas",), catchers=("rl-024",)),
+    "prune-relative-to-now": Fault(("quotas",), catchers=("rl-024", "rl-027")),
     # billing (billing-periods, invoice, reconcile, apply-adjustment, project)
     "anchor-day-spills": Fault(("billing",), catchers=("bil-002", "bil-003", "bil-004")),
     "anchor-day-drifts": Fault(("billing",), catchers=("bil-004", "bil-012", "bil-019")),
@@ -183,9 +183,9 @@ FAULTS: dict[str, Fault] = {
     # domain events and CloudEvents
     "envelope-id-wins": Fault(("events",), catchers=("ce-020", "ce-021")),
     "envelope-time-wins": Fault(("events",), catchers=("ce-020", "ce-021")),
-    "data-string-parsed": Fault(("events",), catchers=("ce-029",)),
+    "data-string-parsed": Fault(("events",), catchers=("ce-029", "ce-046")),
     "cloudevent-type-unversioned": Fault(("events",), catchers=("ce-001", "ce-002", "ce-004")),
-    "cloudevent-subject-unchecked": Fault(("events",), catchers=("ce-006",)),
+    "cloudevent-subject-unchecked": Fault(("events",), catchers=("ce-006", "ce-044")),
     "source-unchecked": Fault(("events",), catchers=("ce-007", "ce-008", "ce-009")),
     "cloudevent-noncharacters-accepted": Fault(
         ("events",), catchers=("ce-042", "ce-043", "ce-044", "ce-045")),
@@ -201,7 +201,8 @@ FAULTS: dict[str, Fault] = {
         features=("json-text",), catchers=("text-090", "text-092", "text-104")),
     "lines-unbounded": Fault(
         features=("json-text",), catchers=("text-121", "text-123", "text-129")),
-    "line-limit-in-characters": Fault(features=("json-text",), catchers=("text-125",)),
+    "line-limit-in-characters": Fault(
+        features=("json-text",), catchers=("text-125", "text-137")),
     "lone-surrogates-replaced": Fault(
         features=("json-text",), catchers=("text-020", "text-021", "text-027")),
     "invalid-utf8-replaced": Fault(
