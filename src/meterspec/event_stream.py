@@ -1,0 +1,81 @@
+"""MS-ING-021: a stream of events read from files counts each (workspaceID, universeID, id) once.
+
+Pure (no I/O). `meterspec run` on files has no store to ask, so it keeps two integers per
+identity, never the event: a 128-bit blake2b digest of the identity and a 64-bit hash of the
+rest of the payload's value. An identical repeat (the same MS-ING-002 digest: the same event
+however its JSON is spelt) is a duplicate, dropped and counted; a repeat with another digest is
+an `event-conflict` and the first event is the one that counts (MS-ING-004).
+
+Cost matters here (it runs once per event in run's hot loop): the identity digest is taken over
+one formatted string, and the payload is compared by Python's hash of (type, subject, instant,
+the set of properties), which is equal exactly when the MS-ING-002 digests are, up to a 2^-64
+chance per repeated identity. That hash differs between processes, so it is never compared
+across them (meterspec.parallel compares identity keys only).
+"""
+
+from __future__ import annotations
+
+from hashlib import blake2b
+from typing import Literal
+
+from meterspec.contracts import EventPayload
+from meterspec.errors import MeterspecError, Problem
+from meterspec.ingestion import event_digest
+from meterspec.timestamps import Instant
+
+
+def identity_key(event: EventPayload) -> int:
+    """128-bit blake2b digest of (workspaceID, universeID, id), each field written as its
+    length in characters, ':', the field (a length-prefixed encoding, so no two identities
+    share input bytes): a collision needs ~2^64 events."""
+    ws, uni, ident = event.workspace_id, event.universe_id, event.id
+    data = f"{len(ws)}:{ws}{len(uni)}:{uni}{len(ident)}:{ident}".encode()
+    return int.from_bytes(blake2b(data, digest_size=16).digest(), "big")
+
+
+def payload_hash(event: EventPayload, instant: Instant) -> int:
+    """What MS-ING-002 digests besides the identity, by value: the type, the subject, the
+    instant (so every spelling of one time is one value) and the properties as a set."""
+    return hash((event.type, event.subject, instant, frozenset(event.properties.items())))
+
+
+class EventDeduplicator:
+    """The identities of one event stream seen so far, each with a hash of its payload (two
+    integers per identity, never the event)."""
+
+    __slots__ = ("_seen", "conflicts", "duplicates")
+
+    def __init__(self) -> None:
+        self._seen: dict[int, int] = {}
+        self.duplicates = 0
+        self.conflicts = 0
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def identities(self) -> frozenset[int]:
+        """The identity keys seen (for meterspec.parallel: a key seen by two ranges of one file
+        needs the order of the whole file to say which copy counts)."""
+        return frozenset(self._seen)
+
+    def add(self, event: EventPayload, instant: Instant) -> Literal["new", "duplicate"]:
+        """"new" the first time an identity is seen (meter the event), "duplicate" for a repeat
+        with the same MS-ING-002 digest (drop it; counted in `duplicates`); MeterspecError
+        `event-conflict` for a repeat with another digest (reject it: the first one stands).
+        Call it once per *valid* event (decoded, identity fields non-empty, `instant` its parsed
+        time), whether or not any measurement takes it, and before metering it."""
+        key = identity_key(event)
+        content = payload_hash(event, instant)
+        first = self._seen.get(key)
+        if first is None:
+            self._seen[key] = content
+            return "new"
+        if first == content:
+            self.duplicates += 1
+            return "duplicate"
+        self.conflicts += 1
+        raise MeterspecError([Problem(
+            "event-conflict", "", f"event {event.id!r} in workspace {event.workspace_id!r}, "
+            f"universe {event.universe_id!r} was already read with another payload; this one "
+            f"has digest {event_digest(event)}: the first one counts", "MS-ING-021",
+            event_id=event.id)])
