@@ -378,11 +378,12 @@ def _readings_in_input_order() -> None:
         first_seen.setdefault(key, len(first_seen))
         add(self, workspace, universe, subject, unit, dimensions, instant, quantity)
 
-    def sort_key(key: object) -> int:
-        return first_seen.get(key, len(first_seen))
+    def ordered_keys(self: Aggregator) -> list[Any]:
+        return sorted(self.group_keys(),
+                      key=lambda key: first_seen.get(key, len(first_seen)))
     Aggregator.__init__ = start  # type: ignore[method-assign]
     Aggregator.add = remember  # type: ignore[method-assign]
-    readings._sort_key = sort_key  # type: ignore[assignment]
+    Aggregator.ordered_keys = ordered_keys  # type: ignore[method-assign]
 
 
 @fault("twa-float", "time-weighted-avg divides in binary floating point, then rounds "
