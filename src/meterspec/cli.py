@@ -432,7 +432,7 @@ def _readings_in_parallel(args: argparse.Namespace, streams: Streams,
     from meterspec import parallel
 
     def finish(parts: list[parallel.Part], spool_dir: str) -> int:
-        groups, write = parallel.reading_writer(parallel.merged(parts))
+        groups, write = parallel.reading_writer(parts)
         return parallel.write_in_parallel(groups, write, [streams.out], args.jobs, spool_dir)
     return finish
 
@@ -449,7 +449,7 @@ def _aggregate(args: argparse.Namespace, streams: Streams) -> int:
             def add(record: MeterRecord, instant: Instant, quantity: Decimal) -> None:
                 part.add(record.workspace_id, record.universe_id, record.subject,
                          record.measurement.unit, record.dimensions, instant, quantity)
-            return add, lambda: part
+            return add, lambda: parallel.handed_back(part)
 
         def job(path: str, spool_dir: str) -> parallel.Job:
             aggregator.spill_into(spool_dir)

@@ -30,7 +30,7 @@ from meterspec.errors import MeterspecError
 from meterspec.lines import is_blank, line_too_long, read_lines
 from meterspec.metering import Meter
 from meterspec.pipeline import event_feeder
-from meterspec.readings import Aggregator, parse_record
+from meterspec.readings import Aggregator, parse_record, sort_key
 from meterspec.record_stream import RecordDeduplicator
 
 _COUNT_BLOCK = 1 << 20
@@ -154,8 +154,16 @@ def events_job(path: str, spool_dir: str, meter: Meter, aggregator: Aggregator) 
     """`run`: event lines metered and aggregated (meterspec.pipeline's hot loop)."""
     def start() -> Consumer:
         fresh = aggregator.fresh()
-        return Consumer(event_feeder(meter, fresh), lambda: fresh)
+        return Consumer(event_feeder(meter, fresh), lambda: handed_back(fresh))
     return Job(path, spool_dir, start)
+
+
+def handed_back(aggregator: Aggregator) -> Aggregator:
+    """An aggregator about to be sent to the parent: its time-weighted points go to a run
+    first, so what travels is a list of files, not every point pickled."""
+    if aggregator.weighted:
+        aggregator.spill()
+    return aggregator
 
 
 def records_job(path: str, spool_dir: str,
@@ -227,14 +235,6 @@ def read_in_parallel(job: Job, jobs: int) -> list[Part] | None:
     return parts
 
 
-def merged(parts: list[Part]) -> Aggregator:
-    """The aggregators of the ranges as one (MS-AGG-005: merging equals adding in order)."""
-    whole: Aggregator = parts[0].state
-    for part in parts[1:]:
-        whole.merge(part.state)
-    return whole
-
-
 # What forked writers inherit (copy-on-write: never pickled): a function writing the output
 # lines of items [first, last) to the files it is given.
 _WRITING: Callable[[int, int, list[BinaryIO]], int] | None = None
@@ -276,14 +276,21 @@ def write_in_parallel(items: int, write: Callable[[int, int, list[BinaryIO]], in
     return sum(counts)
 
 
-def reading_writer(aggregator: Aggregator) -> tuple[int, Callable[[int, int, list[BinaryIO]],
-                                                                  int]]:
-    """The groups of an aggregator and the function writing the readings of a block."""
-    keys = aggregator.ordered_keys()
+def reading_writer(parts: list[Part]) -> tuple[int, Callable[[int, int, list[BinaryIO]], int]]:
+    """The groups of the ranges' aggregators and the function writing the readings of a block
+    of them: each writer merges only its own groups (MS-AGG-005), so merging is parallel
+    too."""
+    aggregators: list[Aggregator] = [part.state for part in parts]
+    keys = sorted(set().union(*(a.group_keys() for a in aggregators)), key=sort_key)
 
     def write(first: int, last: int, outs: list[BinaryIO]) -> int:
+        block = keys[first:last]
+        wanted = set(block)
+        whole = aggregators[0].fresh()
+        for aggregator in aggregators:
+            whole.merge(aggregator.subset(wanted))
         written, put = 0, outs[0].write
-        for line in aggregator.iter_reading_lines(keys[first:last]):
+        for line in whole.iter_reading_lines(block):
             put(line)
             written += 1
         return written

@@ -194,7 +194,7 @@ class Aggregator:
         self._runs.write(
             (list(key), list(ordered), [str(states[key].points[t][0]) for t in ordered],
              [states[key].points[t][1] for t in ordered])
-            for key in sorted(states, key=_sort_key) if states[key].points
+            for key in sorted(states, key=sort_key) if states[key].points
             for ordered in [sorted(states[key].points)])
         for state in states.values():
             state.points.clear()
@@ -240,14 +240,30 @@ class Aggregator:
                     fresh = states[index] = self._new_state(self.request)  # type: ignore[misc]
                     fresh.merge(state)
 
+    def group_keys(self) -> set[GroupKey]:
+        """The active groups, unordered."""
+        return set(self._groups) | set(self._weighted) | set(self._cells or {})
+
+    def subset(self, keys: set[GroupKey]) -> Aggregator:
+        """An aggregator holding only these groups' states (shared, not copied) and every
+        spilled run: the part of this one a writer of a block of groups merges
+        (meterspec.parallel)."""
+        part = self.fresh()
+        part._runs = Runs(self._runs._directory)
+        part._runs.paths = list(self._runs.paths)
+        part._groups = {key: self._groups[key] for key in keys & self._groups.keys()}
+        part._weighted = {key: self._weighted[key] for key in keys & self._weighted.keys()}
+        if self._cells is not None:
+            part._cells = {key: self._cells[key] for key in keys & self._cells.keys()}
+        return part
+
     def readings(self) -> list[MeterReading]:
         """One reading per active group and window, sorted (MS-AGG-017)."""
         return list(self.iter_readings())
 
     def ordered_keys(self) -> list[GroupKey]:
         """The active groups in MS-AGG-017 order."""
-        return sorted(set(self._groups) | set(self._weighted) | set(self._cells or {}),
-                      key=_sort_key)
+        return sorted(self.group_keys(), key=sort_key)
 
     def _groups_in_order(self, keys: list[GroupKey] | None = None
                          ) -> Iterator[tuple[GroupKey, tuple[tuple[str, str | None], ...],
@@ -286,7 +302,7 @@ class Aggregator:
             elif self.weighted:
                 state = self._weighted[key]
                 if spilled is not None:
-                    state = state.with_points(spilled.points(_sort_key(key)))
+                    state = state.with_points(spilled.points(sort_key(key)))
                 results = state.results(spans, self.scale)
             elif self.windows.disjoint:
                 states = self._groups[key]
@@ -342,8 +358,8 @@ class Aggregator:
                 + b',"window":'
             tail = (b',"group":' + encode(dict(group)) if grouped else b"") + b"}\n"
             for (window, encoded), (value, count) in zip(windows, results, strict=True):
-                quantity = b"null" if value is None else (
-                    b'"' + format_quantity(value).encode() + b'"')
+                quantity = (b"null" if value is None else b'"0"' if not value  # empty days
+                            else b'"' + format_quantity(value).encode() + b'"')
                 yield b'{"id":"%b%b%b%b%b,"recordCount":%d%b' % (
                     ids(encoded).encode(), head, quantity, middle, window, count, tail)
 
@@ -391,10 +407,10 @@ def parse_record(record: MeterRecord, path: str = "") -> tuple[Instant, Decimal]
 
 def _spilled_order(spilled: list[Any]) -> tuple[str, str, str, str, tuple[tuple[int, str], ...]]:
     """The MS-AGG-017 place of a group key read back from a run (msgpack lists)."""
-    return _sort_key((spilled[0], spilled[1], spilled[2], spilled[3], tuple(spilled[4])))
+    return sort_key((spilled[0], spilled[1], spilled[2], spilled[3], tuple(spilled[4])))
 
 
-def _sort_key(key: GroupKey) -> tuple[str, str, str, str, tuple[tuple[int, str], ...]]:
+def sort_key(key: GroupKey) -> tuple[str, str, str, str, tuple[tuple[int, str], ...]]:
     return (*key[:4], tuple((0, "") if v is None else (1, v) for v in key[4]))
 
 
