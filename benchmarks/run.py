@@ -66,6 +66,8 @@ MAX_SHOWN = 10
 # Issue 12's targets.
 SPEEDUP_TARGET = 1.6  # wall-time speed-up of --jobs 2 over --jobs 1 on 2 cores, at least
 DENSE_SUM_TARGET = 2.5  # dense sum: meterspec CPU / DuckDB 1-thread CPU, at most
+RUN_SUM_TARGET = 3.0  # issue 12: run sum/day CPU at most 3.0x DuckDB's sums query, 1 thread
+RUN_TWA_TARGET = 4.0  # and time-weighted-avg/day at most 4.0x the same query
 TWA_PEAK_TARGET = 1.3  # time-weighted-avg peak memory, largest size / smallest, at most
 DENSE_SHAPE_TARGET = 100  # the dense shape: events per reading, at least
 
@@ -478,6 +480,14 @@ def events_job(args: argparse.Namespace, name: str) -> Outcome:
             f"{label}: meterspec CPU / DuckDB 1-thread CPU", ours[0].ratio,
             DENSE_SUM_TARGET if dense and aggregation == "sum" else None,
             note=_versus(ours[0])))
+        duck_sums = [t for t in timings if t.command.tool == "duckdb"
+                     and t.command.aggregation == "sum"]
+        if not dense and duck_sums:  # issue 12 states both targets against the sums query
+            limit = RUN_SUM_TARGET if aggregation == "sum" else RUN_TWA_TARGET
+            outcome.targets.append(Target(
+                f"{label}: meterspec CPU / DuckDB sums query 1-thread CPU",
+                ours[0].cpu / duck_sums[0].cpu, limit,
+                note=f"CPU {ours[0].cpu:.2f} s vs {duck_sums[0].cpu:.2f} s"))
         if dense and aggregation == "sum":
             outcome.targets.append(Target(
                 f"{label}: events per non-empty reading (the shape)",
