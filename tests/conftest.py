@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
+import pytest
 from hypothesis import strategies as st
 
 from meterspec.contracts import Measurement, MeterRecord
@@ -111,3 +112,20 @@ def timestamps(draw: st.DrawFn) -> str:
     return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}{draw(st.sampled_from('Tt'))}"
             f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
             f"{'.' + digits if digits else ''}{offset}")
+
+
+# ------------------------------------------------------------------ PostgreSQL (meterspec.store)
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster for this test session (tests/pg_cluster.py): started once,
+    stopped at the end; the tests that need it are skipped where no binaries exist."""
+    import pg_cluster
+
+    if pg_cluster.binaries() is None:
+        pytest.skip("no PostgreSQL binaries (initdb and pg_ctl on PATH or in "
+                    "/usr/lib/postgresql/*/bin): the PostgreSQL store tests need them")
+    pytest.importorskip("psycopg", reason="the PostgreSQL store needs psycopg: pip install "
+                        "-e '.[dev]'")
+    with pg_cluster.cluster() as url:
+        yield url
