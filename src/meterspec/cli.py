@@ -41,6 +41,7 @@ from meterspec.metering import Meter, check_event
 from meterspec.pipeline import event_feeder
 from meterspec.readings import Aggregator, parse_record
 from meterspec.record_stream import RecordDeduplicator
+from meterspec.store import cli as store_cli  # issue 14: ingest, store, --store (light import)
 from meterspec.timestamps import Instant, format_timestamp, parse_timestamp
 
 if TYPE_CHECKING:
@@ -213,7 +214,7 @@ def _overwritten_input(args: argparse.Namespace) -> str | None:
               if getattr(args, name, None) is not None]
     if args.file == "-":
         inputs.append(("standard input", _fstat(sys.stdin)))
-    else:
+    elif args.file is not None:  # None: the input is a store (--store, issue 14)
         inputs.append((f"the input {args.file}", _stat(args.file)))
     outputs = [("standard output", _fstat(sys.stdout))]
     if args.errors is None:
@@ -819,6 +820,8 @@ def _parser(conformance: bool = True) -> argparse.ArgumentParser:
     sub.add_argument("file", help="JSON document, or NDJSON (.ndjson/.jsonl or --lines)")
     sub.add_argument("--lines", action="store_true", help="one document per line")
 
+    store_cli.register(commands, command)  # issue 14: ingest, store, and --store for readers
+
     if conformance:
         from meterspec.conformance import command as conformance_command
 
@@ -833,6 +836,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     words = [word for word in argv if not word.startswith("-")]
     args = _parser(conformance=words[:1] == ["conformance"]).parse_args(argv)
+    if args.command == "store":  # issue 14: meterspec store init|migrate|check|export|...
+        return store_cli.run_store_command(args)
     if args.command != "conformance":
         # The pipeline makes no reference cycles, and a command ends with its process: the
         # cycle collector would only walk millions of live states (15% of a time-weighted run).
@@ -859,7 +864,7 @@ def _input_name(path: str) -> str:
 def _summary(args: argparse.Namespace, report: Report, written: int | None) -> str:
     noun = {"validate": "valid documents", "aggregate": "readings", "run": "readings",
             "invoice": "invoices", "reconcile": "adjustments", "quota": "decisions",
-            "project": "projections"}
+            "project": "projections", "ingest": "events accepted"}
     parts = [] if written is None else [f"{written} {noun.get(args.command, 'records')}"]
     if report.duplicates:
         parts.append(f"{report.duplicates} duplicate{'s' * (report.duplicates != 1)} dropped")
@@ -877,7 +882,7 @@ def _main(args: argparse.Namespace) -> int:
             except MeterspecError as error:
                 _say(f"meterspec: {error}")
                 return EXIT_USAGE
-    refusal = _overwritten_input(args)
+    refusal = store_cli.refusal(args) or _overwritten_input(args)  # store_cli: issue 14
     if refusal is not None:  # before anything is opened, read or written
         _say(f"meterspec: {refusal}")
         return EXIT_USAGE
@@ -891,7 +896,9 @@ def _main(args: argparse.Namespace) -> int:
 def _execute(args: argparse.Namespace, outputs: _Outputs) -> int:
     with ExitStack() as stack:
         try:
-            source = (sys.stdin.buffer if args.file == "-"
+            source = (store_cli.source(args, stack)  # issue 14: --store URL
+                      if getattr(args, "store", None) is not None and args.command != "ingest"
+                      else sys.stdin.buffer if args.file == "-"
                       else stack.enter_context(open(args.file, "rb")))
             # Flushed in this order at the end: the result, side outputs, the report.
             out = outputs.standard("the output to standard output", sys.stdout, stdout=True)

@@ -5,17 +5,20 @@ duplicate is ever billed twice, with the readings computed from what the store h
     store = open_store("postgresql://host/db?schema=x")  # a server, concurrent writers
 
 Backends: meterspec.store.duckdb (one file, one writer at a time) and
-meterspec.store.postgres (psycopg 3; uniqueness enforced by the database). The semantics are
-specs/ingestion.md's, unchanged; meterspec.store.base holds what both share.
+meterspec.store.postgres (psycopg 3; uniqueness enforced by the database); what both share,
+the Store interface and StoreError are in meterspec.store.base. The semantics are
+specs/ingestion.md's, unchanged. This module imports nothing heavy: `meterspec` registers the
+store's commands through it at every start.
 """
 
 from __future__ import annotations
 
-from meterspec.store.base import BatchResult, Store, StoreError
-from meterspec.store.batch import Batch
-from meterspec.store.schema import LATEST
+from typing import TYPE_CHECKING
 
-__all__ = ["LATEST", "Batch", "BatchResult", "Store", "StoreError", "open_store"]
+if TYPE_CHECKING:
+    from meterspec.store.base import Store
+
+__all__ = ["SCHEMES", "open_store"]
 
 SCHEMES = ("duckdb:", "postgresql://", "postgres://")
 
@@ -23,7 +26,10 @@ SCHEMES = ("duckdb:", "postgresql://", "postgres://")
 def open_store(url: str, *, read_only: bool = False) -> Store:
     """The store a URL names: `duckdb:PATH`, `duckdb::memory:`, `postgresql://...` (an
     optional `schema=NAME` query parameter names the PostgreSQL schema, default meterspec).
-    StoreError if it cannot be opened."""
+    `read_only` (DuckDB) opens the file for reading only, beside other readers.
+    meterspec.store.base.StoreError if it cannot be opened."""
+    from meterspec.store.base import StoreError
+
     if url.startswith("duckdb:"):
         from meterspec.store.duckdb import DuckDBStore
 

@@ -533,6 +533,11 @@ class Store(ABC):
         ineffective.sort(key=lambda item: (item[0], item[1].path, item[1].code))
         return CorrectionsReport(retracted, amended, ineffective)
 
+    @abstractmethod
+    def export_parquet(self, path: str, effective: bool = False) -> int:
+        """The log (or the effective events) as a Parquet file, in log order; the number of
+        events written."""
+
     # ---------------------------------------------------------------- closed invoices
 
     def close_invoices(self, lines: Sequence[bytes]) -> tuple[int, int]:
