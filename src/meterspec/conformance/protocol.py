@@ -296,13 +296,17 @@ class Adapter(Protocol):
 
 
 class InProcessAdapter:
-    """The reference, called directly: `--impl python:meterspec`."""
+    """The reference, called directly: `--impl python:meterspec`; or another module with the
+    reference adapter's implementation() and handle() (an engine, meterspec.engines)."""
+
+    def __init__(self, module: Any = reference) -> None:
+        self.module = module
 
     def start(self, deadline: float | None = None) -> Any:
-        return {"ready": True, "implementation": reference.implementation()}
+        return {"ready": True, "implementation": self.module.implementation()}
 
     def exchange(self, message: dict[str, Any], deadline: float | None = None) -> Any:
-        response = {"seq": message["seq"], **reference.handle(message["case"])}
+        response = {"seq": message["seq"], **self.module.handle(message["case"])}
         # What a pipe would carry, read as a subprocess adapter's answer is.
         return parse_response(json.dumps(response, ensure_ascii=False).encode())
 

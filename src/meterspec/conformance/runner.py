@@ -7,6 +7,7 @@ import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Any
 
 from meterspec.conformance.cases import Case
@@ -25,7 +26,12 @@ from meterspec.conformance.protocol import (
     started_problem,
 )
 
-IN_PROCESS = {"python:meterspec": InProcessAdapter}
+IN_PROCESS: dict[str, Callable[[], Adapter]] = {
+    "python:meterspec": InProcessAdapter,
+    # The DuckDB engine (meterspec.engines, issue 13), imported only when asked for.
+    "python:meterspec.engines.duckdb": lambda: InProcessAdapter(
+        import_module("meterspec.engines.duckdb")),
+}
 DEFAULT_TIMEOUT = 30.0
 REASON_LIMIT = 2000
 """Longest reason kept (characters): an adapter's `errored` or `skipped` text, or a message

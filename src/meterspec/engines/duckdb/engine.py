@@ -1,0 +1,444 @@
+"""The DuckDB backend: one job (events or records in, readings or records out) run through
+the plan's stages in an in-process DuckDB connection.
+
+DuckDB does the heavy work, in parallel where it can: reading the lines and the JSON,
+screening rows by SQL predicates, metering, grouping, exact sums and integrals, ids (SHA-256)
+and the output text, written by COPY. Python does the rest: the windows (the reference's),
+the rows DuckDB flagged (described by the reference: meterspec.engines.flagged), the record-
+stream identity check's messages, and the groups past 128 bits (meterspec.engines.fallback).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, BinaryIO
+
+import duckdb
+import msgspec
+
+from meterspec.contracts import AggregationRequest, Measurement, MeteringConfig, MeterRecord
+from meterspec.engines import fallback
+from meterspec.engines.compiler import compile_plan
+from meterspec.engines.duckdb import aggregate, output, records, twa
+from meterspec.engines.duckdb.screen import LINE_READER, Screen
+from meterspec.engines.duckdb.sql import MACROS
+from meterspec.engines.flagged import Measured, describe_event, describe_record
+from meterspec.engines.ndjson import prepare
+from meterspec.engines.numbers import Digits, representation, twa_bounds
+from meterspec.engines.plan import Plan
+from meterspec.engines.sources import (
+    EVENT_COLUMNS,
+    OPTIONAL_COLUMNS,
+    RECORD_COLUMNS,
+    Documents,
+    NdjsonFile,
+    ParquetFiles,
+    Source,
+)
+from meterspec.errors import MeterspecError
+from meterspec.metering import Meter
+from meterspec.record_stream import RecordDeduplicator
+from meterspec.timestamps import format_timestamp, parse_timestamp
+
+_ENCODER = msgspec.json.Encoder()
+COPY_OPTIONS = "(FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER chr(1))"
+
+
+class LayoutError(ValueError):
+    """A typed input whose columns are not the layout of meterspec.engines.sources."""
+
+
+@dataclass
+class Result:
+    """What a job produced: the output (NDJSON lines in a file of the job's directory, or
+    Parquet where the caller asked), how many lines, the problems of every rejected row by
+    row number (in order, MS-ERR-004) and the record-stream duplicates dropped
+    (MS-ING-020)."""
+
+    path: str
+    count: int
+    problems: list[tuple[int, MeterspecError]] = field(default_factory=list)
+    duplicates: int = 0
+
+    def write_to(self, out: BinaryIO) -> None:
+        """Copy the NDJSON output to a binary stream."""
+        with open(self.path, "rb") as source:
+            shutil.copyfileobj(source, out, 1 << 20)
+
+    def lines(self) -> Iterator[bytes]:
+        with open(self.path, "rb") as source:
+            yield from source
+
+
+class DuckDBEngine:
+    """Runs jobs in one DuckDB connection (a fresh in-memory one unless given) with
+    `threads` threads (DuckDB's default: one per core). Temporary files go to `workdir`
+    (a new temporary directory unless given), which close() removes if it made it."""
+
+    def __init__(self, threads: int | None = None,
+                 connection: duckdb.DuckDBPyConnection | None = None,
+                 workdir: str | None = None) -> None:
+        self.con = connection if connection is not None else duckdb.connect()
+        if threads is not None:
+            self.con.execute(f"SET threads = {int(threads)}")
+        self.con.execute("SET preserve_insertion_order = true")
+        self.con.execute(MACROS)
+        self._own_dir = workdir is None
+        self.workdir = workdir if workdir is not None else tempfile.mkdtemp(prefix="meterspec-")
+
+    def close(self) -> None:
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> DuckDBEngine:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ jobs
+
+    def run(self, config: MeteringConfig, request: AggregationRequest,
+            sources: Sequence[Source], *, parquet: str | None = None) -> Result:
+        """Events -> readings (`meterspec run`). Raises MeterspecError for an unusable
+        config or request, LayoutError for a typed input of another layout."""
+        return self._job(compile_plan("events", config, request), Meter(config), sources,
+                         dedupe=False, parquet=parquet)
+
+    def aggregate(self, request: AggregationRequest, sources: Sequence[Source], *,
+                  dedupe: bool = True, parquet: str | None = None) -> Result:
+        """Records -> readings (`meterspec aggregate`); with `dedupe`, each record identity
+        counts once (MS-ING-020), as the command does."""
+        return self._job(compile_plan("records", None, request), None, sources,
+                         dedupe=dedupe, parquet=parquet)
+
+    def meter(self, config: MeteringConfig, sources: Sequence[Source],
+              metered_at: str | None = None) -> Result:
+        """Events -> records (`meterspec meter`); `metered_at` stamps meteredAt."""
+        stamp = None if metered_at is None else format_timestamp(
+            parse_timestamp(metered_at, "/meteredAt"))
+        return self._job(compile_plan("events", config, None), Meter(config), sources,
+                         dedupe=False, metered_at=stamp)
+
+    def _job(self, plan: Plan, meter: Meter | None, sources: Sequence[Source], *,
+             dedupe: bool, parquet: str | None = None,
+             metered_at: str | None = None) -> Result:
+        con = self.con
+        if plan.aggregation is not None:
+            self._windows(plan)
+        screen = Screen(plan, keep_object=plan.aggregation is None or dedupe)
+        con.execute(screen.create())
+        pending: list[tuple[int, bytes | str | None]] = []
+        first = 1
+        for source in sources:
+            first = self._screen(screen, source, first, pending)
+        pending += con.execute("SELECT n, flagged FROM ev WHERE NOT ok").fetchall()
+        problems, staged = self._describe(plan, meter, pending)
+        con.execute(records.create_staged(plan))
+        if staged:
+            path = os.path.join(self.workdir, "staged.ndjson")
+            with open(path, "wb") as out:
+                for row in staged:
+                    out.write(_ENCODER.encode(row) + b"\n")
+            con.execute(records.load_staged(plan), [path])
+        for statement in records.create(plan, screen, table=dedupe):
+            con.execute(statement)
+        duplicates = self._dedupe(problems) if dedupe else 0
+        problems.sort(key=lambda item: item[0])
+        target = os.path.join(self.workdir, "output.ndjson")
+        if plan.aggregation is None:
+            query = output.record_lines(plan.metering, metered_at)
+            count = self._copy(query, target)
+            return Result(target, count, problems, duplicates)
+        self._aggregate(plan)
+        if parquet is not None:
+            *prepare_steps, query = output.reading_rows(plan.aggregation)
+            for statement in prepare_steps:
+                con.execute(statement)
+            con.execute(f"COPY ({query}) TO '{_path(parquet)}' (FORMAT parquet)")
+            count = _scalar(con, "SELECT count(*) FROM gout CROSS JOIN wins")
+            return Result(parquet, count, problems, duplicates)
+        *prepare_steps, query = output.reading_lines(plan.aggregation)
+        for statement in prepare_steps:
+            con.execute(statement)
+        count = self._copy(query, target)
+        return Result(target, count, problems, duplicates)
+
+    # ------------------------------------------------------------------ stages
+
+    def _windows(self, plan: Plan) -> None:
+        """Tables `wins` (wi, first, last, lo, hi, st, et, wjson, wenc) and `segs` (j, lo,
+        hi, covered), loaded from the plan's rows."""
+        assert plan.aggregation is not None
+        windows = plan.aggregation.windows
+        path = os.path.join(self.workdir, "windows.ndjson")
+        with open(path, "wb") as out:
+            for row in windows.rows:
+                out.write(_ENCODER.encode({
+                    "wi": row.index, "first": row.first, "last": row.last,
+                    "lo": str(row.start), "hi": str(row.end), "st": row.start_text,
+                    "et": row.end_text, "wjson": row.json, "wenc": row.id_fields}) + b"\n")
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE wins AS SELECT wi, first, last, lo::HUGEINT AS lo, "
+            "hi::HUGEINT AS hi, st, et, wjson, wenc FROM read_json(?, format = "
+            "'newline_delimited', columns = {wi: 'BIGINT', first: 'BIGINT', last: 'BIGINT', "
+            "lo: 'VARCHAR', hi: 'VARCHAR', st: 'VARCHAR', et: 'VARCHAR', wjson: 'VARCHAR', "
+            "wenc: 'VARCHAR'})", [path])
+        segments = os.path.join(self.workdir, "segments.ndjson")
+        with open(segments, "wb") as out:
+            for j, covered in enumerate(windows.covered):
+                out.write(_ENCODER.encode({"j": j, "lo": str(windows.bounds[j]),
+                                           "hi": str(windows.bounds[j + 1]),
+                                           "covered": covered}) + b"\n")
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE segs AS SELECT j, lo::HUGEINT AS lo, hi::HUGEINT AS "
+            "hi, covered FROM read_json(?, format = 'newline_delimited', columns = {j: "
+            "'BIGINT', lo: 'VARCHAR', hi: 'VARCHAR', covered: 'BOOLEAN'}) ORDER BY j",
+            [segments])
+
+    def _screen(self, screen: Screen, source: Source, first: int,
+                pending: list[tuple[int, bytes | str | None]]) -> int:
+        """Screen one input into `ev`; rows Python must describe without DuckDB go to
+        `pending`. Returns the number of the next input's first row."""
+        con = self.con
+
+        def flag(number: int, line: bytes | None) -> None:
+            pending.append((number, line))
+
+        if isinstance(source, Documents):
+            path = os.path.join(self.workdir, f"documents-{first}.ndjson")
+            with open(path, "wb") as out:
+                for index, text in enumerate(source.texts):
+                    if b"\n" in text or b"\r" in text:
+                        flag(first + index, text)
+                        out.write(b"\n")
+                    else:
+                        out.write(text + b"\n")
+            source = NdjsonFile(path)
+        if isinstance(source, NdjsonFile):
+            prepared = prepare(source.path, self.workdir, flag, first)
+            con.execute(f"CREATE OR REPLACE TEMP TABLE raw AS SELECT line FROM {LINE_READER}",
+                        [prepared.path])
+            con.execute(screen.ndjson(first), [prepared.path])
+            con.execute("DROP TABLE raw")
+            return first + prepared.lines
+        if isinstance(source, ParquetFiles):
+            path = source.path
+            if os.path.isdir(path):
+                path = os.path.join(path, "**", "*.parquet")
+            relation = f"read_parquet('{_path(path)}', filename = true, file_row_number = true)"
+            columns = self._layout(f"SELECT * EXCLUDE (filename, file_row_number) FROM "
+                                   f"{relation}", screen.events, source.path)
+            number = f"{first - 1} + row_number() OVER (ORDER BY filename, file_row_number)"
+        else:
+            relation = _identifier(source.name)
+            columns = self._layout(f"SELECT * FROM {relation}", screen.events, source.name)
+            number = f"rowid + {first}"
+        before = _scalar(con, "SELECT count(*) FROM ev")
+        con.execute(screen.typed(relation, number, columns))
+        return first + _scalar(con, "SELECT count(*) FROM ev") - before
+
+    def _layout(self, query: str, events: bool, name: str) -> set[str]:
+        """The columns of a typed input, or LayoutError naming what differs."""
+        expected = EVENT_COLUMNS if events else RECORD_COLUMNS
+        found = {row[0]: row[1] for row in self.con.execute(f"DESCRIBE {query}").fetchall()}
+        wrong = [f"{column} is {found[column]}, not {kind}" for column, kind in
+                 expected.items() if column in found and _type(found[column]) != _type(kind)]
+        missing = [c for c in expected if c not in found and c not in OPTIONAL_COLUMNS]
+        extra = [c for c in found if c not in expected]
+        if wrong or missing or extra:
+            parts = wrong + [f"missing {', '.join(missing)}"] * bool(missing) \
+                + [f"unknown {', '.join(extra)}"] * bool(extra)
+            raise LayoutError(f"{name} is not in the {'event' if events else 'record'} "
+                              f"layout (docs/engines.md): {'; '.join(parts)}")
+        return set(found)
+
+    def _describe(self, plan: Plan, meter: Meter | None,
+                  pending: list[tuple[int, bytes | str | None]]
+                  ) -> tuple[list[tuple[int, MeterspecError]], list[dict[str, Any]]]:
+        """The reference's word on every flagged row: problems, or records to stage."""
+        problems: list[tuple[int, MeterspecError]] = []
+        staged: list[dict[str, Any]] = []
+        needed = records.dimensions(plan)
+        for number, text in pending:
+            data = _bytes(text)
+            described = (describe_event(meter, number, data) if meter is not None
+                         else describe_record(number, data))
+            if isinstance(described, MeterspecError):
+                problems.append((number, described))
+                continue
+            for rule, measured in zip(_rules(plan, meter, described), described, strict=True):
+                staged.append(_staged(plan, measured, rule, needed))
+        return problems, staged
+
+    def _dedupe(self, problems: list[tuple[int, MeterspecError]]) -> int:
+        """MS-ING-020 on `recs`: a record whose identity came before counts only if it is
+        the first; a later copy with the same content is a duplicate (dropped, counted),
+        with other content a record-conflict (rejected). Returns the duplicates."""
+        con = self.con
+        content = ("struct_pack(s := {0}.s, t := {0}.t, q := ms_canonical({0}.q), "
+                   "unit := {0}.unit, e := {0}.eid, d := list_sort(map_entries("
+                   "from_json({0}.p, '\"MAP(VARCHAR, VARCHAR)\"'))))")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE later AS SELECT r.n, r.w, r.u, r.rid, "
+            f"{content.format('r')} = {content.format('f')} AS same FROM recs r JOIN ("
+            "SELECT w, u, rid, min(n) AS first FROM recs GROUP BY w, u, rid "
+            "HAVING count(*) > 1) i ON r.w = i.w AND r.u = i.u AND r.rid = i.rid "
+            "AND r.n > i.first JOIN recs f ON f.n = i.first")
+        rows = con.execute("SELECT n, w, u, rid, same FROM later ORDER BY n").fetchall()
+        duplicates = 0
+        for number, workspace, universe, ident, same in rows:
+            if same:
+                duplicates += 1
+            else:
+                problems.append((number, _conflict(workspace, universe, ident)))
+        con.execute("DELETE FROM recs WHERE n IN (SELECT n FROM later)")
+        return duplicates
+
+    def _aggregate(self, plan: Plan) -> None:
+        """Fill `grp` and `res` (the exact representation chosen from the data)."""
+        aggregation = plan.aggregation
+        assert aggregation is not None
+        con = self.con
+        windows = aggregation.windows
+        relevant = (f"t < '{windows.end}'::HUGEINT" if aggregation.weighted else
+                    f"t >= '{windows.start}'::HUGEINT AND t < '{windows.end}'::HUGEINT")
+        integer, fraction = con.execute(
+            "SELECT coalesce(max(ms_il(q)), 0), coalesce(max(ms_fl(q)), 0) "
+            f"FROM recs WHERE {relevant}").fetchall()[0]
+        if not aggregation.weighted:
+            number = representation(Digits(integer, fraction))
+            for statement in aggregate.statements(aggregation, number):
+                con.execute(statement)
+            return
+        bounds = twa_bounds(fraction, aggregation.scale, windows.end - windows.start,
+                            windows.longest)
+        for statement in twa.statements(aggregation, bounds):
+            con.execute(statement)
+        self._fallback(plan)
+
+    def _fallback(self, plan: Plan) -> None:
+        """The time-weighted groups past 128 bits, exact in Python, into `res`."""
+        aggregation = plan.aggregation
+        assert aggregation is not None
+        con = self.con
+        if not _scalar(con, "SELECT count(*) FROM big"):
+            return
+        keys = aggregate.group_keys(aggregation)
+        joined = " AND ".join(f"r.{k} IS NOT DISTINCT FROM g.{k}" for k in keys)
+        end = aggregation.windows.end
+        rows = con.execute(
+            f"SELECT g.gi, r.t, r.q FROM recs r JOIN grp g ON {joined} "
+            f"WHERE g.gi IN (SELECT gi FROM big) AND r.t < '{end}'::HUGEINT "
+            "ORDER BY g.gi").fetchall()
+        spans = [(row.start, row.end) for row in aggregation.windows.rows]
+        path = os.path.join(self.workdir, "fallback.ndjson")
+        with open(path, "wb") as out:
+            for group, points in _by_group(rows):
+                results = fallback.time_weighted(points, aggregation.windows.start, spans,
+                                                 aggregation.scale)
+                for index, (text, count) in enumerate(results):
+                    out.write(_ENCODER.encode({"gi": group, "wi": index, "qt": text,
+                                               "c": count}) + b"\n")
+        con.execute("INSERT INTO res SELECT gi, wi, qt, c FROM read_json(?, format = "
+                    "'newline_delimited', columns = {gi: 'BIGINT', wi: 'BIGINT', "
+                    "qt: 'VARCHAR', c: 'BIGINT'})", [path])
+
+    def _copy(self, query: str, target: str) -> int:
+        """Write a query's one VARCHAR column as lines (DuckDB's writer, in parallel, order
+        kept); the number of lines."""
+        self.con.execute(f"COPY ({query}) TO '{_path(target)}' {COPY_OPTIONS}")
+        with open(target, "rb") as written:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: written.read(1 << 20), b""))
+
+
+# ---------------------------------------------------------------------- helpers
+
+def _scalar(con: duckdb.DuckDBPyConnection, query: str) -> int:
+    row = con.execute(query).fetchone()
+    return int(row[0]) if row is not None and row[0] is not None else 0
+
+
+def _path(path: str) -> str:
+    return path.replace("'", "''")
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _type(name: str) -> str:
+    return name.replace(" ", "").upper()
+
+
+def _bytes(text: bytes | str | None) -> bytes | None:
+    """A flagged row's text as the bytes the reference reads: an NDJSON line as it was, a
+    typed row (marked by a leading NUL, which no screened line holds) as its document."""
+    if text is None or isinstance(text, bytes):
+        return text
+    if text.startswith("\x00"):
+        return _typed_document(text[1:])
+    return text.encode()
+
+
+def _typed_document(text: str) -> bytes:
+    """A typed row (DuckDB's to_json of it) as the EventPayload or MeterRecord it stands
+    for: a NULL member is absent, also inside `measurement`; a NULL map value stays null."""
+    document = {k: v for k, v in json.loads(text).items() if v is not None}
+    if isinstance(document.get("measurement"), dict):
+        document["measurement"] = {k: v for k, v in document["measurement"].items()
+                                   if v is not None}
+    return _ENCODER.encode(document)
+
+
+def _rules(plan: Plan, meter: Meter | None, described: list[Measured]) -> list[int]:
+    """The rule index of each of an event's measurements (config order, MS-MET-007)."""
+    if meter is None or plan.metering is None:
+        return [0] * len(described)
+    by_source = {(rule.unit, rule.source): rule.index for rule in plan.metering.rules}
+    return [by_source[(m.unit, m.source)] for m in described]
+
+
+def _staged(plan: Plan, measured: Measured, rule: int, needed: tuple[str, ...]
+            ) -> dict[str, Any]:
+    """One described record as a staging row (records.STAGED's columns)."""
+    dims = measured.dimensions
+    return {"n": measured.line, "rule": rule, "w": measured.workspace, "u": measured.universe,
+            "s": measured.subject, "unit": measured.unit, "t": str(measured.instant),
+            "q": measured.quantity, "d": [dims.get(name) for name in needed],
+            "eid": measured.event_id, "src": measured.source or None,
+            "rid": measured.record_id or None, "p": _ENCODER.encode(dims).decode()}
+
+
+def _conflict(workspace: str, universe: str, ident: str) -> MeterspecError:
+    """The reference's own record-conflict for an identity (meterspec.record_stream)."""
+    seen = RecordDeduplicator()
+    for quantity in ("0", "1"):
+        record = MeterRecord(id=ident, workspace_id=workspace, universe_id=universe,
+                             subject="-", recorded_at="1970-01-01T00:00:00Z",
+                             measurement=Measurement(quantity, "-"),
+                             dimensions={}, source_event_id="-")
+        try:
+            seen.add(record, 0, Decimal(quantity))
+        except MeterspecError as error:
+            return error
+    raise AssertionError("two records with other content must conflict")
+
+
+def _by_group(rows: list[tuple[int, int, str]]) -> Iterator[tuple[int, list[tuple[int, str]]]]:
+    group: int | None = None
+    points: list[tuple[int, str]] = []
+    for gi, instant, text in rows:
+        if gi != group and group is not None:
+            yield group, points
+            points = []
+        group = gi
+        points.append((int(instant), text))
+    if group is not None:
+        yield group, points
