@@ -834,6 +834,13 @@ def _parser(conformance: bool = True) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # Issue 13: `run` and `aggregate` with --engine NAME go to meterspec.engines.cli (which
+    # imports no engine unless asked); without --engine nothing here changes.
+    from meterspec.engines.cli import engine_requested
+    from meterspec.engines.cli import main as engine_main
+
+    if engine_requested(argv):
+        return engine_main(argv)
     words = [word for word in argv if not word.startswith("-")]
     args = _parser(conformance=words[:1] == ["conformance"]).parse_args(argv)
     if args.command == "store":  # issue 14: meterspec store init|migrate|check|export|...
