@@ -342,3 +342,31 @@ def test_the_cli_refuses_an_old_store_with_one_line(url: str, tmp_path: Path) ->
     done = subprocess.run([sys.executable, "-m", "meterspec", "store", "migrate", url],
                           capture_output=True, check=False)
     assert done.returncode == 0 and b"migrated to schema version 2" in done.stdout
+
+
+def test_a_batch_the_database_rolls_back_is_retried_whole(request: pytest.FixtureRequest,
+                                                          tmp_path: Path) -> None:
+    """PostgreSQL: a deadlock or serialization failure (here forced on the first try, after
+    the batch's claims were written) rolls everything back; the retry starts from nothing and
+    the user sees one result, never the failure."""
+    from meterspec.store import postgres
+
+    url = store_url("postgres", request, tmp_path)
+    store = open_store(url)
+    store.require_current(create=True)
+    assert isinstance(store, postgres.PostgresStore)
+    claim, tries = store._claim, []
+
+    def failing_once(candidates: str) -> None:
+        claim(candidates)
+        tries.append(1)
+        if len(tries) == 1:
+            raise postgres._RetryError("deadlock detected")
+
+    store._claim = failing_once  # type: ignore[method-assign]
+    result = store.ingest(_batch([line("a"), line("b"), line("a")]), detail=True)
+    assert len(tries) == 2
+    assert result.outcomes() == ["accepted", "accepted", "duplicate"]
+    assert store.counts()["events"] == store.counts()["seen"] == 2
+    assert store.counts()["batches"] == 1
+    store.close()

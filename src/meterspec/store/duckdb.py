@@ -47,7 +47,12 @@ class DuckDBStore(Store):
             self._con = duckdb.connect(path, read_only=read_only,
                                        config={"preserve_insertion_order": True})
         except duckdb.Error as error:
-            raise StoreError(f"cannot open {self.url}: {_first_line(error)}") from None
+            text = _first_line(error)
+            if "lock" in text.lower():
+                raise StoreError(f"cannot open {self.url}: another process has it open "
+                                 f"(DuckDB lets one process write a file at a time): {text}"
+                                 ) from None
+            raise StoreError(f"cannot open {self.url}: {text}") from None
         except OSError as error:
             raise StoreError(f"cannot open {self.url}: {error.strerror or error}") from None
 

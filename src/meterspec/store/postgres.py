@@ -19,6 +19,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import suppress
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -115,7 +116,8 @@ class PostgresStore(Store):
 
     def _rollback(self) -> None:
         if not self._con.closed and not self._con.broken:
-            self._con.execute("ROLLBACK")
+            with suppress(self._pg.Error):  # the error being handled is the one to report
+                self._con.execute("ROLLBACK")
 
     def _now(self) -> str:
         return str(self._query("SELECT to_char(now() AT TIME ZONE 'UTC', "
@@ -230,8 +232,9 @@ class PostgresStore(Store):
     def _drop_temporary(self) -> None:
         if self._con.closed or self._con.broken:
             return
-        self._con.execute("DROP TABLE IF EXISTS incoming, incoming_corrections, candidates, "
-                          "claimed, outcomes")
+        with suppress(self._pg.Error):  # after a failure: the failure is what to report
+            self._con.execute("DROP TABLE IF EXISTS incoming, incoming_corrections, "
+                              "candidates, claimed, outcomes")
 
     def export_parquet(self, path: str, effective: bool = False) -> int:
         """The log (or the effective events) as a Parquet file, in log order (pyarrow)."""
