@@ -148,3 +148,18 @@ def test_invoice_with_jobs_writes_what_one_process_writes(tmp_path: Path) -> Non
         outputs.append((status, out, err, events.read_bytes()))
     assert outputs[0] == outputs[1]
     assert outputs[0][0] == 1 and outputs[0][1].count(b"\n") == 36
+
+
+def test_run_with_jobs_counts_each_event_once(tmp_path: Path) -> None:
+    """MS-ING-021 under --jobs: repeats inside one range and across ranges (the file fed
+    twice, plus a conflicting copy) give what one process gives."""
+    lines = [json.dumps(e).encode() for e in _events(120)]
+    conflicting = json.loads(lines[0])
+    conflicting["properties"]["region"] = "eu-west"
+    path = tmp_path / "twice.ndjson"
+    path.write_bytes(b"\n".join([lines[0], *lines, json.dumps(conflicting).encode(), *lines])
+                     + b"\n")
+    one = _run("run", "--config", CONFIG, "--request", REQUEST, path)
+    many = _run("run", "--jobs", "2", "--config", CONFIG, "--request", REQUEST, path)
+    assert many == one
+    assert one[0] == 1 and b"121 duplicates dropped, 1 rejected" in one[2]

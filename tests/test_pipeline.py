@@ -18,6 +18,7 @@ from meterspec.contracts import (
     Tumbling,
 )
 from meterspec.errors import MeterspecError, Problem
+from meterspec.event_stream import EventDeduplicator
 from meterspec.metering import Meter
 from meterspec.pipeline import event_feeder
 from meterspec.readings import Aggregator
@@ -35,10 +36,16 @@ GOOD: dict[str, Any] = {"id": "e1", "workspaceID": "w", "universeID": "u", "type
                         "properties": {"tokens": "2.50", "region": "eu"}}
 
 
-def _general(meter: Meter, aggregator: Aggregator, line: bytes) -> None:
+def _general(meter: Meter, aggregator: Aggregator, line: bytes,
+             dedup: EventDeduplicator | None) -> None:
+    """The general path, spelt out: decode, count the identity once (MS-ING-021), measure."""
     from meterspec.codec import decode_event
+    from meterspec.metering import check_event
 
     event = decode_event(line)
+    instant, problems = check_event(event)
+    if dedup is not None and not problems and dedup.add(event, instant) == "duplicate":
+        return
     instant, measured, dimensions = meter.measure(event, aggregator.needs_dimensions)
     for unit, quantity, _ in measured:
         aggregator.add(event.workspace_id, event.universe_id, event.subject, unit, dimensions,
@@ -96,15 +103,19 @@ def _outcome(feed: Any, line: bytes) -> list[Problem] | None:
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(lines(), max_size=12), st.sampled_from(CONFIGS),
-       st.sampled_from(["sum", "count", "time-weighted-avg", "max"]))
+       st.sampled_from(["sum", "count", "time-weighted-avg", "max"]), st.booleans())
 def test_the_hot_loop_equals_the_general_path(batch: list[bytes], config: MeteringConfig,
-                                              aggregation: str) -> None:
+                                              aggregation: str, deduplicated: bool) -> None:
     request = AggregationRequest(aggregation=aggregation, tumbling=TUMBLING)  # type: ignore[arg-type]
     fast_meter, slow_meter = Meter(config), Meter(config)
     fast_aggregator, slow_aggregator = Aggregator(request), Aggregator(request)
-    feed = event_feeder(fast_meter, fast_aggregator)
+    fast_seen, slow_seen = ((EventDeduplicator(), EventDeduplicator()) if deduplicated
+                            else (None, None))
+    feed = event_feeder(fast_meter, fast_aggregator, fast_seen)
     for line in batch:
         assert _outcome(feed, line) == _outcome(
-            lambda item: _general(slow_meter, slow_aggregator, item), line), line
+            lambda item: _general(slow_meter, slow_aggregator, item, slow_seen), line), line
+    if fast_seen is not None and slow_seen is not None:
+        assert fast_seen.duplicates == slow_seen.duplicates
     assert [encode(r) for r in fast_aggregator.readings()] == [
         encode(r) for r in slow_aggregator.readings()]

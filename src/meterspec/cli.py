@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from msgspec.structs import replace
 
-from meterspec import SPEC_VERSION, __version__, parallel
+from meterspec import SPEC_VERSION, __version__
 from meterspec.codec import (
     STRUCTS,
     decode,
@@ -36,6 +36,7 @@ from meterspec.codec import (
 )
 from meterspec.contracts import MeterReading, MeterRecord
 from meterspec.errors import MeterspecError, Problem
+from meterspec.event_stream import EventDeduplicator
 from meterspec.lines import is_blank, line_too_long, read_document, read_lines
 from meterspec.metering import Meter, check_event
 from meterspec.pipeline import event_feeder
@@ -61,6 +62,11 @@ OUTPUT_BUFFER_BYTES = 1 << 20
 DEDUP_HELP = (" A record repeated in the stream (same workspaceID, universeID and id) counts "
               "once: duplicates are dropped (they may differ in meteredAt) and conflicts "
               "(any other difference) rejected as record-conflict (MS-ING-020).")
+EVENT_DEDUP_HELP = (" An event repeated in the input (same workspaceID, universeID and id) "
+                    "counts once: a repeat with the same content is dropped and counted, one "
+                    "with other content rejected as event-conflict; the first counts "
+                    "(MS-ING-021). To keep the seen state across runs, ingest into a store "
+                    "(meterspec ingest --store URL) and run --store URL.")
 
 
 # ------------------------------------------------------------------ outputs (MS-ERR-013)
@@ -478,7 +484,8 @@ def _run(args: argparse.Namespace, streams: Streams) -> int:
                                _readings_in_parallel(args, streams, aggregator))
         if written is not None:
             return written
-    feed, reject = event_feeder(meter, aggregator), streams.report.reject
+    dedup = EventDeduplicator()  # MS-ING-021: each event identity once
+    feed, reject = event_feeder(meter, aggregator, dedup), streams.report.reject
     progress = Progress("run")
     every = progress.every
     number = 0
@@ -493,6 +500,7 @@ def _run(args: argparse.Namespace, streams: Streams) -> int:
             except MeterspecError as error:
                 reject(error, number)
     progress.done(number)
+    streams.report.duplicates += dedup.duplicates
     return _write_readings(aggregator, streams.out)
 
 
@@ -779,7 +787,8 @@ def _parser(conformance: bool = True) -> argparse.ArgumentParser:
     sub.add_argument("--jobs", type=_jobs, default=1, metavar="N", help=JOBS_HELP)
     sub.add_argument("file", help="records NDJSON file, '-' for stdin")
 
-    sub = command("run", "Meter events and aggregate them in one streaming pass.", _run)
+    sub = command("run", "Meter events and aggregate them in one streaming pass.", _run,
+                  EVENT_DEDUP_HELP)
     sub.add_argument("--config", required=True, help="MeteringConfig JSON file")
     sub.add_argument("--request", required=True, help="AggregationRequest JSON file")
     sub.add_argument("--jobs", type=_jobs, default=1, metavar="N", help=JOBS_HELP)

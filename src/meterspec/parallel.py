@@ -27,6 +27,7 @@ from msgspec.structs import replace
 
 from meterspec.codec import decode_record, encode
 from meterspec.errors import MeterspecError
+from meterspec.event_stream import EventDeduplicator
 from meterspec.lines import is_blank, line_too_long, read_lines
 from meterspec.metering import Meter
 from meterspec.pipeline import event_feeder
@@ -153,8 +154,9 @@ _JOB: Job | None = None  # set before forking: the readers inherit it
 def events_job(path: str, spool_dir: str, meter: Meter, aggregator: Aggregator) -> Job:
     """`run`: event lines metered and aggregated (meterspec.pipeline's hot loop)."""
     def start() -> Consumer:
-        fresh = aggregator.fresh()
-        return Consumer(event_feeder(meter, fresh), lambda: handed_back(fresh))
+        fresh, dedup = aggregator.fresh(), EventDeduplicator()
+        return Consumer(event_feeder(meter, fresh, dedup), lambda: handed_back(fresh),
+                        dedup.identities, lambda: dedup.duplicates)
     return Job(path, spool_dir, start)
 
 

@@ -19,21 +19,30 @@ from meterspec.aggregations import TimeWeightedAverage
 from meterspec.codec import decode_event
 from meterspec.contracts import EventPayload
 from meterspec.errors import MeterspecError
+from meterspec.event_stream import EventDeduplicator
 from meterspec.metering import Meter
 from meterspec.quantity import EXACT, ZERO, parse_quantity
 from meterspec.readings import Aggregator
-from meterspec.timestamps import parse_timestamp
+from meterspec.timestamps import Instant, parse_timestamp
 
 Feeder = Callable[[bytes], None]
 
 
-def event_feeder(meter: Meter, aggregator: Aggregator) -> Feeder:
-    """The function that feeds one event line to `aggregator` through `meter`."""
+def event_feeder(meter: Meter, aggregator: Aggregator,
+                 dedup: EventDeduplicator | None = None) -> Feeder:
+    """The function that feeds one event line to `aggregator` through `meter`; with `dedup`,
+    each valid event identity counts once (MS-ING-021: a repeat is dropped and counted, a
+    conflicting repeat rejected)."""
     measure, add = meter.measure, aggregator.add
     grouped = aggregator.needs_dimensions
+    seen = dedup.add if dedup is not None else None
 
-    def general(line: bytes) -> None:
+    def general(line: bytes, counted: bool = False) -> None:
         event = decode_event(line)
+        if seen is not None and not counted:
+            instant = _valid_instant(event)
+            if instant is not None and seen(event, instant) == "duplicate":
+                return
         instant, measured, dimensions = measure(event, grouped)
         for unit, quantity, _ in measured:
             add(event.workspace_id, event.universe_id, event.subject, unit, dimensions,
@@ -69,6 +78,11 @@ def event_feeder(meter: Meter, aggregator: Aggregator) -> Feeder:
             return general(line)
         try:
             instant = parse_timestamp(event.time)
+        except MeterspecError:
+            return general(line)
+        if seen is not None and seen(event, instant) == "duplicate":
+            return None
+        try:
             taken = []
             for rule in rules_of(event.type):
                 if not rule.always and not rule.matches(properties):
@@ -78,7 +92,7 @@ def event_feeder(meter: Meter, aggregator: Aggregator) -> Feeder:
                     quantity = parse_quantity(properties[rule.source_property or ""])
                 taken.append((rule.unit, quantity))
         except (MeterspecError, KeyError):
-            return general(line)
+            return general(line, counted=True)
         if weighted is not None:
             if instant < range_end:
                 for unit, quantity in taken:
@@ -107,3 +121,15 @@ def event_feeder(meter: Meter, aggregator: Aggregator) -> Feeder:
         return None
 
     return fast
+
+
+def _valid_instant(event: EventPayload) -> Instant | None:
+    """The event's instant if it is an identity seen (MS-ING-021: non-empty identity fields
+    and a real time), else None."""
+    if not (event.id and event.workspace_id and event.universe_id and event.type
+            and event.subject):
+        return None
+    try:
+        return parse_timestamp(event.time)
+    except MeterspecError:
+        return None
