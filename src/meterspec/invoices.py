@@ -16,17 +16,25 @@ import hashlib
 import itertools
 from array import array
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from fractions import Fraction
 from functools import cached_property, lru_cache
 from itertools import pairwise
 from typing import NamedTuple, cast
 
 import msgspec
 
-from meterspec.billing_periods import BillingCycle, Period, cycle_problems, periods
-from meterspec.contracts import Aggregation, AggregationRequest, MeterRecord, Window
+from meterspec.accounts import Group, SourceUsage, account_reading_id, group_problems, groups
+from meterspec.billing_periods import BillingCycle, cycle_problems, periods
+from meterspec.contracts import (
+    Aggregation,
+    AggregationRequest,
+    MeterReading,
+    MeterRecord,
+    Window,
+)
 from meterspec.errors import MeterspecError, Problem, pointer, walk
 from meterspec.ids import digest_id, encode_fields, reading_ids
 from meterspec.money import Amount, total
@@ -39,13 +47,22 @@ from meterspec.plans import (
     rated_charge_semantic_problems,
     rated_charge_value_problems,
 )
-from meterspec.pricing import rate_checked_plan
+from meterspec.proration import rate_segment, written_amount
+from meterspec.quantity import EXACT, ZERO, format_quantity
 from meterspec.readings import Aggregator, parse_record, reading_parameter
 from meterspec.schema import schema_problems
+from meterspec.subscriptions import (
+    Subscription,
+    has_lifecycle,
+    lifecycle_problems,
+    segments,
+    terms,
+)
 from meterspec.timestamps import Instant, format_timestamp, parse_timestamp
 
 __all__ = ["Invoice", "InvoiceBuilder", "InvoiceLine", "InvoiceRequest", "LineUsage",
-           "build_invoices", "invoice_id", "records_digest", "request_problems", "revision"]
+           "Subscription", "build_invoices", "invoice_id", "records_digest",
+           "request_problems", "revision"]
 
 MAX_PERIODS = 120
 
@@ -62,14 +79,6 @@ class UsageRule(_Wire, frozen=True):
     aggregation: Aggregation
     dimension: str | None = None
     scale: int | None = None
-
-
-class Subscription(_Wire, frozen=True):
-    """A subject billed on a plan, on its own cycle and time zone (MS-INV-001)."""
-
-    subject: str
-    plan_id: str = msgspec.field(name="planID")
-    cycle: BillingCycle
 
 
 class InvoiceRequest(_Wire, frozen=True, kw_only=True):
@@ -99,13 +108,17 @@ class LineUsage(_Wire, frozen=True):
     record_count: int = msgspec.field(name="recordCount")
     records_digest: str = msgspec.field(name="recordsDigest")
     carried_in: list[str] | None = msgspec.field(default=None, name="carriedIn")
+    sources: list[SourceUsage] | None = None
 
 
 class InvoiceLine(_Wire, frozen=True):
-    """One charge of the plan rated for the period, with its audit trail (absent for flat)."""
+    """One charge of the plan rated for the period, with its audit trail (absent for flat);
+    on a segmented period, the segment it covers and the plan that rated it (MS-PRO-006)."""
 
     rated: RatedCharge
     usage: LineUsage | None = None
+    service_period: Window | None = msgspec.field(default=None, name="servicePeriod")
+    plan: PlanRef | None = None
 
 
 class Invoice(_Wire, frozen=True):
@@ -139,11 +152,19 @@ def records_digest(record_ids: Iterable[str]) -> str:
     return digest_id("rds_", ("meterspec/records/v1", *sorted(record_ids)))
 
 
+def _extended(line: InvoiceLine) -> bool:
+    return (line.service_period is not None or line.plan is not None
+            or (line.usage is not None and line.usage.sources is not None))
+
+
 def revision(invoice: Invoice) -> str:
     """MS-INV-006: names the invoice's numbers; any change of a quantity, an amount or the
-    records behind a line changes it."""
-    fields = ["meterspec/invoice-revision/v1", invoice.id, invoice.plan.id,
-              str(invoice.plan.version), invoice.currency, str(len(invoice.lines))]
+    records behind a line changes it. An invoice with segmented or account lines names their
+    windows, plans and sources too (MS-PRO-007, `v2`); any other keeps the `v1` revision."""
+    extended = any(_extended(line) for line in invoice.lines)
+    tag = "meterspec/invoice-revision/v2" if extended else "meterspec/invoice-revision/v1"
+    fields = [tag, invoice.id, invoice.plan.id, str(invoice.plan.version), invoice.currency,
+              str(len(invoice.lines))]
     for line in invoice.lines:
         rated, usage = line.rated, line.usage
         fields += [rated.charge_id, rated.quantity or "", rated.billable_quantity or "",
@@ -152,6 +173,16 @@ def revision(invoice: Invoice) -> str:
                    "" if usage is None else usage.records_digest,
                    "" if usage is None or usage.carried_in is None
                    else records_digest(usage.carried_in)]
+        if extended:
+            window, plan = line.service_period, line.plan
+            sources = [] if usage is None or usage.sources is None else usage.sources
+            fields += ["" if window is None else window.start,
+                       "" if window is None else window.end,
+                       "" if plan is None else plan.id,
+                       "" if plan is None else str(plan.version), str(len(sources))]
+            for source in sources:
+                fields += [source.workspace_id, source.universe_id, source.subject,
+                           source.quantity, str(source.record_count), source.records_digest]
     fields += [invoice.subtotal.precise, invoice.subtotal.rounded, invoice.total.precise,
                invoice.total.rounded]
     return _digest("rev_", fields)
@@ -175,15 +206,23 @@ def _prefixed(problems: Iterable[Problem], prefix: str) -> list[Problem]:
     return [Problem(p.code, prefix + p.path, p.message, p.requirement) for p in problems]
 
 
+# Where a request holds timestamps: its `at` and each subscription's life (MS-SUB-001).
+_TIMESTAMPS: tuple[tuple[str, ...], ...] = (
+    ("at",), ("subscriptions", "*", "start"), ("subscriptions", "*", "end"),
+    ("subscriptions", "*", "trialEnd"), ("subscriptions", "*", "cancellation", "requestedAt"),
+    ("subscriptions", "*", "planChanges", "*", "at"))
+
+
 def request_value_problems(document: object, reported: set[str]) -> list[Problem]:
     """Timestamp, quantity and amount problems of a raw request the schema cannot state."""
     problems: list[Problem] = []
-    for path, value in walk(document, ("at",), ""):
-        if isinstance(value, str) and path not in reported:
-            try:
-                parse_timestamp(value, path)
-            except MeterspecError as error:
-                problems += error.problems
+    for fields in _TIMESTAMPS:
+        for path, value in walk(document, fields, ""):
+            if isinstance(value, str) and path not in reported:
+                try:
+                    parse_timestamp(value, path)
+                except MeterspecError as error:
+                    problems += error.problems
     below = _below_items(reported, 2)
     for path, plan in walk(document, ("plans", "*"), ""):
         problems += _prefixed(plan_value_problems(plan, below.get(path, set())), path)
@@ -250,6 +289,13 @@ def request_semantic_problems(request: InvoiceRequest,
                                     f"{subscription.subject!r} is subscribed twice", "MS-INV-001"))
         subjects.add(subscription.subject)
         problems += cycle_problems(subscription.cycle, f"{path}/cycle")
+        problems += lifecycle_problems(subscription, path)
+    if any(s.sources is not None for s in request.subscriptions):  # MS-ACC-001
+        seen = {(p.code, p.path) for p in problems}
+        problems += [p for p in group_problems(
+            ((f"/subscriptions/{i}", s.sources, s.subject)
+             for i, s in enumerate(request.subscriptions)),
+            request.workspace_id, request.universe_id) if (p.code, p.path) not in seen]
     # The periods, and the plan version of each, only mean something once all else is right.
     return problems or _period_problems(request, schedules or Schedules(request))
 
@@ -259,6 +305,14 @@ def _period_problems(request: InvoiceRequest, schedules: Schedules) -> list[Prob
     version at each billed period's start)."""
     problems: list[Problem] = []
     for index, subscription in enumerate(request.subscriptions):
+        if has_lifecycle(subscription):
+            try:
+                schedules.schedule_of(subscription)
+            except MeterspecError as error:  # paths below the subscription, or /at
+                problems += [p if p.path == "/at" else Problem(
+                    p.code, f"/subscriptions/{index}{p.path}", p.message, p.requirement)
+                    for p in error.problems]
+            continue
         try:
             start = schedules.first_unrated(subscription.cycle, subscription.plan_id)
         except MeterspecError as error:
@@ -285,34 +339,49 @@ def request_problems(request: InvoiceRequest,
 
 
 class Schedule(NamedTuple):
-    """What the subscriptions with one cycle and plan share: their periods as windows and as
-    reading-id input, the plan version rating each, the units those versions price, and per
-    unit an empty Aggregator over the periods (windows resolved once, then copied)."""
+    """What the subscriptions with the same terms share: their billed segments as windows and
+    as reading-id input, the plan version rating each, the billed period (invoice) and the
+    fraction of it each covers (MS-SUB-007, MS-PRO-001), the units those versions price, per
+    unit an empty Aggregator over the windows (resolved once, then copied), and how an instant
+    finds its window: `cuts`, every window bound in order, and `intervals`, the window of each
+    interval between two cuts (-1 for a gap; None when intervals are windows)."""
 
     windows: list[Window]
     encoded: list[bytes]
     plans: list[Plan]
     units: frozenset[str]
     aggregators: dict[str, Aggregator]
+    periods: list[Window]
+    fractions: list[Fraction]
+    cuts: array[int]
+    intervals: list[int] | None
+    positions: list[int] | None
 
     def aggregator(self, unit: str, rule: UsageRule) -> Aggregator:
-        """An empty aggregator reading `unit` over the periods (MS-INV-002)."""
+        """An empty aggregator reading `unit` over the windows (MS-INV-002)."""
         template = self.aggregators.get(unit)
         if template is None:
             template = self.aggregators[unit] = Aggregator(AggregationRequest(
                 rule.aggregation, rule.dimension, rule.scale, windows=self.windows))
         return template.fresh()
 
+    def interval_of(self, window: int) -> int:
+        """The index of the interval between cuts that a window is."""
+        return window if self.positions is None else self.positions[window]
+
 
 class Schedules:
     """The billed periods of a request's subscriptions, computed once per distinct cycle, and
     the plan versions rating them, chosen once per distinct (cycle, plan): checking a request
-    and billing it cost in proportion to the request, not to subscriptions x periods x plans."""
+    and billing it cost in proportion to the request, not to subscriptions x periods x plans.
+    A subscription with a life of its own (MS-SUB) has its segments computed once per
+    distinct set of terms."""
 
     def __init__(self, request: InvoiceRequest) -> None:
         self._request = request
         self._bounds: dict[BillingCycle, array[int] | tuple[Problem, ...]] = {}
         self._unrated: dict[tuple[BillingCycle, str], Instant | None] = {}
+        self._terms: dict[object, Schedule | tuple[Problem, ...]] = {}
         self.schedule = lru_cache(maxsize=256)(self._schedule)
 
     @cached_property
@@ -343,6 +412,24 @@ class Schedules:
                 (s for s in starts if self._versions.select(plan_id, s) is None), None)
         return self._unrated[key]
 
+    def schedule_of(self, subscription: Subscription) -> Schedule:
+        """The subscription's schedule; MeterspecError with its period problems (paths below
+        the subscription, or /at) when a segment has no plan version or one currency too
+        many (MS-SUB-007)."""
+        if not has_lifecycle(subscription):
+            return self.schedule(subscription.cycle, subscription.plan_id)
+        key = terms(subscription)
+        found = self._terms.get(key)
+        if found is None:
+            try:
+                found = self._lifecycle_schedule(subscription)
+            except MeterspecError as error:
+                found = error.problems
+            self._terms[key] = found
+        if not isinstance(found, Schedule):
+            raise MeterspecError(found)
+        return found
+
     def _schedule(self, cycle: BillingCycle, plan_id: str) -> Schedule:
         bounds = self.bounds(cycle)
         windows = [Window(format_timestamp(s), format_timestamp(e)) for s, e in pairwise(bounds)]
@@ -351,7 +438,43 @@ class Schedules:
         chosen = cast(list[Plan], plans)
         units = frozenset(c.unit for p in chosen for c in p.charges if c.unit is not None)
         return Schedule(windows, [encode_fields((w.start, w.end)) for w in windows], chosen,
-                        units, {})
+                        units, {}, windows, [Fraction(1)] * len(windows), bounds, None, None)
+
+    def _lifecycle_schedule(self, subscription: Subscription) -> Schedule:
+        """MS-SUB-005..007: the segments of the requested periods the subscription bills."""
+        spans = list(pairwise(self.bounds(subscription.cycle)))
+        found = segments(subscription, spans)
+        problems: dict[tuple[str, str], Problem] = {}  # once per code and member
+        plans: list[Plan] = []
+        currencies: dict[int, str] = {}
+        for segment in found:
+            plan = self._versions.select(segment.plan_id, segment.start)
+            if plan is None:
+                problems.setdefault(("no-effective-plan", segment.named_by), Problem(
+                    "no-effective-plan", segment.named_by, f"no version of plan "
+                    f"{segment.plan_id!r} is effective at {format_timestamp(segment.start)}",
+                    "MS-SUB-007"))
+                continue
+            plans.append(plan)
+            code = currencies.setdefault(segment.period, plan.currency)
+            if code != plan.currency:
+                problems.setdefault(("invalid-value", segment.named_by), Problem(
+                    "invalid-value", segment.named_by, f"a period is billed in one currency: "
+                    f"{plan.currency} after {code}", "MS-SUB-007"))
+        if problems:
+            raise MeterspecError(problems.values())
+        windows = [Window(format_timestamp(g.start), format_timestamp(g.end)) for g in found]
+        period_windows = [Window(format_timestamp(spans[g.period][0]),
+                                 format_timestamp(spans[g.period][1])) for g in found]
+        fractions = [Fraction(g.end - g.start, spans[g.period][1] - spans[g.period][0])
+                     for g in found]
+        cuts = array("q", sorted({t for g in found for t in (g.start, g.end)}))
+        starts = {g.start: index for index, g in enumerate(found)}
+        intervals = [starts.get(cut, -1) for cut in cuts[:-1]]
+        positions = [index for index, window in enumerate(intervals) if window >= 0]
+        units = frozenset(c.unit for p in plans for c in p.charges if c.unit is not None)
+        return Schedule(windows, [encode_fields((w.start, w.end)) for w in windows], plans,
+                        units, {}, period_windows, fractions, cuts, intervals, positions)
 
 
 # ------------------------------------------------------------------ building
@@ -359,9 +482,10 @@ class Schedules:
 
 @dataclass
 class _Slot:
-    """One (subject, unit) with records: its aggregator, the ids of its records per period and,
-    for a time-weighted average, the records at the latest instant of each period and of the
-    time before the first (index -1), which carry levels into later periods (MS-AGG-012)."""
+    """One (group, unit) with records: its aggregator, the ids of its records per window and,
+    for a time-weighted average, the records at the latest instant of each interval between
+    window bounds and of the time before the first (index -1), which carry levels into later
+    windows (MS-AGG-012)."""
 
     aggregator: Aggregator
     ids: dict[int, list[str]] = field(default_factory=dict)
@@ -369,7 +493,7 @@ class _Slot:
 
     def merge(self, other: _Slot) -> None:
         """The slot of both record sets: aggregators merged, ids joined (the digest sorts
-        them), the latest records of each period compared by instant."""
+        them), the latest records of each interval compared by instant."""
         self.aggregator.merge(other.aggregator)
         for index, ids in other.ids.items():
             self.ids.setdefault(index, []).extend(ids)
@@ -381,7 +505,7 @@ class _Slot:
                 best[1].extend(ids)
 
     def carried(self, count: int) -> list[tuple[Instant, list[str]] | None]:
-        """Per period, the records at the latest instant before its start."""
+        """Per interval, the records at the latest instant before its start."""
         found: list[tuple[Instant, list[str]] | None] = []
         for index in range(-1, count - 1):
             found.append(self.latest.get(index, found[-1] if found else None))
@@ -390,16 +514,24 @@ class _Slot:
 
 @dataclass
 class _Billed:
-    subscription: Subscription
-    bounds: array[int]
-    slots: dict[str, _Slot]
+    """A subscription being billed: where its windows are (`cuts`, `intervals`: Schedule's),
+    the groups it bills (one, or an account's sources, MS-ACC-001) and per group its slots."""
 
-    @property
-    def spans(self) -> list[Period]:
-        return list(pairwise(self.bounds))
+    subscription: Subscription
+    cuts: array[int]
+    intervals: list[int] | None
+    groups: list[Group]
+    slots: list[dict[str, _Slot]]
+
+    def empty(self) -> _Billed:
+        return _Billed(self.subscription, self.cuts, self.intervals, self.groups,
+                       [{} for _ in self.groups])
 
 
 _NO_RECORDS = records_digest(())
+_Column = tuple[str, UsageRule, list[tuple[_Slot | None, Callable[[bytes], str],
+                                          dict[str, MeterReading],
+                                          list[tuple[Instant, list[str]] | None]]]]
 
 
 class InvoiceBuilder:
@@ -414,36 +546,60 @@ class InvoiceBuilder:
         self.request = request
         self._parameters = {unit: reading_parameter(_probe(rule))
                             for unit, rule in request.usage.items()}
+        self._kinds = {unit: rule.aggregation for unit, rule in request.usage.items()}
         self._plans = {id(plan): plan for plan in request.plans}
         self._rated = lru_cache(maxsize=1024)(self._rate)
-        self._billed = {s.subject: _Billed(s, self._schedules.bounds(s.cycle), {})
-                        for s in request.subscriptions}
+        self._billed: dict[str, _Billed] = {}
+        tenant = (request.workspace_id, request.universe_id)
+        for subscription in request.subscriptions:
+            billed = groups(subscription.sources, *tenant, subscription.subject)
+            if has_lifecycle(subscription):
+                schedule = self._schedules.schedule_of(subscription)
+                cuts, intervals = schedule.cuts, schedule.intervals
+            else:
+                cuts, intervals = self._schedules.bounds(subscription.cycle), None
+            self._billed[subscription.subject] = _Billed(subscription, cuts, intervals,
+                                                         billed, [{} for _ in billed])
+        # A billing account's groups are found by their triple; without accounts, a record is
+        # the request's tenant's or nobody's (MS-EVT-002) and its subject finds its bill.
+        self._routes: dict[Group, tuple[_Billed, int]] | None = None
+        if any(s.sources is not None for s in request.subscriptions):
+            self._routes = {group: (billed, index) for billed in self._billed.values()
+                            for index, group in enumerate(billed.groups)}
 
     def add(self, record: MeterRecord, path: str = "") -> None:
         """Add one record; MeterspecError (and no change) if it is malformed. Records of
-        other tenants, subjects or units are not this request's: they are skipped."""
+        groups the request does not bill (other tenants, subjects, units) are skipped."""
         instant, quantity = parse_record(record, path)
-        if (record.workspace_id, record.universe_id) != (self.request.workspace_id,
-                                                         self.request.universe_id):
-            return
-        billed = self._billed.get(record.subject)
-        if billed is None:
-            return
+        if self._routes is None:
+            if (record.workspace_id, record.universe_id) != (self.request.workspace_id,
+                                                             self.request.universe_id):
+                return
+            billed = self._billed.get(record.subject)
+            if billed is None:
+                return
+            source = 0
+        else:
+            route = self._routes.get((record.workspace_id, record.universe_id, record.subject))
+            if route is None:
+                return
+            billed, source = route
         unit = record.measurement.unit
-        slot = billed.slots.get(unit)
+        slots = billed.slots[source]
+        slot = slots.get(unit)
         if slot is None:
-            subscription = billed.subscription
-            schedule = self._schedules.schedule(subscription.cycle, subscription.plan_id)
+            schedule = self._schedules.schedule_of(billed.subscription)
             if unit not in schedule.units:
                 return
-            slot = billed.slots[unit] = _Slot(
-                schedule.aggregator(unit, self.request.usage[unit]))
+            slot = slots[unit] = _Slot(schedule.aggregator(unit, self.request.usage[unit]))
         slot.aggregator.add(record.workspace_id, record.universe_id, record.subject, unit,
                             record.dimensions, instant, quantity)
-        index = bisect_right(billed.bounds, instant) - 1
-        count = len(billed.bounds) - 1
+        index = bisect_right(billed.cuts, instant) - 1
+        count = len(billed.cuts) - 1
         if 0 <= index < count:
-            slot.ids.setdefault(index, []).append(record.id)
+            window = index if billed.intervals is None else billed.intervals[index]
+            if window >= 0:
+                slot.ids.setdefault(window, []).append(record.id)
         if slot.aggregator.weighted and index < count - 1:
             best = slot.latest.get(index)
             if best is None or instant > best[0]:
@@ -452,8 +608,8 @@ class InvoiceBuilder:
                 best[1].append(record.id)
 
     def invoices(self) -> list[Invoice]:
-        """One invoice per subscription and period: subscriptions in request order, periods
-        oldest first (MS-INV-003)."""
+        """One invoice per subscription and billed period: subscriptions in request order,
+        periods oldest first (MS-INV-003, MS-SUB-005)."""
         return list(self.iter_invoices())
 
     def iter_invoices(self, first: int = 0, last: int | None = None) -> Iterator[Invoice]:
@@ -467,68 +623,135 @@ class InvoiceBuilder:
         """An empty builder of the same request, sharing its checked schedules (a forked
         reader of one range, meterspec.parallel, starts from one)."""
         empty = copy.copy(self)
-        empty._billed = {subject: _Billed(billed.subscription, billed.bounds, {})
-                         for subject, billed in self._billed.items()}
+        empty._billed = {subject: billed.empty() for subject, billed in self._billed.items()}
+        if self._routes is not None:
+            empty._routes = {group: (billed, index) for billed in empty._billed.values()
+                             for index, group in enumerate(billed.groups)}
         return empty
 
-    def slots(self) -> dict[str, dict[str, _Slot]]:
-        """What the added records made: per subject and unit, the aggregator and the record
-        ids (picklable: meterspec.parallel moves them between processes)."""
+    def slots(self) -> dict[str, list[dict[str, _Slot]]]:
+        """What the added records made: per subject, per group it bills and per unit, the
+        aggregator and the record ids (picklable: meterspec.parallel moves them between
+        processes)."""
         return {subject: billed.slots for subject, billed in self._billed.items()
-                if billed.slots}
+                if any(billed.slots)}
 
-    def merge_slots(self, slots: dict[str, dict[str, _Slot]]) -> None:
+    def merge_slots(self, slots: dict[str, list[dict[str, _Slot]]]) -> None:
         """Fold in the slots of another builder of the same request (MS-AGG-005: the same
         invoices as adding its records here)."""
         for subject, theirs in slots.items():
-            mine = self._billed[subject].slots
-            for unit, slot in theirs.items():
-                if unit not in mine:
-                    mine[unit] = slot
-                else:
-                    mine[unit].merge(slot)
+            for mine, found in zip(self._billed[subject].slots, theirs, strict=True):
+                for unit, slot in found.items():
+                    if unit not in mine:
+                        mine[unit] = slot
+                    else:
+                        mine[unit].merge(slot)
 
-    def _rate(self, plan: int, quantities: tuple[tuple[str, str], ...]
+    def _rate(self, plan: int, quantities: tuple[tuple[str, str], ...], fraction: Fraction,
               ) -> list[RatedCharge]:
-        """The plan's lines for the quantities (most invoices share a few: cached)."""
-        return rate_checked_plan(self._plans[plan], {u: Decimal(q) for u, q in quantities})
+        """The plan's lines for the quantities over the fraction of a period (most invoices
+        share a few: cached); a whole period is MS-PRC-018's rating, a part MS-PRO's."""
+        return rate_segment(self._plans[plan], {u: Decimal(q) for u, q in quantities},
+                            fraction, self._kinds)
+
+    def _columns(self, billed: _Billed, schedule: Schedule) -> list[_Column]:
+        """Per priced unit and per group billed: the slot, the reading ids by window, the
+        readings by window start and the records carried into each window."""
+        request, count = self.request, len(schedule.cuts) - 1
+        columns: list[_Column] = []
+        for unit in sorted(schedule.units):
+            rule = request.usage[unit]
+            per_group = []
+            for (workspace, universe, subject), slots in zip(billed.groups, billed.slots,
+                                                             strict=True):
+                slot = slots.get(unit)
+                ids = reading_ids(workspace, universe, subject, unit, rule.aggregation,
+                                  self._parameters[unit])
+                readings = {} if slot is None else {
+                    r.window.start: r for r in slot.aggregator.iter_readings()}
+                carried: list[tuple[Instant, list[str]] | None] = (
+                    slot.carried(count) if slot is not None and slot.aggregator.weighted
+                    else [None] * count)
+                per_group.append((slot, ids, readings, carried))
+            columns.append((unit, rule, per_group))
+        return columns
+
+    def _usage(self, billed: _Billed, schedule: Schedule, index: int, column: _Column,
+               ) -> tuple[str, LineUsage]:
+        """A window's quantity of one unit and its audit trail (MS-INV-005), summed over an
+        account's groups (MS-ACC-002, MS-ACC-003)."""
+        _, rule, per_group = column
+        window = schedule.windows[index]
+        position = schedule.interval_of(index)
+        parts = []
+        for slot, ids, readings, carried in per_group:
+            reading = readings.get(window.start)
+            if reading is None:
+                rid, records, value = ids(schedule.encoded[index]), 0, None
+            else:
+                rid, records, value = (reading.id, reading.record_count,
+                                       reading.measurement.quantity)
+            found = None if slot is None else slot.ids.get(index)
+            latest = carried[position]
+            # MS-INV-002: no reading, or an empty min/max/latest, rates quantity 0.
+            parts.append((rid, records, "0" if value is None else value, found or [],
+                          sorted(latest[1]) if latest else None))
+        if billed.subscription.sources is None:
+            rid, records, value, found, carry = parts[0]
+            return value, LineUsage(
+                reading_id=rid, aggregation=rule.aggregation, record_count=records,
+                records_digest=records_digest(found) if found else _NO_RECORDS,
+                carried_in=carry)
+        total_quantity = ZERO
+        for part in parts:
+            total_quantity = EXACT.add(total_quantity, Decimal(part[2]))
+        every = [record for part in parts for record in part[3]]
+        carried_in = sorted(record for part in parts for record in part[4] or ())
+        sources = [SourceUsage(
+            workspace_id=workspace, universe_id=universe, subject=subject, reading_id=rid,
+            quantity=value, record_count=records,
+            records_digest=records_digest(found) if found else _NO_RECORDS, carried_in=carry)
+            for (workspace, universe, subject), (rid, records, value, found, carry)
+            in zip(billed.groups, parts, strict=True)]
+        return format_quantity(total_quantity), LineUsage(
+            reading_id=account_reading_id([part[0] for part in parts]),
+            aggregation=rule.aggregation, record_count=sum(part[1] for part in parts),
+            records_digest=records_digest(every) if every else _NO_RECORDS,
+            carried_in=carried_in or None, sources=sources)
 
     def _finish(self, billed: _Billed) -> Iterator[Invoice]:
         request, subscription = self.request, billed.subscription
-        schedule = self._schedules.schedule(subscription.cycle, subscription.plan_id)
-        count = len(schedule.windows)
-        columns = []
-        for unit in sorted(schedule.units):
-            rule, slot = request.usage[unit], billed.slots.get(unit)
-            ids = reading_ids(request.workspace_id, request.universe_id, subscription.subject,
-                              unit, rule.aggregation, self._parameters[unit])
-            readings = {} if slot is None else {
-                r.window.start: r for r in slot.aggregator.iter_readings()}
-            carried = (slot.carried(count) if slot is not None and slot.aggregator.weighted
-                       else [None] * count)
-            columns.append((unit, rule, slot, ids, readings, carried))
+        schedule = self._schedules.schedule_of(subscription)
+        columns = self._columns(billed, schedule)
+        segmented = {period.start for period, next_period in pairwise(schedule.periods)
+                     if period == next_period}
+        lines: list[InvoiceLine] = []
         for index, (window, plan) in enumerate(zip(schedule.windows, schedule.plans,
                                                    strict=True)):
+            period, fraction = schedule.periods[index], schedule.fractions[index]
             quantities: list[tuple[str, str]] = []
             usages: dict[str, LineUsage] = {}
-            for unit, rule, slot, ids, readings, carried in columns:
-                reading = readings.get(window.start)
-                if reading is None:
-                    rid, records, value = ids(schedule.encoded[index]), 0, None
-                else:
-                    rid, records, value = (reading.id, reading.record_count,
-                                           reading.measurement.quantity)
-                # MS-INV-002: no reading, or an empty min/max/latest, rates quantity 0.
-                quantities.append((unit, "0" if value is None else value))
-                found = None if slot is None else slot.ids.get(index)
-                carry = carried[index]
-                usages[unit] = LineUsage(
-                    reading_id=rid, aggregation=rule.aggregation, record_count=records,
-                    records_digest=records_digest(found) if found else _NO_RECORDS,
-                    carried_in=sorted(carry[1]) if carry else None)
-            lines = [InvoiceLine(rated=rated, usage=usages.get(rated.unit or ""))
-                     for rated in self._rated(id(plan), tuple(quantities))]
-            yield _invoice(request, subscription, window, plan, lines)
+            for column in columns:
+                quantity, usages[column[0]] = self._usage(billed, schedule, index, column)
+                quantities.append((column[0], quantity))
+            part = None if window == period else window
+            ref = PlanRef(id=plan.id, version=plan.version) if period.start in segmented \
+                else None
+            lines += [InvoiceLine(rated=rated, usage=usages.get(rated.unit or ""),
+                                  service_period=part, plan=ref)
+                      for rated in self._rated(id(plan), tuple(quantities), fraction)]
+            if index + 1 == len(schedule.windows) or schedule.periods[index + 1] != period:
+                first = schedule.plans[index - _segment_count(schedule, index) + 1]
+                yield _invoice(request, subscription, period, first, lines)
+                lines = []
+
+
+def _segment_count(schedule: Schedule, last: int) -> int:
+    """How many windows, up to and including `last`, belong to its period."""
+    count = 1
+    while last - count >= 0 and schedule.periods[last - count] == schedule.periods[last]:
+        count += 1
+    return count
 
 
 def _probe(rule: UsageRule) -> Aggregator:
@@ -581,7 +804,9 @@ def invoice_value_problems(document: object, reported: set[str],
     """The period's timestamps and the currencies of the rated charges at `lines`, beyond
     the schema."""
     problems: list[Problem] = []
-    for fields in (("period", "start"), ("period", "end")):
+    for fields in (("period", "start"), ("period", "end"),
+                   ("lines", "*", "servicePeriod", "start"),
+                   ("lines", "*", "servicePeriod", "end")):
         for path, value in walk(document, fields, ""):
             if isinstance(value, str) and path not in reported:
                 try:
@@ -623,6 +848,7 @@ def invoice_problems(invoice: Invoice) -> list[Problem]:
             problems.append(Problem("inconsistent-amount", f"/{name}", f"the {name} must be "
                                     f"{expected.precise} precise, {expected.rounded} rounded: "
                                     "the sum of the lines", "MS-INV-007"))
+    problems += service_period_problems(invoice.period, invoice.lines)
     if invoice.id != invoice_id(invoice.workspace_id, invoice.universe_id, invoice.subject,
                                 invoice.period):
         problems.append(Problem("inconsistent-amount", "/id", "the id is not the one the "
@@ -630,4 +856,36 @@ def invoice_problems(invoice: Invoice) -> list[Problem]:
     if not problems and invoice.revision != revision(invoice):
         problems.append(Problem("inconsistent-amount", "/revision", "the revision is not the "
                                 "one the invoice's numbers give", "MS-INV-006"))
+    return problems
+
+
+def service_period_problems(period: Window, lines: Iterable[InvoiceLine]) -> list[Problem]:
+    """MS-PRO-008: each servicePeriod lies in the period and is not empty, and a prorated flat
+    line's precise amount is its fee times the fraction, written per MS-PRO-005."""
+    problems: list[Problem] = []
+    try:  # timestamps that do not parse are the value checks' to report (MS-ERR-002)
+        low, high = parse_timestamp(period.start), parse_timestamp(period.end)
+    except MeterspecError:
+        return problems
+    for index, line in enumerate(lines):
+        window = line.service_period
+        if window is None:
+            continue
+        try:
+            start, end = parse_timestamp(window.start), parse_timestamp(window.end)
+        except MeterspecError:
+            continue
+        if not low <= start < end <= high:
+            problems.append(Problem("invalid-window", f"/lines/{index}/servicePeriod", "a "
+                                    "service period is a non-empty part of the invoice's "
+                                    "period", "MS-PRO-008"))
+            continue
+        rated = line.rated
+        if rated.model == "flat":
+            fraction = Fraction(end - start, high - low)
+            expected = written_amount(Fraction(Decimal(rated.subtotal)) * fraction)
+            if rated.amount.precise != expected:
+                problems.append(Problem(
+                    "inconsistent-amount", f"/lines/{index}/rated/amount/precise",
+                    f"a flat fee over {fraction} of the period is {expected}", "MS-PRO-008"))
     return problems

@@ -21,13 +21,14 @@ from meterspec.errors import MeterspecError, Problem, walk
 from meterspec.invoices import (
     Invoice,
     InvoiceBuilder,
+    InvoiceLine,
     InvoiceRequest,
     PlanRef,
     invoice_value_problems,
 )
 from meterspec.money import Amount, currency, total
-from meterspec.plans import PlanVersions
-from meterspec.pricing import rate_checked_plan
+from meterspec.plans import Plan, PlanVersions
+from meterspec.proration import rate_segment
 from meterspec.quantity import EXACT, format_quantity
 from meterspec.readings import parse_record
 from meterspec.timestamps import format_timestamp, parse_timestamp
@@ -53,6 +54,8 @@ class ProjectedLine(_Wire, frozen=True, kw_only=True):
     projected_quantity: str | None = msgspec.field(default=None, name="projectedQuantity")
     amount: Amount
     projected_amount: Amount = msgspec.field(name="projectedAmount")
+    service_period: Window | None = msgspec.field(default=None, name="servicePeriod")
+    plan: PlanRef | None = None
 
 
 class Projection(_Wire, frozen=True):
@@ -109,29 +112,58 @@ def projections(request: InvoiceRequest, so_far: list[Invoice]) -> list[Projecti
     """The projection of each invoice built from the records before `request.at`."""
     as_of = parse_timestamp(request.at)
     versions = PlanVersions(request.plans)
-    return [_projection(versions, invoice, as_of) for invoice in so_far]
+    numbered = {(plan.id, plan.version): plan for plan in request.plans}
+    kinds: dict[str, str] = {unit: rule.aggregation for unit, rule in request.usage.items()}
+    return [_projection(versions, numbered, kinds, invoice, as_of) for invoice in so_far]
 
 
-def _projection(versions: PlanVersions, invoice: Invoice, as_of: int) -> Projection:
-    start, end = parse_timestamp(invoice.period.start), parse_timestamp(invoice.period.end)
-    plan = versions.select(invoice.plan.id, start)
-    assert plan is not None  # the builder billed this period with it
-    quantities: dict[str, Decimal] = {}
+def _segments(invoice: Invoice) -> list[list[InvoiceLine]]:
+    """The invoice's lines, one list per segment (consecutive lines of one window and plan,
+    MS-PRO-006)."""
+    found: list[list[InvoiceLine]] = []
     for line in invoice.lines:
-        unit, usage = line.rated.unit, line.usage
-        if unit is not None and usage is not None and line.rated.quantity is not None:
-            quantities[unit] = projected_quantity(usage.aggregation,
-                                                  Decimal(line.rated.quantity),
-                                                  as_of - start, end - start)
-    projected = rate_checked_plan(plan, quantities)
-    lines = [ProjectedLine(
-        charge_id=line.rated.charge_id, unit=line.rated.unit,
-        aggregation=None if line.usage is None else line.usage.aggregation,
-        quantity=line.rated.quantity,
-        projected_quantity=None if line.rated.unit is None
-        else format_quantity(quantities[line.rated.unit]),
-        amount=line.rated.amount, projected_amount=rated.amount)
-        for line, rated in zip(invoice.lines, projected, strict=True)]
+        if found and (found[-1][0].service_period, found[-1][0].plan) == (
+                line.service_period, line.plan):
+            found[-1].append(line)
+        else:
+            found.append([line])
+    return found
+
+
+def _projection(versions: PlanVersions, numbered: dict[tuple[str, int], Plan],
+                kinds: dict[str, str], invoice: Invoice, as_of: int) -> Projection:
+    period_start = parse_timestamp(invoice.period.start)
+    period_end = parse_timestamp(invoice.period.end)
+    lines: list[ProjectedLine] = []
+    for segment in _segments(invoice):
+        window, ref = segment[0].service_period, segment[0].plan
+        if ref is None:
+            plan = versions.select(invoice.plan.id, period_start if window is None
+                                   else parse_timestamp(window.start))
+        else:
+            plan = numbered.get((ref.id, ref.version))
+        assert plan is not None  # the builder billed this segment with it
+        start, end = ((period_start, period_end) if window is None else
+                      (parse_timestamp(window.start), parse_timestamp(window.end)))
+        quantities: dict[str, Decimal] = {}
+        for line in segment:
+            unit, usage = line.rated.unit, line.usage
+            if unit is not None and usage is not None and line.rated.quantity is not None:
+                # MS-PRJ-002 over the line's own window (MS-PRO-009)
+                quantities[unit] = projected_quantity(usage.aggregation,
+                                                      Decimal(line.rated.quantity),
+                                                      as_of - start, end - start)
+        fraction = Fraction(end - start, period_end - period_start)
+        projected = rate_segment(plan, quantities, fraction, kinds)
+        lines += [ProjectedLine(
+            charge_id=line.rated.charge_id, unit=line.rated.unit,
+            aggregation=None if line.usage is None else line.usage.aggregation,
+            quantity=line.rated.quantity,
+            projected_quantity=None if line.rated.unit is None
+            else format_quantity(quantities[line.rated.unit]),
+            amount=line.rated.amount, projected_amount=rated.amount,
+            service_period=line.service_period, plan=line.plan)
+            for line, rated in zip(segment, projected, strict=True)]
     return Projection(
         workspace_id=invoice.workspace_id, universe_id=invoice.universe_id,
         subject=invoice.subject, period=invoice.period, as_of=format_timestamp(as_of),

@@ -27,6 +27,8 @@ from meterspec.invoices import (
 )
 from meterspec.money import Amount, format_money
 from meterspec.quantity import EXACT
+from meterspec.subscriptions import billed_span
+from meterspec.timestamps import parse_timestamp
 
 __all__ = ["Adjustment", "AdjustmentLine", "apply_adjustment", "rebuild_request",
            "rebuild_requests", "reconcile"]
@@ -82,6 +84,15 @@ def _mismatch(path: str, message: str, requirement: str) -> MeterspecError:
     return MeterspecError.single("invoice-mismatch", path, message, requirement)
 
 
+LineKey = tuple[str, Window | None, PlanRef | None]
+
+
+def line_key(line: InvoiceLine) -> LineKey:
+    """What names a line within its invoice: its charge, and on a segmented period its window
+    and plan (MS-PRO-009)."""
+    return line.rated.charge_id, line.service_period, line.plan
+
+
 def rebuild_request(request: InvoiceRequest, closed: Invoice) -> InvoiceRequest:
     """MS-REC-001: the request that rebuilds a closed invoice: its subject's subscription
     alone, billed for the one period that starts where the closed invoice's starts."""
@@ -105,6 +116,12 @@ def rebuild_requests(request: InvoiceRequest, closed: list[Invoice],
         if (invoice.period.start, invoice.subject) in billed:
             raise _mismatch(f"/closed/{index}", "the same invoice is closed twice",
                             "MS-REC-001")
+        low, high = billed_span(by_subject[invoice.subject])
+        start, end = (parse_timestamp(invoice.period.start, f"/closed/{index}/period/start"),
+                      parse_timestamp(invoice.period.end, f"/closed/{index}/period/end"))
+        if (low is not None and end <= low) or (high is not None and high <= start):
+            raise _mismatch(f"/closed/{index}/period", "the subscription, as the request "
+                            "states it, bills no part of this period", "MS-PRO-009")
         billed.add((invoice.period.start, invoice.subject))
         groups.setdefault(invoice.period.start, []).append(invoice)
     return [(msgspec.structs.replace(
@@ -129,8 +146,7 @@ def reconcile(closed: Invoice, rebuilt: Invoice) -> Adjustment | None:
         raise _mismatch("/rebuilt/plan", "a closed period is rebuilt with the plan version "
                         "it was closed with (MS-PRC-003): plan versions are immutable",
                         "MS-REC-001")
-    if [line.rated.charge_id for line in closed.lines] != [
-            line.rated.charge_id for line in rebuilt.lines]:
+    if [line_key(line) for line in closed.lines] != [line_key(line) for line in rebuilt.lines]:
         raise _mismatch("/rebuilt/lines", "the same plan version gives the same lines",
                         "MS-REC-001")
     if closed.revision == rebuilt.revision:
@@ -155,16 +171,17 @@ def apply_adjustment(invoice: Invoice, adjustment: Adjustment) -> Invoice:
     if (adjustment.invoice_id, adjustment.from_revision) != (invoice.id, invoice.revision):
         raise _mismatch("/fromRevision", "the adjustment was made from another revision of "
                         "this invoice, or for another invoice", "MS-REC-005")
-    replaced = {line.charge_id: line for line in adjustment.lines}
+    replaced = {(line.charge_id, *line_key(line.before)[1:]): line for line in adjustment.lines}
     lines = []
     for index, line in enumerate(invoice.lines):
-        change = replaced.pop(line.rated.charge_id, None)
+        change = replaced.pop(line_key(line), None)
         if change is not None and change.before != line:
             raise _mismatch(f"/lines/{index}", "the adjustment's `before` is not this line",
                             "MS-REC-005")
         lines.append(line if change is None else change.after)
     if replaced:
-        raise _mismatch("/lines", f"no line for charge {sorted(replaced)[0]!r}", "MS-REC-005")
+        missing = next(iter(replaced.values())).charge_id
+        raise _mismatch("/lines", f"no line for charge {missing!r}", "MS-REC-005")
     result = with_totals(msgspec.structs.replace(invoice, lines=lines))
     if result.revision != adjustment.to_revision:
         raise _mismatch("/toRevision", "applying the adjustment does not give its "
@@ -198,6 +215,9 @@ def adjustment_problems(adjustment: Adjustment) -> list[Problem]:
             if found.rated.charge_id != line.charge_id:
                 problems.append(Problem("inconsistent-amount", f"{path}/{side}/rated/chargeID",
                                         "before and after are the line's charge", "MS-REC-003"))
+        if line_key(line.before)[1:] != line_key(line.after)[1:]:
+            problems.append(Problem("inconsistent-amount", f"{path}/after", "before and after "
+                                    "are the same segment's line", "MS-PRO-009"))
         expected = _delta(line.after.rated.amount, line.before.rated.amount)
         if line.amount != expected:
             problems.append(Problem("inconsistent-amount", f"{path}/amount",

@@ -61,6 +61,7 @@ OUTPUTS: dict[str, Output] = {
                                            inside=((("event",), DOMAIN_EVENT),)),
     # The documents inside are of the kind the case's input names: see _decoded_text.
     "decode-text": Output(result="decodedText"),
+    "allocate": Output(result="allocation"),
 }
 # Kinds checked in full (schema, values and rules: a RatedCharge must add up, MS-PRC-017; a
 # state must be in order, MS-ING-007; an invoice's totals, id and revision must be its own,

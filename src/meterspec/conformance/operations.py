@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from meterspec import (
+    allocation,
     billing_periods,
     cloudevents,
     domain_events,
@@ -487,7 +488,8 @@ def reconcile_(case_input: dict[str, Any]) -> Answer:
         builder = invoices.InvoiceBuilder(reconcile.rebuild_request(request, closed))
     except MeterspecError as error:  # the rebuilt period's plan, or its bounds
         raise MeterspecError(_moved(error, {"/subscriptions/0": f"/request/subscriptions/{index}",
-                                            "/at": "/closed/period/start"})) from None
+                                            "/at": "/closed/period/start",
+                                            "/closed/0": "/closed"})) from None
     records = _records(items, problems)
     _fail(problems)
     _bill(builder, records)
@@ -518,12 +520,13 @@ def apply_adjustment(case_input: dict[str, Any]) -> Answer:
         problems.append(mismatch("/adjustment/fromRevision", "the adjustment was made from "
                                  "another revision of this invoice"))
     else:
-        lines = {line.rated.charge_id: line for line in bill.lines}
+        lines = {reconcile.line_key(line): line for line in bill.lines}
         for index, line in enumerate(change.lines):
-            if line.charge_id not in lines:
+            key = (line.charge_id, *reconcile.line_key(line.before)[1:])
+            if key not in lines:
                 problems.append(mismatch(f"/adjustment/lines/{index}/chargeID", "the invoice "
                                          "has no line of this charge"))
-            elif line.before != lines[line.charge_id]:
+            elif line.before != lines[key]:
                 problems.append(mismatch(f"/adjustment/lines/{index}/before", "`before` is "
                                          "not the invoice's line of this charge"))
     _fail(problems)
@@ -550,6 +553,22 @@ def project(case_input: dict[str, Any]) -> Answer:
     _fail(problems)
     found = projection.project(request, (record for _, record in records))
     return {"output": msgspec.to_builtins(found)}
+
+
+def allocate(case_input: dict[str, Any]) -> Answer:
+    """`allocate`: {amount, currency, weights} -> [{"parts": [...]}] (MS-MNY-009)."""
+    problems: list[Problem] = []
+    amount = _member(case_input, "amount", problems)
+    code = _member(case_input, "currency", problems)
+    weights = _member(case_input, "weights", problems)
+    found, checked = allocation.allocation_problems(
+        None if amount is MISSING else amount, None if code is MISSING else code,
+        [] if weights is MISSING else weights)
+    missing = {p.path for p in problems}
+    problems += [p for p in found if p.path not in missing]
+    _fail(problems)
+    assert checked is not None
+    return {"output": [{"parts": allocation.allocate(amount, code, weights)}]}
 
 
 # ------------------------------------------------------------------ events (MS-DEV, MS-CE)
@@ -761,6 +780,7 @@ HANDLERS: dict[str, Callable[[dict[str, Any]], Answer]] = {
     "reconcile": reconcile_,
     "apply-adjustment": apply_adjustment,
     "project": project,
+    "allocate": allocate,
     "domain-event": domain_event,
     "to-cloudevent": to_cloudevent,
     "from-cloudevent": from_cloudevent,
