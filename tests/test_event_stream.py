@@ -6,7 +6,6 @@ per identity, never the events, and agrees with meterspec.ingestion.ingest."""
 from __future__ import annotations
 
 import gc
-import hashlib
 import tracemalloc
 from collections.abc import Iterator
 
@@ -106,13 +105,25 @@ def test_identity_fields_cannot_run_into_each_other() -> None:
 
 
 @given(st.text(), st.text(), st.text())
-def test_identity_key_is_a_digest_of_a_length_prefixed_encoding(workspace: str, universe: str,
-                                                                ident: str) -> None:
-    """Lengths in characters: as unambiguous as MS-ID-001's byte lengths, one encode fewer."""
-    data = "".join(f"{len(f)}:{f}" for f in (workspace, universe, ident)).encode()
-    expected = int.from_bytes(hashlib.blake2b(data, digest_size=16).digest(), "big")
+def test_identity_key_is_the_keyed_hash_of_the_triple(workspace: str, universe: str,
+                                                       ident: str) -> None:
+    """A tuple, so fields cannot run into each other; Python's keyed hash, so the key of a
+    forked reader equals the parent's (meterspec.parallel)."""
     assert identity_key(_event(workspace_id=workspace, universe_id=universe, id=ident)) == (
-        expected)
+        hash((workspace, universe, ident)))
+
+
+def test_a_key_collision_is_a_reported_conflict_not_a_silent_drop(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two identities forced onto one key: the second is an event-conflict (visible)."""
+    from meterspec import event_stream
+
+    monkeypatch.setattr(event_stream, "identity_key", lambda event: 7)
+    dedup = EventDeduplicator()
+    assert add(dedup, _event()) == "new"
+    with pytest.raises(MeterspecError) as caught:
+        add(dedup, _event(id="evt_other"))
+    assert caught.value.problems[0].code == "event-conflict"
 
 
 @given(st.lists(st.integers(0, 5), max_size=30))
