@@ -15,6 +15,7 @@ from typing import NamedTuple
 from msgspec.structs import replace
 
 from meterspec.codec import decode_event, decode_record
+from meterspec.engines.streams import seen_instant
 from meterspec.errors import MeterspecError
 from meterspec.lines import line_too_long
 from meterspec.metering import Meter
@@ -39,20 +40,41 @@ class Measured(NamedTuple):
     record_id: str
 
 
+class Seen(NamedTuple):
+    """An event that is an identity seen (meterspec.engines.streams), with its content."""
+
+    line: int
+    workspace: str
+    universe: str
+    id: str
+    type: str
+    subject: str
+    instant: int
+    properties: dict[str, str]
+
+
 def describe_event(meter: Meter, line: int, data: bytes | None
-                   ) -> list[Measured] | MeterspecError:
-    """The records of one event line (possibly none), or the reference's problems with it.
-    `data` None is a line over the limit (MS-ERR-012)."""
+                   ) -> tuple[list[Measured] | MeterspecError, Seen | None]:
+    """The records of one event line (possibly none) or the reference's problems with it,
+    and the event if it is an identity seen (MS-ING-021, whatever its measurements). `data`
+    None is a line over the limit (MS-ERR-012)."""
     if data is None:
-        return line_too_long()
+        return line_too_long(), None
     try:
         event = decode_event(data)
+    except MeterspecError as error:
+        return error, None
+    instant = seen_instant(event)
+    seen = None if instant is None else Seen(
+        line, event.workspace_id, event.universe_id, event.id, event.type, event.subject,
+        instant, dict(event.properties))
+    try:
         instant, measured, dimensions = meter.measure(event)
     except MeterspecError as error:
-        return error
+        return error, seen
     return [Measured(line, event.workspace_id, event.universe_id, event.subject, m.unit,
                      instant, format_quantity(m.quantity), dimensions, event.id, m.source, "")
-            for m in measured]
+            for m in measured], seen
 
 
 def describe_record(line: int, data: bytes | None, path: str = ""

@@ -16,16 +16,15 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, BinaryIO
 
 import duckdb
 import msgspec
 
-from meterspec.contracts import AggregationRequest, Measurement, MeteringConfig, MeterRecord
+from meterspec.contracts import AggregationRequest, MeteringConfig
 from meterspec.engines import fallback
 from meterspec.engines.compiler import compile_plan
-from meterspec.engines.duckdb import aggregate, output, records, twa
+from meterspec.engines.duckdb import aggregate, output, records, repeats, twa
 from meterspec.engines.duckdb.screen import LINE_READER, Screen
 from meterspec.engines.duckdb.sql import MACROS
 from meterspec.engines.flagged import Measured, describe_event, describe_record
@@ -41,9 +40,9 @@ from meterspec.engines.sources import (
     ParquetFiles,
     Source,
 )
+from meterspec.engines.streams import event_conflict, record_conflict
 from meterspec.errors import MeterspecError
 from meterspec.metering import Meter
-from meterspec.record_stream import RecordDeduplicator
 from meterspec.timestamps import format_timestamp, parse_timestamp
 
 _ENCODER = msgspec.json.Encoder()
@@ -105,11 +104,13 @@ class DuckDBEngine:
     # ------------------------------------------------------------------ jobs
 
     def run(self, config: MeteringConfig, request: AggregationRequest,
-            sources: Sequence[Source], *, parquet: str | None = None) -> Result:
-        """Events -> readings (`meterspec run`). Raises MeterspecError for an unusable
-        config or request, LayoutError for a typed input of another layout."""
+            sources: Sequence[Source], *, dedupe: bool = True,
+            parquet: str | None = None) -> Result:
+        """Events -> readings (`meterspec run`); with `dedupe`, each event identity counts
+        once (MS-ING-021), as the command does. Raises MeterspecError for an unusable config
+        or request, LayoutError for a typed input of another layout."""
         return self._job(compile_plan("events", config, request), Meter(config), sources,
-                         dedupe=False, parquet=parquet)
+                         dedupe=dedupe, parquet=parquet)
 
     def aggregate(self, request: AggregationRequest, sources: Sequence[Source], *,
                   dedupe: bool = True, parquet: str | None = None) -> Result:
@@ -120,7 +121,8 @@ class DuckDBEngine:
 
     def meter(self, config: MeteringConfig, sources: Sequence[Source],
               metered_at: str | None = None) -> Result:
-        """Events -> records (`meterspec meter`); `metered_at` stamps meteredAt."""
+        """Events -> records (the `meter` operation: every event metered, none dropped);
+        `metered_at` stamps meteredAt."""
         stamp = None if metered_at is None else format_timestamp(
             parse_timestamp(metered_at, "/meteredAt"))
         return self._job(compile_plan("events", config, None), Meter(config), sources,
@@ -139,23 +141,21 @@ class DuckDBEngine:
         for source in sources:
             first = self._screen(screen, source, first, pending)
         pending += con.execute("SELECT n, flagged FROM ev WHERE NOT ok").fetchall()
-        problems, staged = self._describe(plan, meter, pending)
+        problems, staged, seen = self._describe(plan, meter, pending)
         con.execute(records.create_staged(plan))
-        if staged:
-            path = os.path.join(self.workdir, "staged.ndjson")
-            with open(path, "wb") as out:
-                for row in staged:
-                    out.write(_ENCODER.encode(row) + b"\n")
-            con.execute(records.load_staged(plan), [path])
-        for statement in records.create(plan, screen, table=dedupe):
-            con.execute(statement)
-        duplicates = self._dedupe(problems) if dedupe else 0
-        problems.sort(key=lambda item: item[0])
+        self._load(records.load_staged(plan), staged, "staged")
+        con.execute(repeats.create_staged())
+        self._load(repeats.load_staged(), seen, "seen")
+        statements = records.create(plan, screen, repeats=dedupe)
+        con.execute(statements[0])
+        duplicates = self._repeats(plan, problems) if dedupe else 0
+        con.execute(statements[1])
+        found = sorted(problems.items())
         target = os.path.join(self.workdir, "output.ndjson")
         if plan.aggregation is None:
             query = output.record_lines(plan.metering, metered_at)
             count = self._copy(query, target)
-            return Result(target, count, problems, duplicates)
+            return Result(target, count, found, duplicates)
         self._aggregate(plan)
         if parquet is not None:
             *prepare_steps, query = output.reading_rows(plan.aggregation)
@@ -163,12 +163,22 @@ class DuckDBEngine:
                 con.execute(statement)
             con.execute(f"COPY ({query}) TO '{_path(parquet)}' (FORMAT parquet)")
             count = _scalar(con, "SELECT count(*) FROM gout CROSS JOIN wins")
-            return Result(parquet, count, problems, duplicates)
+            return Result(parquet, count, found, duplicates)
         *prepare_steps, query = output.reading_lines(plan.aggregation)
         for statement in prepare_steps:
             con.execute(statement)
         count = self._copy(query, target)
-        return Result(target, count, problems, duplicates)
+        return Result(target, count, found, duplicates)
+
+    def _load(self, statement: str, rows: list[dict[str, Any]], name: str) -> None:
+        """Stage rows the reference described, through a file DuckDB reads."""
+        if not rows:
+            return
+        path = os.path.join(self.workdir, f"{name}.ndjson")
+        with open(path, "wb") as out:
+            for row in rows:
+                out.write(_ENCODER.encode(row) + b"\n")
+        self.con.execute(statement, [path])
 
     # ------------------------------------------------------------------ stages
 
@@ -261,44 +271,51 @@ class DuckDBEngine:
 
     def _describe(self, plan: Plan, meter: Meter | None,
                   pending: list[tuple[int, bytes | str | None]]
-                  ) -> tuple[list[tuple[int, MeterspecError]], list[dict[str, Any]]]:
-        """The reference's word on every flagged row: problems, or records to stage."""
-        problems: list[tuple[int, MeterspecError]] = []
+                  ) -> tuple[dict[int, MeterspecError], list[dict[str, Any]],
+                             list[dict[str, Any]]]:
+        """The reference's word on every flagged row: problems, or records to stage; and
+        the flagged events that are identities seen (MS-ING-021)."""
+        problems: dict[int, MeterspecError] = {}
         staged: list[dict[str, Any]] = []
+        seen: list[dict[str, Any]] = []
         needed = records.dimensions(plan)
         for number, text in pending:
             data = _bytes(text)
-            described = (describe_event(meter, number, data) if meter is not None
-                         else describe_record(number, data))
+            if meter is not None:
+                described, event = describe_event(meter, number, data)
+                if event is not None:
+                    seen.append({"n": number, "w": event.workspace, "u": event.universe,
+                                 "id": event.id, "type": event.type, "s": event.subject,
+                                 "t": str(event.instant),
+                                 "p": _ENCODER.encode(event.properties).decode()})
+            else:
+                described = describe_record(number, data)
             if isinstance(described, MeterspecError):
-                problems.append((number, described))
+                problems[number] = described
                 continue
             for rule, measured in zip(_rules(plan, meter, described), described, strict=True):
                 staged.append(_staged(plan, measured, rule, needed))
-        return problems, staged
+        return problems, staged, seen
 
-    def _dedupe(self, problems: list[tuple[int, MeterspecError]]) -> int:
-        """MS-ING-020 on `recs`: a record whose identity came before counts only if it is
-        the first; a later copy with the same content is a duplicate (dropped, counted),
-        with other content a record-conflict (rejected). Returns the duplicates."""
-        con = self.con
-        content = ("struct_pack(s := {0}.s, t := {0}.t, q := ms_canonical({0}.q), "
-                   "unit := {0}.unit, e := {0}.eid, d := list_sort(map_entries("
-                   "from_json({0}.p, '\"MAP(VARCHAR, VARCHAR)\"'))))")
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE later AS SELECT r.n, r.w, r.u, r.rid, "
-            f"{content.format('r')} = {content.format('f')} AS same FROM recs r JOIN ("
-            "SELECT w, u, rid, min(n) AS first FROM recs GROUP BY w, u, rid "
-            "HAVING count(*) > 1) i ON r.w = i.w AND r.u = i.u AND r.rid = i.rid "
-            "AND r.n > i.first JOIN recs f ON f.n = i.first")
-        rows = con.execute("SELECT n, w, u, rid, same FROM later ORDER BY n").fetchall()
+    def _repeats(self, plan: Plan, problems: dict[int, MeterspecError]) -> int:
+        """Each identity once (MS-ING-020/021): the later rows of a repeated identity are
+        dropped, counted when they repeat the first's content, rejected when they do not
+        (their own problems, if any, are not reported: the reference checks identity first).
+        Returns the duplicates."""
+        for statement in repeats.statements(plan):
+            self.con.execute(statement)
+        shown = "type, s, t, p" if plan.input == "events" else "NULL, NULL, NULL, NULL"
+        rows = self.con.execute(f"SELECT n, same, w, u, id, {shown} FROM later").fetchall()
         duplicates = 0
-        for number, workspace, universe, ident, same in rows:
+        for number, same, workspace, universe, ident, kind, subject, instant, props in rows:
+            problems.pop(number, None)
             if same:
                 duplicates += 1
+            elif plan.input == "events":
+                problems[number] = event_conflict(workspace, universe, ident, kind, subject,
+                                                  int(instant), json.loads(props or "{}"))
             else:
-                problems.append((number, _conflict(workspace, universe, ident)))
-        con.execute("DELETE FROM recs WHERE n IN (SELECT n FROM later)")
+                problems[number] = record_conflict(workspace, universe, ident)
         return duplicates
 
     def _aggregate(self, plan: Plan) -> None:
@@ -414,21 +431,6 @@ def _staged(plan: Plan, measured: Measured, rule: int, needed: tuple[str, ...]
             "q": measured.quantity, "d": [dims.get(name) for name in needed],
             "eid": measured.event_id, "src": measured.source or None,
             "rid": measured.record_id or None, "p": _ENCODER.encode(dims).decode()}
-
-
-def _conflict(workspace: str, universe: str, ident: str) -> MeterspecError:
-    """The reference's own record-conflict for an identity (meterspec.record_stream)."""
-    seen = RecordDeduplicator()
-    for quantity in ("0", "1"):
-        record = MeterRecord(id=ident, workspace_id=workspace, universe_id=universe,
-                             subject="-", recorded_at="1970-01-01T00:00:00Z",
-                             measurement=Measurement(quantity, "-"),
-                             dimensions={}, source_event_id="-")
-        try:
-            seen.add(record, 0, Decimal(quantity))
-        except MeterspecError as error:
-            return error
-    raise AssertionError("two records with other content must conflict")
 
 
 def _by_group(rows: list[tuple[int, int, str]]) -> Iterator[tuple[int, list[tuple[int, str]]]]:

@@ -9,8 +9,7 @@ dimensions, MS-MET-006 applied), and for record output or the record-stream chec
 or record id, the record source and the properties or dimensions as JSON. Records of flagged
 rows the reference accepted come from table `staged`.
 
-`recs` is a view (its rows are a projection of `ev`, cheaper to read twice than to copy),
-or a table when rows must be deleted from it (the record-stream check).
+`recs` is a view (its rows are a projection of `ev`, cheaper to read twice than to copy).
 """
 
 from __future__ import annotations
@@ -51,8 +50,10 @@ def load_staged(plan: Plan) -> str:
     return f"INSERT INTO staged SELECT {select} FROM {STAGED}"
 
 
-def create(plan: Plan, screen: Screen, table: bool) -> list[str]:
-    """The relation `recs`: the records of the accepted rows of `ev`, then the staged ones."""
+def create(plan: Plan, screen: Screen, repeats: bool) -> list[str]:
+    """The views `recs_all` (the records of the accepted rows of `ev`, then the staged ones)
+    and `recs` (without the later rows of repeated identities, table `later`, when
+    `repeats`)."""
     needed = screen.needed
     names = ", ".join(_columns(plan))
     parts = []
@@ -74,7 +75,6 @@ def create(plan: Plan, screen: Screen, table: bool) -> list[str]:
             parts.append(f"SELECT {select} FROM ev WHERE ok AND {screen.matches(rule.index)}")
     parts.append(f"SELECT {names} FROM staged")
     body = " UNION ALL ".join(f"SELECT * FROM ({part})" for part in parts)
-    if not table:
-        return [f"CREATE OR REPLACE TEMP VIEW recs ({names}) AS {body}"]
-    return [f"CREATE OR REPLACE TEMP VIEW recs_rows ({names}) AS {body}",
-            "CREATE OR REPLACE TEMP TABLE recs AS SELECT * FROM recs_rows"]
+    kept = " WHERE n NOT IN (SELECT n FROM later)" if repeats else ""
+    return [f"CREATE OR REPLACE TEMP VIEW recs_all ({names}) AS {body}",
+            f"CREATE OR REPLACE TEMP VIEW recs AS SELECT * FROM recs_all{kept}"]
