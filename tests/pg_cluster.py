@@ -2,7 +2,7 @@
 pg_ctl start on a free port (TCP on 127.0.0.1 and a socket in the directory), stop and delete
 at the end. Found on PATH, else in /usr/lib/postgresql/*/bin; run as the `postgres` user (or
 `nobody`) when the tests run as root, since PostgreSQL refuses to. Durability settings are off
-(fsync): the tests kill writers, never the server.
+(fsync) unless asked for: the tests kill writers, never the server.
 
 tests/conftest.py turns it into the session-scoped `postgres_url` fixture, which skips, saying
 why, only where no PostgreSQL binaries exist.
@@ -54,8 +54,9 @@ def _runner() -> str | None:
 
 
 @contextmanager
-def cluster() -> Iterator[str]:
-    """A running cluster's URL (database postgres, user meterspec, no password)."""
+def cluster(durable: bool = False) -> Iterator[str]:
+    """A running cluster's URL (database postgres, user meterspec, no password). `durable`
+    keeps PostgreSQL's default fsync and synchronous commit (benchmarks/ingest.py)."""
     bin_dir = binaries()
     if bin_dir is None:
         raise FileNotFoundError("no PostgreSQL binaries (initdb, pg_ctl)")
@@ -76,8 +77,9 @@ def cluster() -> Iterator[str]:
                    "--auth=trust", "-E", "UTF8", "--no-locale")
         if made.returncode:
             raise RuntimeError(f"initdb failed: {made.stderr or made.stdout}")
-        options = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=60")
+        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=60"
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         started = run(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l",
                       str(root / "log"), "-w", "-t", "60", "start")
         if started.returncode:

@@ -370,3 +370,26 @@ def test_a_batch_the_database_rolls_back_is_retried_whole(request: pytest.Fixtur
     assert store.counts()["events"] == store.counts()["seen"] == 2
     assert store.counts()["batches"] == 1
     store.close()
+
+
+def test_the_engine_seam_holds_the_effective_events_in_place(tmp_path: Path) -> None:
+    """DuckDBStore.effective_table: the effective events as a table in the engines' typed
+    event layout (meterspec.engines.sources), equal to the reference stream, in order."""
+    from meterspec.store.duckdb import DuckDBStore
+
+    store = open_store(f"duckdb:{tmp_path / 'store.duckdb'}")
+    store.require_current(create=True)
+    assert isinstance(store, DuckDBStore)
+    store.ingest(_batch([*ODD_LINES, line("r", type="meterspec.retract", subject="s",
+                                           workspaceID="w", universeID="u",
+                                           properties={"meterspec.target": "b"}),
+                         line("m", type="meterspec.amend", properties={
+                             "meterspec.target": "a", "calls": "9"})]))
+    assert store.effective_table("events_in_place") == len(ODD_LINES) - 1
+    rows = store.connection.execute("SELECT * FROM events_in_place").fetchall()
+    expected = [decode_event(text) for text in chunks_lines(store.effective_chunks())]
+    assert [(r[0], r[1], r[2], r[3], r[4], r[5], r[6] or {}) for r in rows] == [
+        (e.id, e.workspace_id, e.universe_id, e.type, e.subject, e.time, e.properties)
+        for e in expected]
+    assert rows[0][6] == {"calls": "9"}
+    store.close()

@@ -143,3 +143,44 @@ def test_a_log_keeps_a_malformed_correction_marked_as_such() -> None:
     ingested.add(1, line)
     assert logged.correction_shapes == [False] and logged.correction_targets == [None]
     assert [p.code for _, e in ingested.rejected for p in e.problems] == ["missing-field"]
+
+
+def _columns(batch: Batch) -> tuple[object, ...]:
+    return (batch.size, batch.numbers, batch.positions, batch.workspace_ids,
+            batch.universe_ids, batch.ids, batch.types, batch.subjects, batch.seconds,
+            batch.nanos, batch.digests, batch.payloads, batch.correction_positions,
+            batch.correction_columns, batch.correction_kinds, batch.correction_targets,
+            batch.correction_properties, batch.correction_shapes,
+            [(p, e.problems) for p, e in batch.rejected])
+
+
+@settings(max_examples=150)
+@given(st.lists(st.one_of(st.sampled_from([*HOSTILE, b"", b"  \t", None]), st.builds(
+    lambda i, t, p: _line(id=f"evt_{i}", time=t, properties=p),
+    st.integers(0, 3), timestamps(), st.dictionaries(st.sampled_from(["a", "b", "é", "c:d"]),
+                                                     texts, max_size=3))), max_size=12),
+       st.integers(1, 5))
+def test_the_hot_loop_fills_a_batch_exactly_as_add_does(lines: list[bytes | None],
+                                                        limit: int) -> None:
+    """Batch.fill (meterspec ingest's loop) == Batch.add line by line: blank lines skipped, a
+    line too long (None) rejected as line-too-long, batches cut after `limit` events."""
+    from meterspec.lines import is_blank, line_too_long
+
+    numbered = list(enumerate(lines, 1))
+    filled: list[Batch] = []
+    source = iter(numbered)
+    more = True
+    while more:
+        filled.append(Batch())
+        more = filled[-1].fill(source, limit)
+    added: list[Batch] = [Batch()]
+    for number, text in numbered:
+        if text is None:
+            added[-1].reject(number, line_too_long())
+        elif not is_blank(text):
+            added[-1].add(number, text)
+        else:
+            continue
+        if added[-1].size >= limit:
+            added.append(Batch())
+    assert [_columns(b) for b in filled if b.size] == [_columns(b) for b in added if b.size]

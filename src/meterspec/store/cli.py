@@ -145,7 +145,7 @@ def refusal(args: argparse.Namespace) -> str | None:
 
 def ingest_command(args: argparse.Namespace, streams: Streams) -> int:
     """Batches of lines into the store; the number of events accepted."""
-    from meterspec.lines import is_blank, line_too_long, read_lines
+    from meterspec.lines import read_lines
     from meterspec.store import open_store
     from meterspec.store.batch import Batch
 
@@ -153,22 +153,14 @@ def ingest_command(args: argparse.Namespace, streams: Streams) -> int:
     try:
         store.require_current(create=True)
         accepted = 0
-        batch = Batch()
-        add, size = batch.add, args.batch_size
         source = "standard input" if args.file == "-" else args.file
-        for number, line in read_lines(streams.source):
-            if line is None:
-                batch.reject(number, line_too_long())
-            elif line[:1] == b"{" or not is_blank(line):
-                add(number, line)
-            else:
-                continue
-            if batch.size >= size:
+        lines = read_lines(streams.source)
+        more = True
+        while more:
+            batch = Batch()
+            more = batch.fill(lines, args.batch_size)
+            if batch.size:
                 accepted += _commit(store, batch, source, streams)
-                batch = Batch()
-                add = batch.add
-        if batch.size:
-            accepted += _commit(store, batch, source, streams)
         return accepted
     finally:
         store.close()

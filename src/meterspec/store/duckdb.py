@@ -182,6 +182,34 @@ class DuckDBStore(Store):
             with suppress(self._error):  # a failed connection: nothing to drop
                 self._con.execute(f"DROP TABLE IF EXISTS temp.{table}")
 
+    # ---------------------------------------------------------------- the engine's seam
+
+    @property
+    def connection(self) -> Any:
+        """The store's DuckDB connection: the tables and views of meterspec.store.schema
+        (`effective_events` above all) are there to be computed on in place."""
+        return self._con
+
+    def effective_table(self, name: str) -> int:
+        """Materialise the effective events (MS-ING-013) as a temporary table `name` in the
+        typed event layout of meterspec.engines.sources (one VARCHAR per member, `time` as
+        written, `properties` a MAP, NULL for none), rows in log order: what an engine reads
+        as a Table, in place, instead of the reference's stream (effective_chunks). The
+        number of rows; refuses a log holding one identity twice (MS-ING-019)."""
+        from meterspec.errors import MeterspecError
+
+        conflicts = self.log_conflicts()
+        if conflicts:
+            raise MeterspecError(conflicts)
+        members = ", ".join(f"json_extract_string(payload, '$.{member}') AS \"{member}\""
+                            for member in ("id", "workspaceID", "universeID", "type",
+                                           "subject", "time"))
+        self._execute(
+            f"CREATE OR REPLACE TEMPORARY TABLE {name} AS SELECT {members}, json_transform("
+            "coalesce(amended_properties, json_extract(payload, '$.properties')), "
+            "'\"MAP(VARCHAR, VARCHAR)\"') AS properties FROM effective_events ORDER BY seq")
+        return int(str(self._query(f"SELECT count(*) FROM {name}")[0][0]))
+
     def export_parquet(self, path: str, effective: bool = False) -> int:
         """The log (or the effective events) as a Parquet file, in log order."""
         source = ("SELECT seq, workspace_id, universe_id, id, type, subject, time_ns, "
