@@ -137,6 +137,8 @@ class SchemaWriter:
             return f"[{tokens[1]}]({page}#{anchor(tokens[1])})"
         if len(tokens) == 2 and tokens[0] == "properties":
             return f"[{doc.title}.{tokens[1]}]({page or '#'})"
+        if len(tokens) == 4 and tokens[0] == "$defs" and tokens[2] == "properties":
+            return f"[{tokens[1]}.{tokens[3]}]({page}#{anchor(tokens[1])})"
         if not tokens:
             return f"[{doc.title}]({page or '#'})"
         raise SystemExit(f"{self.doc.name}: unsupported $ref {ref!r}")
@@ -447,7 +449,7 @@ def cli_commands(prefix: list[str] | None = None) -> Iterator[tuple[list[str], s
     text = _help(path)
     yield path, text
     usage = text.split("\n\n")[0]
-    found = re.search(r"\{([^{}\s]+)\} \.\.\.", usage)
+    found = re.search(r"\{([^{}\s]+)\}\s+\.\.\.", usage)
     if found:
         for name in found.group(1).split(","):
             yield from cli_commands([*path, name])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -27,8 +28,10 @@ from meterspec.quotas import (
     QuotaPeriod,
     QuotaPolicy,
     decide,
+    period_at,
     policy_levels,
 )
+from meterspec.timestamps import parse_timestamp
 
 PROPERTIES = settings(max_examples=300, deadline=None,
                       suppress_health_check=[HealthCheck.too_slow])
@@ -310,7 +313,8 @@ def quota_policies(draw: st.DrawFn) -> QuotaPolicy:
         grace_percent=draw(st.sampled_from(["0", "10", "12.5"])) if grace == "percent" else None,
         grace_quantity=draw(st.sampled_from(["0", "5", "0.5"])) if grace == "quantity" else None,
         max_staleness_seconds=draw(st.none() | st.sampled_from([0, 60])),
-        stale_headroom=draw(st.none() | st.sampled_from(["0", "10"])))
+        stale_headroom=draw(st.none() | st.sampled_from(["0", "10"])),
+        grace_period_hours=draw(st.none() | st.sampled_from([1, 24])))
 
 
 @st.composite
@@ -319,10 +323,16 @@ def quota_checks(draw: st.DrawFn) -> QuotaCheck:
                                 "2024-12-31T23:59:59.999999Z"]))
     as_of = draw(st.sampled_from([None, now, "2024-01-15T10:29:00Z", "2024-01-01T00:00:00Z"]))
     assume(as_of is None or as_of <= now)
+    policy = draw(quota_policies())
+    # MS-QTA-014: an instant the limit was reached, in the period and not after now.
+    reached = draw(st.sampled_from([None, now, "2024-01-15T09:30:00Z", "2024-01-14T10:00:00Z",
+                                    "2024-03-10T06:30:00Z"]))
+    assume(reached is None or period_at(policy, parse_timestamp(now))[0]
+           <= parse_timestamp(reached) <= parse_timestamp(now))
     return QuotaCheck(
         "w", "u", draw(st.sampled_from(["s1", "s2"])), "calls", draw(amounts),
-        draw(amounts.filter(lambda a: not a.startswith("-"))), now, draw(quota_policies()),
-        usage_as_of=as_of)
+        draw(amounts.filter(lambda a: not a.startswith("-"))), now, policy,
+        usage_as_of=as_of, limit_reached_at=reached)
 
 
 quota_decisions = quota_checks().map(decide)
@@ -337,18 +347,26 @@ def model(c: QuotaCheck) -> tuple[str, str, list[str]]:
         limit * Fraction(p.warning_threshold_percent) / 100)
     grace = (Fraction(p.grace_quantity) if p.grace_quantity is not None
              else limit * Fraction(p.grace_percent) / 100 if p.grace_percent is not None else 0)
+    def t(x: str) -> datetime:
+        return datetime.fromisoformat(x.replace("Z", "+00:00"))
+
     stale = False
     if c.usage_as_of is not None and p.max_staleness_seconds is not None:
-        from datetime import datetime
-
-        def t(x: str) -> datetime:
-            return datetime.fromisoformat(x.replace("Z", "+00:00"))
         stale = (t(c.now) - t(c.usage_as_of)).total_seconds() > p.max_staleness_seconds
     if p.mode == "DISABLED":
         return "allow", "disabled", []
     if p.mode == "HARD" and stale and (
             p.stale_headroom is None or after + Fraction(p.stale_headroom) > limit):
         return "deny", "stale-usage", []
+    timed = p.mode == "HARD" and p.grace_period_hours is not None
+    if timed:  # MS-QTA-013/014: the window opens when usage first reaches the limit
+        reached = c.limit_reached_at or (c.now if usage < limit <= after else None)
+        open_ = reached is not None and t(c.now) < t(reached) + timedelta(
+            hours=p.grace_period_hours or 0)
+        if not open_ and after > limit:
+            return "deny", "grace-expired", []
+        if p.grace_percent is None and p.grace_quantity is None:
+            grace = after  # unbounded while the window is open
     if p.mode == "HARD" and after > limit + grace:
         return "deny", "limit-exceeded", []
     events = [kind for kind, level in (("quota.warning", warning), ("quota.exceeded", limit))

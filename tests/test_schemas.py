@@ -37,6 +37,7 @@ from test_invoices import (
     scenarios,
 )
 from test_pricing import plans, rated_charges
+from test_quota_reservations import quota_states
 from test_quotas import quota_checks, quota_decisions, quota_policies
 from test_ratelimit import rate_policies, rate_states
 
@@ -65,7 +66,8 @@ EXAMPLES = SCHEMAS / "examples"
 KINDS = ("event", "config", "record", "reading", "request", "problem", "plan", "rated-charge",
          "ingestion-state", "quota-policy", "quota-check", "quota-decision", "rate-limit-policy",
          "rate-limit-state", "invoice-request", "invoice", "adjustment", "projection",
-         "usage-recorded", "quota-event", "invoice-generated", "billing-period-closed")
+         "usage-recorded", "quota-event", "invoice-generated", "billing-period-closed",
+         "quota-state")
 SCHEMA_FILES = {
     "event": "event-payload.schema.json",
     "config": "metering-config.schema.json",
@@ -89,6 +91,7 @@ SCHEMA_FILES = {
     "billing-period-closed": "domain-event-billing-period-closed.schema.json",
     "adjustment": "adjustment.schema.json",
     "projection": "projection.schema.json",
+    "quota-state": "quota-state.schema.json",
 }
 # specs/errors.md, "Codes": the closed list, read from its table.
 CODES = set(re.findall(r"^\| `([a-z-]+)` \|", (ROOT / "specs" / "errors.md").read_text(),
@@ -582,7 +585,7 @@ INSTANCES: dict[str, st.SearchStrategy[Any]] = {
     "rate-limit-policy": rate_policies, "rate-limit-state": rate_states,
     "invoice-request": scenarios().map(lambda scenario: scenario[0]),
     "invoice": invoice_documents(), "adjustment": adjustment_documents(),
-    "projection": projection_documents(),
+    "projection": projection_documents(), "quota-state": quota_states,
     **DOMAIN_EVENT_INSTANCES,
 }
 FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 from msgspec.structs import replace
 
 from meterspec import SPEC_VERSION, __version__
+from meterspec.cli_edges import EDGE_INPUTS, register_edges  # issue 16 part B
 from meterspec.codec import (
     STRUCTS,
     decode,
@@ -216,7 +217,7 @@ def _overwritten_input(args: argparse.Namespace) -> str | None:
     a link or another spelling is caught), described; None when there is none."""
     inputs = [(f"{flag} {getattr(args, name)}", _stat(getattr(args, name)))
               for name, flag in (("config", "--config"), ("request", "--request"),
-                                 ("closed", "--closed"))
+                                 ("closed", "--closed"), *EDGE_INPUTS)
               if getattr(args, name, None) is not None]
     if args.file == "-":
         inputs.append(("standard input", _fstat(sys.stdin)))
@@ -830,6 +831,7 @@ def _parser(conformance: bool = True) -> argparse.ArgumentParser:
     sub.add_argument("--lines", action="store_true", help="one document per line")
 
     store_cli.register(commands, command)  # issue 14: ingest, store, and --store for readers
+    register_edges(commands, command)  # issue 16 part B: convert, export
 
     if conformance:
         from meterspec.conformance import command as conformance_command
@@ -880,7 +882,8 @@ def _input_name(path: str) -> str:
 def _summary(args: argparse.Namespace, report: Report, written: int | None) -> str:
     noun = {"validate": "valid documents", "aggregate": "readings", "run": "readings",
             "invoice": "invoices", "reconcile": "adjustments", "quota": "decisions",
-            "project": "projections", "ingest": "events accepted"}
+            "project": "projections", "ingest": "events accepted",
+            "convert": "events", "export": "lines"}
     parts = [] if written is None else [f"{written} {noun.get(args.command, 'records')}"]
     if report.duplicates:
         parts.append(f"{report.duplicates} duplicate{'s' * (report.duplicates != 1)} dropped")

@@ -52,6 +52,8 @@ _KINDS: dict[str, tuple[str, str, str | None, str | None]] = {
                      "policy_semantic_problems"),
     "quota-check": ("meterspec.quotas", "QuotaCheck", "check_value_problems", "check_problems"),
     "quota-decision": ("meterspec.quotas", "QuotaDecision", "decision_value_problems", None),
+    "quota-state": ("meterspec.quota_reservations", "QuotaState", "state_value_problems",
+                    "state_problems"),
     "rate-limit-policy": ("meterspec.ratelimit", "RateLimitPolicy", None, "policy_problems"),
     "rate-limit-state": ("meterspec.ratelimit", "RateLimitState", "state_value_problems",
                          "state_problems"),

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import itertools
-from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -353,7 +352,7 @@ class Schedule(NamedTuple):
     aggregators: dict[str, Aggregator]
     periods: list[Window]
     fractions: list[Fraction]
-    cuts: array[int]
+    cuts: list[int]
     intervals: list[int] | None
     positions: list[int] | None
 
@@ -379,7 +378,7 @@ class Schedules:
 
     def __init__(self, request: InvoiceRequest) -> None:
         self._request = request
-        self._bounds: dict[BillingCycle, array[int] | tuple[Problem, ...]] = {}
+        self._bounds: dict[BillingCycle, list[int] | tuple[Problem, ...]] = {}
         self._unrated: dict[tuple[BillingCycle, str], Instant | None] = {}
         self._terms: dict[object, Schedule | tuple[Problem, ...]] = {}
         self.schedule = lru_cache(maxsize=256)(self._schedule)
@@ -388,14 +387,16 @@ class Schedules:
     def _versions(self) -> PlanVersions:
         return PlanVersions(self._request.plans)
 
-    def bounds(self, cycle: BillingCycle) -> array[int]:
-        """The starts of the billed periods, then the end of the last (MS-BIL-004)."""
+    def bounds(self, cycle: BillingCycle) -> list[int]:
+        """The starts of the billed periods, then the end of the last (MS-BIL-004): a list,
+        not an array of 64-bit integers, which holds nanoseconds only up to year 2262
+        (MS-TIME-003 needs years 1 to 9999)."""
         found = self._bounds.get(cycle)
         if found is None:
             try:
                 spans = periods(cycle, parse_timestamp(self._request.at),
                                 self._request.periods, "/at")
-                found = array("q", [start for start, _ in spans] + [spans[-1][1]])
+                found = [start for start, _ in spans] + [spans[-1][1]]
             except MeterspecError as error:
                 found = error.problems
             self._bounds[cycle] = found
@@ -468,7 +469,7 @@ class Schedules:
                                  format_timestamp(spans[g.period][1])) for g in found]
         fractions = [Fraction(g.end - g.start, spans[g.period][1] - spans[g.period][0])
                      for g in found]
-        cuts = array("q", sorted({t for g in found for t in (g.start, g.end)}))
+        cuts = sorted({t for g in found for t in (g.start, g.end)})
         starts = {g.start: index for index, g in enumerate(found)}
         intervals = [starts.get(cut, -1) for cut in cuts[:-1]]
         positions = [index for index, window in enumerate(intervals) if window >= 0]
@@ -518,7 +519,7 @@ class _Billed:
     the groups it bills (one, or an account's sources, MS-ACC-001) and per group its slots."""
 
     subscription: Subscription
-    cuts: array[int]
+    cuts: list[int]
     intervals: list[int] | None
     groups: list[Group]
     slots: list[dict[str, _Slot]]

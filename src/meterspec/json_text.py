@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any, NamedTuple
 
@@ -31,9 +32,10 @@ _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[\]{},:]', re.DOTALL)
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB]|\\u[dD][c-fC-F]")
 
 
-def load(data: bytes | str) -> Any:
+def load(data: bytes | str, *, numbers: Callable[[str], Any] | None = None) -> Any:
     """Parse one JSON document (MS-ERR-007 to MS-ERR-011) or raise MeterspecError with the
-    text-level problems alone (MS-ERR-010)."""
+    text-level problems alone (MS-ERR-010). `numbers`, when given, receives the text of every
+    number instead (meterspec.convert keeps it, so no number is ever read through a float)."""
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     try:
         text = raw.decode("utf-8")
@@ -54,8 +56,8 @@ def load(data: bytes | str) -> Any:
         return found
 
     try:
-        document = json.loads(text, object_pairs_hook=pairs, parse_int=_integer,
-                              parse_float=_number, parse_constant=_constant)
+        document = json.loads(text, object_pairs_hook=pairs, parse_int=numbers or _integer,
+                              parse_float=numbers or _number, parse_constant=_constant)
     except (ValueError, RecursionError) as error:
         raise _invalid(str(error)[:200]) from None
     if _SURROGATE_ESCAPE.search(raw) and _has_surrogate(document):

@@ -19,10 +19,12 @@ from meterspec.windows import period_boundaries, time_zone
 Mode = Literal["HARD", "SOFT", "DISABLED"]
 Verdict = Literal["allow", "allow-with-warning", "deny"]
 Reason = Literal["within-limit", "warning-threshold", "limit-reached", "limit-exceeded",
-                 "stale-usage", "disabled"]
+                 "grace-expired", "stale-usage", "disabled"]
 QuotaEventType = Literal["quota.warning", "quota.exceeded"]
 HUNDRED = Decimal(100)
 MAX_STALENESS_SECONDS = 31_622_400  # 366 days
+MAX_GRACE_PERIOD_HOURS = 8_784  # 366 days
+NANOS_PER_HOUR = 3_600 * NANOS_PER_SECOND
 
 
 class QuotaPeriod(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -44,6 +46,7 @@ class QuotaPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
         default=None, name="warningThresholdPercent")
     grace_percent: str | None = msgspec.field(default=None, name="gracePercent")
     grace_quantity: str | None = msgspec.field(default=None, name="graceQuantity")
+    grace_period_hours: int | None = msgspec.field(default=None, name="gracePeriodHours")
     max_staleness_seconds: int | None = msgspec.field(default=None, name="maxStalenessSeconds")
     stale_headroom: str | None = msgspec.field(default=None, name="staleHeadroom")
 
@@ -60,6 +63,7 @@ class QuotaCheck(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
     now: str
     policy: QuotaPolicy
     usage_as_of: str | None = msgspec.field(default=None, name="usageAsOf")
+    limit_reached_at: str | None = msgspec.field(default=None, name="limitReachedAt")
 
 
 class QuotaEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -77,8 +81,10 @@ class QuotaEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     threshold: str
 
 
-class QuotaDecision(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """schemas/quota-decision.schema.json (MS-QTA-012)."""
+class QuotaDecision(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
+                    omit_defaults=True):
+    """schemas/quota-decision.schema.json (MS-QTA-012); limitReachedAt and graceEndsAt only
+    under a time grace (MS-QTA-015)."""
 
     decision: Verdict
     reason: Reason
@@ -94,6 +100,8 @@ class QuotaDecision(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reset_at: str = msgspec.field(name="resetAt")
     stale: bool
     events: list[QuotaEvent]
+    limit_reached_at: str | None = msgspec.field(default=None, name="limitReachedAt")
+    grace_ends_at: str | None = msgspec.field(default=None, name="graceEndsAt")
 
 
 class Levels(msgspec.Struct, frozen=True):
@@ -104,6 +112,7 @@ class Levels(msgspec.Struct, frozen=True):
     ceiling: Decimal
     headroom: Decimal | None
     max_staleness: Instant | None
+    grace_period: Instant | None = None  # nanoseconds (MS-QTA-013)
 
 
 # ------------------------------------------------------------------ checks
@@ -138,6 +147,10 @@ def policy_levels(policy: QuotaPolicy, path: str = "") -> Levels:
     if staleness is not None and not 0 <= staleness <= MAX_STALENESS_SECONDS:
         problems.append(Problem("out-of-range", f"{path}/maxStalenessSeconds",
                                 f"0 to {MAX_STALENESS_SECONDS} seconds", "MS-QTA-009"))
+    hours = policy.grace_period_hours
+    if hours is not None and not 1 <= hours <= MAX_GRACE_PERIOD_HOURS:
+        problems.append(Problem("out-of-range", f"{path}/gracePeriodHours",
+                                f"1 to {MAX_GRACE_PERIOD_HOURS} hours", "MS-QTA-013"))
     try:
         time_zone(policy.period.time_zone)
     except MeterspecError:
@@ -148,7 +161,8 @@ def policy_levels(policy: QuotaPolicy, path: str = "") -> Levels:
         raise MeterspecError(problems)
     warning = None if percent is None else _percent_of(limit, percent)
     return Levels(limit, warning, EXACT.add(limit, grace), headroom,
-                  None if staleness is None else staleness * NANOS_PER_SECOND)
+                  None if staleness is None else staleness * NANOS_PER_SECOND,
+                  None if hours is None else hours * NANOS_PER_HOUR)
 
 
 def _quantity(text: str, path: str, problems: list[Problem], *, minimum: Decimal,
@@ -193,7 +207,8 @@ def check_problems(check: QuotaCheck) -> list[Problem]:
 
 def check_value_problems(document: object, reported: set[str]) -> list[Problem]:
     """Quantity and timestamp problems of a raw quota-check document (MS-ERR-002)."""
-    fields = {"/usage": "q", "/requested": "q", "/now": "t", "/usageAsOf": "t"}
+    fields = {"/usage": "q", "/requested": "q", "/now": "t", "/usageAsOf": "t",
+              "/limitReachedAt": "t"}
     fields |= {f"/policy{k}": v for k, v in _POLICY_VALUES.items()}
     return _raw_value_problems(document, fields, reported)
 
@@ -205,7 +220,8 @@ def policy_value_problems(document: object, reported: set[str]) -> list[Problem]
 
 def decision_value_problems(document: object, reported: set[str]) -> list[Problem]:
     fields = {"/requested": "q", "/usage": "q", "/limit": "q", "/remaining": "q",
-              "/resetAt": "t", "/period/start": "t", "/period/end": "t"}
+              "/resetAt": "t", "/period/start": "t", "/period/end": "t",
+              "/limitReachedAt": "t", "/graceEndsAt": "t"}
     if isinstance(document, dict) and isinstance(document.get("events"), list):
         for i in range(len(document["events"])):
             fields |= {f"/events/{i}/limit": "q", f"/events/{i}/threshold": "q",
@@ -247,6 +263,7 @@ class _Inputs(msgspec.Struct, frozen=True):
     requested: Decimal
     now: Instant
     usage_as_of: Instant | None
+    limit_reached_at: Instant | None
 
 
 def _inputs(check: QuotaCheck) -> _Inputs:
@@ -281,9 +298,21 @@ def _inputs(check: QuotaCheck) -> _Inputs:
     if now is not None and as_of is not None and as_of > now:
         problems.append(Problem("invalid-value", "/usageAsOf", "usage cannot be known as of "
                                 "an instant after now", "MS-QTA-009"))
+    reached = None
+    if check.limit_reached_at is not None:
+        try:
+            reached = parse_timestamp(check.limit_reached_at, "/limitReachedAt")
+        except MeterspecError as error:
+            problems.extend(error.problems)
     if problems or levels is None or usage is None or requested is None or now is None:
         raise MeterspecError(problems)
-    return _Inputs(levels, usage, requested, now, as_of)
+    if reached is not None:  # MS-QTA-014: within the current period, not after now
+        start, _ = period_at(check.policy, now)
+        if not start <= reached <= now:
+            raise MeterspecError.single(
+                "invalid-value", "/limitReachedAt", "the limit was reached in the current "
+                "period, not before it and not after now", "MS-QTA-014")
+    return _Inputs(levels, usage, requested, now, as_of, reached)
 
 
 # ------------------------------------------------------------------ the decision
@@ -308,6 +337,14 @@ def decide(check: QuotaCheck) -> QuotaDecision:
     stale = (inputs.usage_as_of is not None and levels.max_staleness is not None
              and inputs.now - inputs.usage_as_of > levels.max_staleness)
     mode = check.policy.mode
+    # MS-QTA-013/014: a time grace opens when usage first reaches the limit (this request's
+    # `now` if it is the one that reaches it) and lasts gracePeriodHours; within it the ceiling
+    # is the grace ceiling (unbounded without a quantity grace), after it the limit itself.
+    timed = levels.grace_period is not None and mode == "HARD"
+    reached = inputs.limit_reached_at
+    if timed and reached is None and usage < levels.limit <= after:
+        reached = inputs.now
+    in_grace = timed and reached is not None and inputs.now < reached + (levels.grace_period or 0)
     verdict: Verdict
     reason: Reason
     if mode == "DISABLED":
@@ -316,7 +353,11 @@ def decide(check: QuotaCheck) -> QuotaDecision:
             levels.headroom is None
             or EXACT.add(after, levels.headroom) > levels.limit):
         verdict, reason = "deny", "stale-usage"
-    elif mode == "HARD" and after > levels.ceiling:
+    elif mode == "HARD" and timed and not in_grace and after > levels.limit:
+        verdict, reason = "deny", "grace-expired"
+    elif mode == "HARD" and after > levels.ceiling and (
+            not timed or check.policy.grace_percent is not None
+            or check.policy.grace_quantity is not None):
         verdict, reason = "deny", "limit-exceeded"
     elif mode == "SOFT" and stale:
         verdict, reason = "allow-with-warning", "stale-usage"
@@ -341,9 +382,17 @@ def decide(check: QuotaCheck) -> QuotaDecision:
                     limit_text, threshold))
     final = after if admitted else usage
     remaining = max(EXACT.subtract(levels.limit, final), ZERO)
+    # MS-QTA-015: the instant the limit was reached, once known: given, or this admitted
+    # request's (a denial reaches nothing). It is kept while usage falls back below the limit
+    # (a credit), so the grace clock of a period never restarts.
+    if not timed or (inputs.limit_reached_at is None and not admitted):
+        reached = None
     return QuotaDecision(
         decision=verdict, reason=reason, workspace_id=check.workspace_id,
         universe_id=check.universe_id, subject=check.subject, unit=check.unit,
         requested=format_quantity(requested), usage=format_quantity(final),
         limit=format_quantity(levels.limit), remaining=format_quantity(remaining),
-        period=period, reset_at=period.end, stale=stale, events=events)
+        period=period, reset_at=period.end, stale=stale, events=events,
+        limit_reached_at=None if reached is None else format_timestamp(reached),
+        grace_ends_at=None if reached is None
+        else format_timestamp(reached + (levels.grace_period or 0)))

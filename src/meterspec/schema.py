@@ -23,6 +23,7 @@ KINDS = {
     "quota-policy": "quota-policy",
     "quota-check": "quota-check",
     "quota-decision": "quota-decision",
+    "quota-state": "quota-state",
     "rate-limit-policy": "rate-limit-policy",
     "rate-limit-state": "rate-limit-state",
     "invoice-request": "invoice-request",

@@ -287,7 +287,8 @@ class Compiler:
 
     def _max_length(self, value: Any, site: _Site) -> Check:
         return _emit_if(lambda i: isinstance(i, str) and len(i) > value,
-                        keyword_code("maxLength", site.code), site, "{0} is too long")
+                        keyword_code("maxLength", site.code), site,
+                        f"{{0}} is too long: at most {value} characters ({{1}})")
 
     def _min_items(self, value: Any, site: _Site) -> Check:
         return _emit_if(lambda i: isinstance(i, list) and len(i) < value,

@@ -1420,7 +1420,7 @@ def _records_before_period_dropped() -> None:
     def add(self: invoices.InvoiceBuilder, record: MeterRecord, path: str = "") -> None:
         instant, _ = readings.parse_record(record, path)
         billed = self._billed.get(record.subject)
-        if billed is None or instant >= billed.spans[0][0]:
+        if billed is None or instant >= billed.cuts[0]:
             original(self, record, path)
     invoices.InvoiceBuilder.add = add  # type: ignore[method-assign]
 
@@ -1615,9 +1615,9 @@ def _event_time_as_written() -> None:
 def _duplicate_names_last_wins() -> None:
     original = json_text.load
 
-    def load(data: bytes | str) -> Any:
+    def load(data: bytes | str, **options: Any) -> Any:
         try:
-            return original(data)
+            return original(data, **options)
         except MeterspecError as error:
             if any(problem.code != "duplicate-name" for problem in error.problems):
                 raise
@@ -1632,10 +1632,10 @@ def _depth_unbounded() -> None:
     original = json_text.load
     json_text.MAX_DEPTH = sys.maxsize
 
-    def load(data: bytes | str) -> Any:
+    def load(data: bytes | str, **options: Any) -> Any:
         with contextlib.suppress(ValueError):  # a RecursionError is no ValueError: it crashes
             json.loads(data)
-        return original(data)
+        return original(data, **options)
     json_text.load = load
 
 
@@ -1704,8 +1704,8 @@ def _lone_surrogates_replaced() -> None:
     original = json_text.load
     json_text._has_surrogate = lambda value: False
 
-    def load(data: bytes | str) -> Any:
-        return _without_surrogates(original(data))
+    def load(data: bytes | str, **options: Any) -> Any:
+        return _without_surrogates(original(data, **options))
     json_text.load = load
 
 
@@ -1714,10 +1714,10 @@ def _lone_surrogates_replaced() -> None:
 def _invalid_utf8_replaced() -> None:
     original = json_text.load
 
-    def load(data: bytes | str) -> Any:
+    def load(data: bytes | str, **options: Any) -> Any:
         if isinstance(data, bytes):
             data = data.decode("utf-8", "replace").encode("utf-8")
-        return original(data)
+        return original(data, **options)
     json_text.load = load
 
 

@@ -14,6 +14,7 @@ import msgspec
 
 from meterspec import __version__
 from meterspec.codec import decode, decode_config, decode_event, decode_request
+from meterspec.conformance.edge_operations import EDGE_HANDLERS
 from meterspec.conformance.operations import HANDLERS
 from meterspec.contracts import MeterRecord
 from meterspec.errors import MeterspecError, Problem
@@ -93,7 +94,8 @@ def _aggregate(case_input: dict[str, Any]) -> dict[str, Any]:
     return {"output": msgspec.to_builtins(aggregator.readings())}
 
 
-OPERATIONS: dict[str, Handler] = {"meter": _meter, "aggregate": _aggregate, **HANDLERS}
+OPERATIONS: dict[str, Handler] = {"meter": _meter, "aggregate": _aggregate, **HANDLERS,
+                                  **EDGE_HANDLERS}
 """Every operation of the protocol, by name (INTERPRETING.md 3): what `start` lists."""
 
 

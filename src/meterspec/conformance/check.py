@@ -61,13 +61,20 @@ OUTPUTS: dict[str, Output] = {
                                            inside=((("event",), DOMAIN_EVENT),)),
     # The documents inside are of the kind the case's input names: see _decoded_text.
     "decode-text": Output(result="decodedText"),
+    "webhook-sign": Output(result="webhookHeaders"),
+    "webhook-verify": Output(result="webhookVerified"),
+    "webhook-attempt": Output(result="webhookAttempt"),
+    "quota-reserve": Output(result="quotaReserveResult", inside=(
+        (("state",), "quota-state"), (("results", "*", "decision"), "quota-decision"),
+        (("results", "*", "events", "*"), "quota-event"))),
+    "convert-event": Output(result="convertedEvent", inside=((("event",), "event"),)),
     "allocate": Output(result="allocation"),
 }
 # Kinds checked in full (schema, values and rules: a RatedCharge must add up, MS-PRC-017; a
 # state must be in order, MS-ING-007; an invoice's totals, id and revision must be its own,
 # MS-INV-007); the core kinds by their schema, as in suite 1.0.0.
 _FULL_CHECK = {"rated-charge", "quota-decision", "ingestion-state", "rate-limit-state", "event",
-               "invoice", "adjustment", "projection"}
+               "invoice", "adjustment", "projection", "quota-state"}
 
 
 class Requirement(NamedTuple):
