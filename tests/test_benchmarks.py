@@ -31,3 +31,17 @@ def test_benchmark_job_runs_and_agrees_with_duckdb(job: str, tmp_path: Path) -> 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "CPU / duckdb 1t" in result.stdout  # the table
     assert "summary (issue 12)" in result.stdout
+
+
+def test_ingest_benchmark_runs_and_checks_the_stores(tmp_path: Path) -> None:
+    """benchmarks/ingest.py at a tiny size on DuckDB (PostgreSQL has its own tests): it exits
+    0 only when every event is stored once, a second sending is all duplicates, the export is
+    the input and the readings from the store equal run on the file."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "ingest.py"), "--events", "2000",
+         "--subjects", "40", "--days", "3", "--batch-size", "700", "--postgres", "none",
+         "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ingest again into duckdb (all duplicates)" in result.stdout
+    assert "run --store duckdb (sum/day)" in result.stdout
