@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from meterspec.lines import BOM, MAX_LINE_BYTES, is_blank, read_lines
+from meterspec.lines import BOM, is_blank, read_lines
+from meterspec.lines import MAX_LINE_BYTES as MAX_LINE_BYTES  # one limit, patched in tests
 
 CHUNK_BYTES = 1 << 20
 Flag = Callable[[int, bytes | None], None]
@@ -98,7 +99,7 @@ def _copy_plain(source: BinaryIO, out: BinaryIO, flag: Flag, first: int) -> int:
     each plain line as it is and any other as an empty line after flagging it."""
     count = 0
     write = out.write
-    for number, line in read_lines(source):
+    for number, line in read_lines(source, MAX_LINE_BYTES):  # the limit _plain_lines checks
         count = number
         if line is not None and _plain(line):
             write(line)
