@@ -43,6 +43,7 @@ from meterspec.metering import Meter, check_event
 from meterspec.pipeline import event_feeder
 from meterspec.readings import Aggregator, parse_record
 from meterspec.record_stream import RecordDeduplicator
+from meterspec.server import cli as server_cli  # issue 15: serve, keys (light import)
 from meterspec.store import cli as store_cli  # issue 14: ingest, store, --store (light import)
 from meterspec.timestamps import Instant, format_timestamp, parse_timestamp
 
@@ -832,6 +833,7 @@ def _parser(conformance: bool = True) -> argparse.ArgumentParser:
 
     store_cli.register(commands, command)  # issue 14: ingest, store, and --store for readers
     register_edges(commands, command)  # issue 16 part B: convert, export
+    server_cli.register(commands)  # issue 15: serve, keys create
 
     if conformance:
         from meterspec.conformance import command as conformance_command
@@ -856,6 +858,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser(conformance=words[:1] == ["conformance"]).parse_args(argv)
     if args.command == "store":  # issue 14: meterspec store init|migrate|check|export|...
         return store_cli.run_store_command(args)
+    if args.command in ("serve", "keys"):  # issue 15: meterspec serve, keys create
+        return server_cli.run(args)
     if args.command != "conformance":
         # The pipeline makes no reference cycles, and a command ends with its process: the
         # cycle collector would only walk millions of live states (15% of a time-weighted run).
