@@ -220,7 +220,8 @@ def test_reference_adapter_lists_and_answers_every_operation() -> None:
         "rate-limit", "billing-periods", "invoice", "reconcile", "apply-adjustment", "project",
         "allocate", "domain-event", "to-cloudevent", "from-cloudevent",
         "domain-event-from-cloudevent", "decode-text", "webhook-sign", "webhook-verify",
-        "webhook-attempt", "quota-reserve", "convert-event"]
+        "webhook-attempt", "quota-reserve", "convert-event", "export-stripe", "stripe-outcome",
+        "export-ledger"]
     # INTERPRETING.md 3.2: a missing member is missing-field at its path in the input object;
     # the members are checked together.
     assert _problems(handle({"operation": "rate", "input": {"quantity": 1}})) == {

@@ -177,8 +177,9 @@ def _unix(text: str) -> int:
 
 def test_invoice_items_carry_the_hand_worked_amounts(
         documents: tuple[list[Invoice], Adjustment]) -> None:
-    """examples/monthly-invoice/README.md: acme 49 + 100.69 + 20.50, globex 49 + 30 + 0 (no
-    item for 0), the adjustment +0.90; in cents, lowercase currency, inclusive seconds."""
+    """MS-EXP-002, MS-EXP-004: examples/monthly-invoice/README.md: acme 49 + 100.69 + 20.50,
+    globex 49 + 30 + 0 (no item for 0), the adjustment +0.90; in cents, lowercase currency,
+    inclusive seconds."""
     invoices, adjustment = documents
     found = [(r.body["customer"], r.body["amount"], r.body["currency"], r.body["description"],
               r.body["period"]["start"], r.body["period"]["end"])
@@ -240,6 +241,7 @@ def test_keys_are_the_line_of_the_bill_and_nothing_else(
 
 def test_meter_events_send_quantities_and_adjustments_send_changes(
         documents: tuple[list[Invoice], Adjustment]) -> None:
+    """MS-EXP-006: the line's quantity at the period's last second; the adjustment's change."""
     invoices, adjustment = documents
     found = [(r.body["event_name"], r.body["payload"], r.body["timestamp"])
              for d in _both(invoices[:1], adjustment)
@@ -249,6 +251,20 @@ def test_meter_events_send_quantities_and_adjustments_send_changes(
     assert found == [("seats", {**customer, "value": "10.068966"}, last),
                      ("api_call", {**customer, "value": "11500"}, last),
                      ("api_call", {**customer, "value": "900"}, last)]  # 12400 - 11500
+
+
+def test_the_same_documents_give_the_same_bytes(
+        documents: tuple[list[Invoice], Adjustment]) -> None:
+    """MS-EXP-007: a function of the document, the map and `objects`, in line order."""
+    invoices, adjustment = documents
+
+    def export() -> bytes:
+        return b"".join(msgspec.json.encode(r.to_builtins()) for d in _both(invoices, adjustment)
+                        for r in stripe_export.export_document(d, dict(CUSTOMERS)))
+
+    assert export() == export()
+    assert [r.body["metadata"]["meterspec_line"] for r in
+            stripe_export.export_document(invoices[0], CUSTOMERS)] == ["0", "1", "2"]
 
 
 # ------------------------------------------------------------------ not exportable (MS-EXP-003)
@@ -302,6 +318,7 @@ def test_a_meter_value_over_fifteen_digits_is_not_exported(
 
 
 def test_customer_map_problems() -> None:
+    """MS-EXP-002: a map of non-empty strings, its problems at their subjects."""
     assert [(p.code, p.path) for p in stripe_export.customer_problems(
         {"a/b": "", "c": 1})] == [("empty-string", "/a~1b"), ("wrong-type", "/c")]
     assert [p.code for p in stripe_export.customer_problems([])] == ["wrong-type"]
@@ -367,6 +384,7 @@ def test_rows_sum_to_the_totals(documents: tuple[list[Invoice], Adjustment]) -> 
 
 def test_csv_is_rfc_4180_with_the_columns_in_order(
         documents: tuple[list[Invoice], Adjustment]) -> None:
+    """MS-EXP-011, MS-EXP-012: the header is the columns in order; CRLF; exact decimals."""
     text = "".join(ledger_export.csv_text(documents[0]))
     assert text.startswith(",".join(ledger_export.COLUMNS) + "\r\n")
     assert text.count("\r\n") == 7 and "\n" not in text.replace("\r\n", "")

@@ -69,6 +69,9 @@ OUTPUTS: dict[str, Output] = {
         (("results", "*", "events", "*"), "quota-event"))),
     "convert-event": Output(result="convertedEvent", inside=((("event",), "event"),)),
     "allocate": Output(result="allocation"),
+    "export-stripe": Output(result="stripeRequests"),
+    "stripe-outcome": Output(result="stripeOutcome"),
+    "export-ledger": Output(result="ledgerRows"),
 }
 # Kinds checked in full (schema, values and rules: a RatedCharge must add up, MS-PRC-017; a
 # state must be in order, MS-ING-007; an invoice's totals, id and revision must be its own,

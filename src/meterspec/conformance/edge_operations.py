@@ -1,8 +1,8 @@
-"""The reference's answers to the operations of the edges (INTERPRETING.md 3.20 to 3.26):
+"""The reference's answers to the operations of the edges (INTERPRETING.md 3.20 to 3.28):
 webhooks (`webhook-sign`, `webhook-verify`, `webhook-attempt`, specs/events.md MS-WH),
 check-and-reserve (`quota-reserve`, specs/quotas.md MS-QTA-016 to MS-QTA-021), numbers at the
 edge (`convert-event`, specs/payloads.md MS-CNV) and the hand-off to payment providers and
-ledgers (`export-stripe`, `stripe-outcome`, `export-ledger`, specs/exports.md).
+ledgers (`export-stripe`, `stripe-outcome`, `export-ledger`, specs/exports.md MS-EXP).
 
 Each handler takes a case's `input` and returns `{"output": [...]}` or raises MeterspecError
 with every problem, paths JSON Pointers into the input object, as in operations.py."""
@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from meterspec import convert, quota_reservations, quotas, webhooks
+from meterspec import convert, ledger_export, quota_reservations, quotas, stripe_export, webhooks
 from meterspec.conformance.operations import (
     MISSING,
     Answer,
@@ -27,6 +27,8 @@ from meterspec.conformance.operations import (
     _value,
 )
 from meterspec.errors import MeterspecError, Problem, pointer
+from meterspec.invoices import Invoice
+from meterspec.reconcile import Adjustment
 from meterspec.timestamps import format_timestamp, parse_timestamp
 
 
@@ -220,10 +222,97 @@ def convert_event(case_input: dict[str, Any]) -> Answer:
     return {"output": [{"event": _event(event)}]}
 
 
+# ------------------------------------------------------------------ exports (MS-EXP)
+
+def _billed_documents(case_input: dict[str, Any], problems: list[Problem]) -> list[Any]:
+    """`documents`: Invoices and Adjustments (an object with `fromRevision` is an
+    Adjustment), each checked in full, problems at /documents/<i>/..."""
+    value = _member(case_input, "documents", problems)
+    if value is MISSING:
+        return []
+    if not isinstance(value, list):
+        problems.append(Problem("wrong-type", "/documents", "documents are a list",
+                                "MS-EXP-001"))
+        return []
+    found: list[Any] = []
+    for index, item in enumerate(value):
+        adjustment = isinstance(item, dict) and "fromRevision" in item
+        kind, struct = ("adjustment", Adjustment) if adjustment else ("invoice", Invoice)
+        document = _document(kind, item, struct, f"/documents/{index}", problems)
+        if document is not None:
+            found.append(document)
+    return found
+
+
+def _prefixed(error: MeterspecError, path: str) -> list[Problem]:
+    return [msgspec.structs.replace(p, path=path + p.path) for p in error.problems]
+
+
+def export_stripe(case_input: dict[str, Any]) -> Answer:
+    """`export-stripe`: {documents, customers, objects?} -> [{requests}] (MS-EXP-002 to
+    MS-EXP-007): every document's requests in order, or every problem of every document."""
+    problems: list[Problem] = []
+    documents = _billed_documents(case_input, problems)
+    customers = _member(case_input, "customers", problems)
+    if customers is not MISSING:
+        problems += [msgspec.structs.replace(p, path="/customers" + p.path)
+                     for p in stripe_export.customer_problems(customers)]
+    objects = case_input.get("objects", "invoice-items")
+    if objects not in ("invoice-items", "meter-events"):
+        problems.append(Problem("invalid-value", "/objects", "objects is invoice-items or "
+                                "meter-events", "MS-EXP-002"))
+    _fail(problems)
+    requests: list[dict[str, Any]] = []
+    for index, document in enumerate(documents):
+        try:
+            requests += [r.to_builtins() for r in
+                         stripe_export.export_document(document, customers, objects)]
+        except MeterspecError as error:
+            problems += _prefixed(error, f"/documents/{index}")
+    _fail(problems)
+    return {"output": [{"requests": requests}]}
+
+
+def stripe_outcome(case_input: dict[str, Any]) -> Answer:
+    """`stripe-outcome`: {attempt, firstSentAt, finishedAt, status} -> [{state,
+    nextAttemptAt?}] (MS-EXP-008, MS-EXP-009)."""
+    problems: list[Problem] = []
+    attempt = _integer(case_input, "attempt", 1, stripe_export.MAX_ATTEMPTS, "MS-EXP-008",
+                       problems)
+    first = _value(_member(case_input, "firstSentAt", problems), parse_timestamp,
+                   "/firstSentAt", problems)
+    finished = _value(_member(case_input, "finishedAt", problems), parse_timestamp,
+                      "/finishedAt", problems)
+    if "status" not in case_input:
+        _member(case_input, "status", problems)
+    status = _integer(case_input, "status", 100, 599, "MS-EXP-008", problems, nullable=True)
+    if first is not None and finished is not None and finished < first:
+        problems.append(Problem("invalid-value", "/finishedAt", "an attempt cannot end before "
+                                "the first was sent", "MS-EXP-008"))
+    _fail(problems)
+    assert attempt is not None and first is not None and finished is not None
+    outcome = stripe_export.after_attempt(attempt, first, finished, status)
+    found: dict[str, Any] = {"state": outcome.state}
+    if outcome.next_attempt_at is not None:
+        found["nextAttemptAt"] = format_timestamp(outcome.next_attempt_at)
+    return {"output": [found]}
+
+
+def export_ledger(case_input: dict[str, Any]) -> Answer:
+    """`export-ledger`: {documents} -> [{rows}] (MS-EXP-010, MS-EXP-011): the JSON rows."""
+    problems: list[Problem] = []
+    documents = _billed_documents(case_input, problems)
+    _fail(problems)
+    return {"output": [{"rows": list(ledger_export.rows(documents))}]}
+
+
 EDGE_HANDLERS: dict[str, Callable[[dict[str, Any]], Answer]] = {
     "webhook-sign": webhook_sign,
     "webhook-verify": webhook_verify,
     "webhook-attempt": webhook_attempt,
     "quota-reserve": quota_reserve,
     "convert-event": convert_event,
+    "export-stripe": export_stripe,
+    "stripe-outcome": stripe_outcome,
+    "export-ledger": export_ledger,
 }
