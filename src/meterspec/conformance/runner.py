@@ -31,6 +31,8 @@ IN_PROCESS: dict[str, Callable[[], Adapter]] = {
     # The DuckDB engine (meterspec.engines, issue 13), imported only when asked for.
     "python:meterspec.engines.duckdb": lambda: InProcessAdapter(
         import_module("meterspec.engines.duckdb")),
+    "python:meterspec.engines.spark": lambda: InProcessAdapter(
+        import_module("meterspec.engines.spark")),
 }
 DEFAULT_TIMEOUT = 30.0
 REASON_LIMIT = 2000

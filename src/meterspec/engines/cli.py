@@ -1,9 +1,10 @@
 """`meterspec run|aggregate --engine NAME`: the commands of meterspec.cli, on an engine.
 
 The command line is the reference's, plus `--engine`, `--threads N` (the engine's threads;
-default: one per core), more inputs after the first (NDJSON files, Parquet files or
-directories; see meterspec.engines.sources for how their rows are numbered) and `--parquet
-FILE` (the readings as Parquet instead of NDJSON on standard output). Everything else is the
+default: one per core), `--master URL` (Spark: the cluster; default local[N]), more inputs
+after the first (NDJSON files, Parquet files or directories; see meterspec.engines.sources
+for how their rows are numbered) and `--parquet FILE` (DuckDB: the readings as Parquet
+instead of NDJSON on standard output). Everything else is the
 reference's own code: documents, outputs and their checks (MS-ERR-013), the error report,
 the summary and the exit status (MS-ERR-004), so a run on an engine is told from a reference
 run only by its speed. A job the engine cannot complete exactly ends with one line and exit
@@ -19,8 +20,7 @@ from typing import Any
 
 from meterspec.errors import MeterspecError
 
-AVAILABLE = ("duckdb",)
-PLANNED = ("spark",)
+AVAILABLE = ("duckdb", "spark")
 
 
 class EngineError(OSError):
@@ -40,9 +40,11 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "engine", None) is None:
         return cli._main(args)
-    if args.engine in PLANNED:
-        cli._say(f"meterspec: --engine {args.engine} is not available yet (a later part of "
-                 "issue 13 adds it); available: " + ", ".join(AVAILABLE))
+    wrong = ("--master is Spark's" if args.master is not None and args.engine != "spark"
+             else "--parquet is DuckDB's" if args.parquet is not None and args.engine != "duckdb"
+             else None)
+    if wrong is not None:
+        cli._say(f"meterspec: {wrong}, not --engine {args.engine}'s")
         return cli.EXIT_USAGE
     if args.jobs != 1:
         cli._say("meterspec: --jobs is the reference's; an engine takes --threads")
@@ -57,11 +59,14 @@ def main(argv: list[str]) -> int:
 
 def add_options(sub: argparse.ArgumentParser) -> None:
     """The engine options of `run` and `aggregate`."""
-    sub.add_argument("--engine", choices=AVAILABLE + PLANNED,
+    sub.add_argument("--engine", choices=AVAILABLE,
                      help="run on this engine instead of the reference (docs/engines.md); "
                      "output, report and exit status are the reference's")
     sub.add_argument("--threads", type=_threads, metavar="N",
                      help="the engine's threads (default: one per core)")
+    sub.add_argument("--master", metavar="URL",
+                     help="with --engine spark: the cluster's master URL (default local[N], N "
+                     "from --threads)")
     sub.add_argument("--parquet", metavar="FILE",
                      help="with --engine: write the readings to FILE as Parquet, not NDJSON")
     sub.add_argument("more", nargs="*", metavar="INPUT",
@@ -117,7 +122,7 @@ def _runner(paths: list[str]) -> Callable[[argparse.Namespace, Any], int]:
 
 
 def run_on_engine(args: argparse.Namespace, streams: Any, paths: list[str]) -> int:
-    """Run the command's job on the DuckDB engine: its documents checked as the reference
+    """Run the command's job on the engine: its documents checked as the reference
     checks them (unusable: exit 2), the readings to standard output (or --parquet), every
     rejected row to the report in row order."""
     from meterspec.codec import decode_config, decode_request
@@ -128,6 +133,8 @@ def run_on_engine(args: argparse.Namespace, streams: Any, paths: list[str]) -> i
     if args.command == "run":
         config = _usable(args.config, lambda data: _checked(decode_config(data), Meter))
     request = _usable(args.request, lambda data: _checked(decode_request(data), Aggregator))
+    if args.engine == "spark":
+        return _on_spark(args, streams, paths, config, request)
     try:
         from meterspec.engines.duckdb.engine import DuckDBEngine, LayoutError
         from meterspec.engines.ndjson import spool
@@ -155,6 +162,47 @@ def run_on_engine(args: argparse.Namespace, streams: Any, paths: list[str]) -> i
         streams.report.duplicates = result.duplicates
         if args.parquet is None:
             result.write_to(streams.out)
+    return result.count
+
+
+def _on_spark(args: argparse.Namespace, streams: Any, paths: list[str], config: Any,
+              request: Any) -> int:
+    """run_on_engine on Spark (the master of --master, else local[--threads])."""
+    try:
+        from meterspec.engines.ndjson import spool
+        from meterspec.engines.sources import source_for
+        from meterspec.engines.spark.engine import SourceError, SparkEngine
+        from meterspec.engines.spark.session import JavaMissingError
+    except ImportError as error:
+        raise EngineError("--engine spark needs pyspark: pip install 'meterspec[spark]' "
+                          f"({error})") from None
+    try:
+        engine = SparkEngine(master=args.master, threads=args.threads)
+    except JavaMissingError as error:
+        raise EngineError(str(error)) from None
+    except ImportError as error:
+        raise EngineError("--engine spark needs pyspark: pip install 'meterspec[spark]' "
+                          f"({error})") from None
+    with engine:
+        sources = [source_for(spool(streams.source, engine.workdir) if path == "-" else path)
+                   for path in paths]
+        try:
+            if config is not None:
+                result = engine.run(config, request, sources)
+            else:
+                result = engine.aggregate(request, sources)
+        except SourceError as error:
+            raise EngineError(str(error)) from None
+        except Exception as error:  # Py4J and Spark errors: one line, exit 2
+            if isinstance(error, MeterspecError):
+                raise
+            raise EngineError("the Spark engine stopped: "
+                              f"{(str(error).strip().splitlines() or [repr(error)])[0]}") \
+                from None
+        for number, problem in result.problems:
+            streams.report.reject(problem, number)
+        streams.report.duplicates = result.duplicates
+        result.write_to(streams.out)
     return result.count
 
 

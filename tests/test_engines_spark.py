@@ -1,0 +1,249 @@
+"""The Spark engine (meterspec.engines.spark, issue 13) held to the reference, on local[2].
+
+One SparkSession serves the module (Spark's start-up is most of its cost), and the cases run
+as batches: many jobs in one Spark job (SparkEngine.batch), each job's readings and error
+report compared with what `meterspec run|aggregate` (the reference) writes for the same
+files. Two command lines go through `--engine spark` itself (output, report, summary, exit
+status). The conformance suite's metering and aggregation areas run through the adapter at
+100%. Without Java the module fails in one line (it never hangs); without pyspark it skips.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("pyspark", reason="the engine needs pyspark: pip install -e '.[spark]'")
+
+from test_engines_duckdb import (
+    AGGREGATIONS,
+    BIG,
+    CONFIG,
+    HOSTILE,
+    TINY,
+    call,
+    day_events,
+    event,
+    lines,
+    record,
+    tumbling,
+    write,
+)
+
+from meterspec.cli import Report
+from meterspec.codec import decode_config, decode_request
+from meterspec.conformance.cases import load_cases, select
+from meterspec.conformance.protocol import InProcessAdapter
+from meterspec.conformance.runner import Runner
+from meterspec.engines.sources import NdjsonFile
+from meterspec.engines.spark import conformance
+from meterspec.engines.spark.engine import Result, SparkEngine
+from meterspec.engines.spark.session import JavaMissingError
+from meterspec.engines.spark.tasks import Job
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkEngine]:
+    """One local[2] session for the module (and any later module: Spark reuses it)."""
+    try:
+        spark = SparkEngine(threads=2, partitions=2,
+                            workdir=str(tmp_path_factory.mktemp("spark")))
+    except JavaMissingError as error:
+        pytest.fail(str(error), pytrace=False)
+    yield spark
+
+
+Job_ = tuple[str, list[Path], dict[str, Any] | None, dict[str, Any]]
+"""(command, input files, config, request) of one job."""
+
+
+def assert_batch(engine: SparkEngine, tmp_path: Path, jobs: Sequence[Job_]) -> list[Result]:
+    """Run the jobs as one Spark job; each one's readings, report and duplicates equal the
+    reference's for the same command line."""
+    work = []
+    for command, files, config, request in jobs:
+        job = Job("run" if command == "run" else "aggregate",
+                  decode_config(json.dumps(config)) if config else None,
+                  decode_request(json.dumps(request)))
+        work.append((job, [NdjsonFile(str(f)) for f in files]))
+    results = engine.batch(work)
+    for index, ((command, files, config, request), result) in enumerate(
+            zip(jobs, results, strict=True)):
+        options: list[str | Path] = ["--request", write(tmp_path / f"r{index}.json", request)]
+        if config is not None:
+            options += ["--config", write(tmp_path / f"c{index}.json", config)]
+        status, out, err = call([command, *options, *files])
+        assert status != 2, err
+        report = io.BytesIO()
+        for number, problem in result.problems:
+            Report(report).reject(problem, number)
+        *reported, summary = err.decode().splitlines(keepends=True)
+        assert b"".join(result.lines()).decode() == out.decode(), (index, request)
+        assert report.getvalue().decode() == "".join(reported), (index, request)
+        assert (f"{result.duplicates} duplicate" in summary) == bool(result.duplicates)
+        assert result.count == out.count(b"\n")
+    return results
+
+
+# ------------------------------------------------------------------ batches of jobs
+
+
+def test_every_aggregation_and_grouping_with_hostile_lines(engine: SparkEngine,
+                                                          tmp_path: Path) -> None:
+    """Every aggregation under four groupings over New York's DST change, the file full of
+    lines only the reference can read or describe, and repeated identities: 28 jobs."""
+    rows: list[Any] = [*day_events(), *HOSTILE, day_events()[2],
+                       event("e1", "2024-03-10T09:00:00Z", q="1")]
+    events = lines(tmp_path / "e.ndjson", rows)
+    jobs: list[Job_] = []
+    for aggregation in AGGREGATIONS:
+        for grouping in (None, ["region"], ["region", "tier"], []):
+            request = tumbling(aggregation, "day", "America/New_York", "2024-03-08T05:00:00Z",
+                               "2024-03-14T04:00:00Z")
+            if grouping is not None:
+                request["groupBy"] = grouping
+            if aggregation == "unique-count":
+                request["dimension"] = "tier"
+            jobs.append(("run", [events], CONFIG, request))
+    results = assert_batch(engine, tmp_path, jobs)
+    assert all(r.duplicates == 1 and len(r.problems) > 30 for r in results)
+
+
+def test_bounds_years_and_levels_past_128_bits(engine: SparkEngine, tmp_path: Path) -> None:
+    """30 integer and 20 fraction digits, sums past 38 digits, years 0001 and 9999 one
+    nanosecond apart, time-weighted levels of 10**30 held for a century: exact throughout,
+    overlapping windows and gaps; two inputs numbered as one file."""
+    meter = {"measurements": [{"unit": "u", "sourceProperty": "q"}]}
+    quantities = [BIG, BIG, BIG, "-" + BIG, TINY, "-" + TINY, "1" + "0" * 29,
+                  "123456789012345678901234567890.12345678901234567890", "-0.5", "0"]
+    bounded = lines(tmp_path / "b.ndjson", [
+        event(f"e{i}", f"2024-01-01T00:00:{i:02d}.{i:09d}Z", subject=f"s{i % 3}", q=q)
+        for i, q in enumerate(quantities * 4)])
+    times = ["0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000000001Z",
+             "0001-01-01T00:30:00+00:30", "1969-12-31T23:59:59.999999999Z",
+             "9999-12-31T23:59:59.999999998Z", "9999-12-31T22:59:59.999999999-01:00"]
+    ages = lines(tmp_path / "a.ndjson", [event(f"t{i}", t, q=str(10 ** (i % 4)) + ".5")
+                                        for i, t in enumerate(times)])
+    levels = lines(tmp_path / "l.ndjson", [
+        event("a1", "2000-01-01T00:00:00Z", subject="big", q=BIG),
+        event("a2", "2100-06-15T12:34:56.789Z", subject="big", q="-" + BIG),
+        event("b1", "1990-01-01T00:00:00Z", subject="small", q="3")])
+    jobs: list[Job_] = []
+    for aggregation in ("sum", "min", "max", "latest", "time-weighted-avg"):
+        for scale in ([0, 6, 20] if aggregation == "time-weighted-avg" else [None]):
+            request = tumbling(aggregation, "hour", "UTC", "2024-01-01T00:00:00Z",
+                               "2024-01-01T03:00:00Z")
+            spans: dict[str, Any] = {"aggregation": aggregation, "windows": [
+                {"start": "0001-01-01T00:00:00Z", "end": "9999-12-31T23:59:59.999999999Z"},
+                {"start": "0001-01-01T00:00:00.000000001Z", "end": "1970-01-01T00:00:00Z"},
+                {"start": "1960-01-01T00:00:00Z", "end": "1970-01-01T00:00:00Z"}]}
+            if scale is not None:
+                request["scale"] = spans["scale"] = scale
+            jobs += [("run", [bounded], meter, request), ("run", [ages, bounded], meter, spans)]
+    jobs.append(("run", [levels], meter, tumbling(
+        "time-weighted-avg", "month", "UTC", "2000-01-01T00:00:00Z", "2200-01-01T00:00:00Z",
+        scale=20)))
+    assert_batch(engine, tmp_path, jobs)
+
+
+def test_records_repeats_conflicts_and_crlf(engine: SparkEngine, tmp_path: Path) -> None:
+    """aggregate: MS-ING-020 duplicates (by value, meteredAt aside) and conflicts, bad records,
+    a file with a byte-order mark and CRLF line ends."""
+    rows: list[Any] = [
+        record("r1", "2024-03-10T08:00:00Z", "1.50", dimensions={"a": "1", "b": "2"}),
+        record("r1", "2024-03-10T09:00:00+01:00", "1.5", meteredAt="2024-03-11T00:00:00Z",
+               dimensions={"b": "2", "a": "1"}),
+        record("r1", "2024-03-10T08:00:00Z", "1.6", dimensions={"a": "1", "b": "2"}),
+        record("r2", "2024-03-10T08:00:00Z", "2"),
+        record("r2", "2024-03-10T08:00:00Z", "2", workspaceID="w2"),
+        record("r3", "2024-03-10T08:00:00Z", "x"),
+        record("r3", "2024-03-10T08:00:00Z", "3"),
+        record("r4", "2024-03-10T08:00:00Z", "4", meteredAt="2024-02-30T00:00:00Z"),
+        b"not json", b"", b"\xff"]
+    records = lines(tmp_path / "r.ndjson", rows)
+    crlf = tmp_path / "crlf.ndjson"
+    crlf.write_bytes(b"\xef\xbb\xbf" + records.read_bytes().replace(b"\n", b"\r\n"))
+    jobs: list[Job_] = []
+    for aggregation in ("sum", "count", "latest", "unique-count"):
+        request = tumbling(aggregation, "hour", "UTC", "2024-03-10T07:00:00Z",
+                           "2024-03-10T10:00:00Z", groupBy=["a"])
+        if aggregation == "unique-count":
+            request["dimension"] = "b"
+        jobs += [("aggregate", [records], None, request), ("aggregate", [crlf], None, request)]
+    results = assert_batch(engine, tmp_path, jobs)
+    assert all(r.duplicates == 1 for r in results)
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def test_run_and_aggregate_with_engine_spark(engine: SparkEngine, tmp_path: Path) -> None:
+    """`--engine spark` writes the reference's bytes, report, summary and exit status."""
+    events = lines(tmp_path / "e.ndjson", [*HOSTILE[:30], HOSTILE[0]])
+    config = write(tmp_path / "c.json", CONFIG)
+    request = write(tmp_path / "r.json", tumbling("sum", "day", "UTC", "2024-03-10T00:00:00Z",
+                                                  "2024-03-11T00:00:00Z", groupBy=["region"]))
+    reference = call(["run", "--config", config, "--request", request, events])
+    spark = call(["run", "--engine", "spark", "--threads", "2", "--config", config,
+                  "--request", request, events])
+    assert spark == reference and reference[0] == 1 and reference[1]
+    records = lines(tmp_path / "recs.ndjson", [record("r1", "2024-03-10T08:00:00Z", "2"),
+                                               record("r1", "2024-03-10T08:00:00Z", "2")])
+    reference = call(["aggregate", "--request", request, records])
+    assert call(["aggregate", "--engine", "spark", "--request", request, records]) == reference
+    status, out, err = call(["run", "--engine", "spark", "--parquet", tmp_path / "o.parquet",
+                             "--config", config, "--request", request, events])
+    assert status == 2 and not out and b"--parquet is DuckDB's" in err
+    status, out, err = call(["run", "--engine", "spark", "--config", config, "--request",
+                             request, tmp_path / "ev.parquet"])
+    assert status == 2 and not out and b"Spark engine reads NDJSON" in err
+
+
+def test_without_java_one_line_and_exit_2(tmp_path: Path) -> None:
+    """No java on PATH and no JAVA_HOME: one line naming what is missing, at once."""
+    config = write(tmp_path / "c.json", CONFIG)
+    request = write(tmp_path / "r.json", tumbling("sum", "day", "UTC", "2024-03-10T00:00:00Z",
+                                                  "2024-03-11T00:00:00Z"))
+    events = lines(tmp_path / "e.ndjson", [HOSTILE[0]])
+    env = {k: v for k, v in os.environ.items() if k != "JAVA_HOME"}
+    env["PATH"] = str(Path(sys.executable).parent)
+    result = subprocess.run(
+        [sys.executable, "-m", "meterspec", "run", "--engine", "spark", "--config", str(config),
+         "--request", str(request), str(events)], capture_output=True, env=env, timeout=60,
+        check=False)
+    assert result.returncode == 2 and not result.stdout
+    assert result.stderr.decode().count("\n") == 1 and b"needs Java 17" in result.stderr
+
+
+# ------------------------------------------------------------------ the conformance suite
+
+
+def test_the_metering_and_aggregation_areas_pass(engine: SparkEngine) -> None:
+    """`--impl python:meterspec.engines.spark`'s answers, computed as one Spark job, judged
+    by the conformance runner: every case of both areas passes."""
+    cases = select(load_cases(ROOT / "conformance"), areas=["metering", "aggregation"])
+    answers = conformance.answers([case.request() for case in cases], engine)
+    by_id = {case.id: answer for case, answer in zip(cases, answers, strict=True)}
+
+    class Answered:
+        @staticmethod
+        def implementation() -> dict[str, Any]:
+            return conformance.implementation()
+
+        @staticmethod
+        def handle(case: dict[str, Any]) -> dict[str, Any]:
+            return by_id[case["id"]]
+
+    run = Runner(InProcessAdapter(Answered)).run(cases)
+    failed = [(o.case.id, o.reason) for o in run.outcomes if o.result != "passed"]
+    assert not failed and len(run.outcomes) == len(cases) > 200
