@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 from msgspec.structs import replace
 
 from meterspec import SPEC_VERSION, __version__
+from meterspec import cli_guide as guide  # issue 17: did-you-mean, examples, '-', hints
 from meterspec.cli_edges import EDGE_INPUTS, register_edges  # issue 16 part B
 from meterspec.codec import (
     STRUCTS,
@@ -351,13 +352,20 @@ def _lines(source: BinaryIO, label: str,
     progress.done(number)
 
 
+_DOCUMENT_HEADS: dict[str, bytes] = {}
+"""The first bytes of each document read, by path: a hint may say what it looks like."""
+
+
 def _document_bytes(path: str) -> bytes:
-    """A whole-document file, at most 64 MiB (MS-ERR-012), without a leading BOM."""
-    with open(path, "rb") as file:
+    """A whole-document file ('-': standard input), at most 64 MiB (MS-ERR-012), without a
+    leading BOM."""
+    with guide.open_input(path) as file:
         try:
-            return read_document(file)
+            data = read_document(file)
         except MeterspecError as error:
             raise BadDocumentError(path, error) from None
+    _DOCUMENT_HEADS[path] = data[:guide.HEAD_BYTES]
+    return data
 
 
 def _records(source: BinaryIO, report: Report,
@@ -586,7 +594,7 @@ def _closed_invoices(path: str) -> list[Invoice]:
         raise BadDocumentError(f"{path}, line {number}", error)
 
     closed: list[Invoice] = []
-    with open(path, "rb") as file:
+    with guide.open_input(path) as file:
         for number, line in _lines(file, "closed", unusable):
             try:
                 closed.append(decode("invoice", line, Invoice, fast=False))
@@ -761,7 +769,7 @@ class _Version(argparse.Action):
 
 
 def _parser(conformance: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = guide.GuidingParser(
         prog="meterspec", description="Usage events -> meter records -> meter readings -> "
         "invoices.", epilog="Input lines hold at most 1 MiB and documents at most 64 MiB "
         "(MS-ERR-012); no output may be one of the inputs (MS-ERR-013).")
@@ -842,6 +850,7 @@ def _parser(conformance: bool = True) -> argparse.ArgumentParser:
     else:  # listed in --help; its module (and jsonschema) only loads when it is the command
         commands.add_parser("conformance", help="Check, build or run the conformance suite.",
                             add_help=False).add_argument("rest", nargs=argparse.REMAINDER)
+    guide.explain(parser)  # issue 17: every command's --help gets an example, exit statuses
     return parser
 
 
@@ -856,6 +865,10 @@ def main(argv: list[str] | None = None) -> int:
         return engine_main(argv)
     words = [word for word in argv if not word.startswith("-")]
     args = _parser(conformance=words[:1] == ["conformance"]).parse_args(argv)
+    twice = guide.stdin_twice(argv)  # issue 17: '-' in any file argument, once
+    if twice is not None:
+        _say(f"meterspec: {twice}")
+        return EXIT_USAGE
     if args.command == "store":  # issue 14: meterspec store init|migrate|check|export|...
         return store_cli.run_store_command(args)
     if args.command in ("serve", "keys"):  # issue 15: meterspec serve, keys create
@@ -931,7 +944,7 @@ def _execute(args: argparse.Namespace, outputs: _Outputs) -> int:
                       if args.errors is None
                       else outputs.file(f"the error report to {args.errors}", args.errors))
         except OSError as error:
-            _say(f"meterspec: {error}")
+            _say(f"meterspec: {guide.os_error_text(error)}")
             return EXIT_USAGE
         report = Report(errors)
         try:
@@ -947,16 +960,23 @@ def _execute(args: argparse.Namespace, outputs: _Outputs) -> int:
             _say(f"meterspec: {bad.path} is not usable:")
             for problem in bad.error.problems:
                 _say(encode(problem).decode())
+            hint = guide.mismatch(args, guide.input_named(args, bad.path),
+                                  _DOCUMENT_HEADS.get(bad.path))
+            if hint is not None:
+                _say(f"meterspec: hint: {hint}")
             return EXIT_USAGE
         except OutputError as error:
             _say(f"meterspec: {error}")
             return EXIT_USAGE
         except OSError as error:  # reading: outputs raise OutputError instead
-            _say(f"meterspec: {error}")
+            _say(f"meterspec: {guide.os_error_text(error)}")
             return EXIT_USAGE
         except KeyboardInterrupt:
             return 130
     _say(_summary(args, report, written))
+    hint = None if written or not report.rejected else guide.mismatch(args, "file")
+    if hint is not None:  # nothing accepted: was the input the wrong kind of file?
+        _say(f"meterspec: hint: {hint}")
     return EXIT_REJECTED if report.rejected else EXIT_OK
 
 
