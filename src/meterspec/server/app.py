@@ -25,6 +25,7 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
@@ -411,6 +412,28 @@ async def _unexpected(request: Request, error: Exception) -> Response:
 
 # ------------------------------------------------------------------ the application
 
+MAX_HEADERS = 64 * 1024
+
+
+class HeaderLimit:
+    """MS-HTTP-008: 431 for a header section over MAX_HEADERS bytes, before any handler
+    (uvicorn's own limit only bounds a header section that arrives in pieces)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and sum(len(name) + len(value) + 4 for name, value
+                                           in scope["headers"]) > MAX_HEADERS:
+            error = HttpError.single(431, "headers-too-large", f"the header section holds "
+                                     f"at most {MAX_HEADERS:,} bytes", "MS-HTTP-008",
+                                     headers={"Connection": "close"})
+            await Response(error.document(), 431, error.headers, media_type=MEDIA_TYPE)(
+                scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def create_app(settings: Settings) -> Starlette:
     """The application serving `settings.store`; the store opens at startup."""
     state = State(settings)
@@ -442,8 +465,10 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/projections", projections, methods=["POST"]),
         Route("/v1/usage/{subject}", usage_page, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={
-        HttpError: _http_error, HTTPException: _starlette_error, Exception: _unexpected})
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(HeaderLimit)],
+                     exception_handlers={HttpError: _http_error,
+                                         HTTPException: _starlette_error,
+                                         Exception: _unexpected})
 
 
 def app_from_environment() -> Starlette:

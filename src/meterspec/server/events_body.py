@@ -67,6 +67,16 @@ def _not_json(message: str) -> HttpError:
     return HttpError(400, [Problem("invalid-json", "", message, "MS-HTTP-003")])
 
 
+def _object(body: bytes) -> bytes:
+    """A body of one event: 400 unless it is a JSON text (its problems as an event are the
+    event's, MS-HTTP-003)."""
+    try:
+        msgspec.json.decode(body)
+    except msgspec.DecodeError as error:
+        raise _not_json(f"the body is not JSON: {error}") from None
+    return _one_line(body)
+
+
 def _array(body: bytes) -> list[bytes]:
     try:
         items = _items.decode(body)
@@ -94,7 +104,7 @@ def batch_of(kind: str, body: bytes, workspace: str, universe: str) -> Batch:
         if kind == "application/json":
             array = body.lstrip(b" \t\r\n")[:1] == b"["
             lines: Iterator[tuple[int, bytes | None]] = iter(
-                enumerate(_array(body) if array else [_one_line(body)], 1))
+                enumerate(_array(body) if array else [_object(body)], 1))
         else:
             lines = read_lines(io.BytesIO(body))
         batch.fill(lines, MAX_EVENTS + 1)

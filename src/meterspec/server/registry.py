@@ -14,7 +14,7 @@ import hmac
 import secrets
 from collections.abc import Iterator
 from hashlib import sha256
-from typing import Literal, NamedTuple, cast
+from typing import Literal, NamedTuple
 
 from meterspec.store.base import Store, StoreError, _amended_line
 
