@@ -673,6 +673,8 @@ def _write_readings(aggregator: Aggregator, out: BinaryIO) -> int:
 def _validate(args: argparse.Namespace, streams: Streams) -> int:
     struct = STRUCTS[args.kind]
     lines = args.lines or args.file.endswith((".ndjson", ".jsonl"))
+    if not lines:  # issue 17: NDJSON told from one document by its first lines
+        lines, streams.source = guide.detect_lines(streams.source)
     if lines:
         documents: Iterator[tuple[int, bytes]] = _lines(streams.source, "validate",
                                                         streams.report.reject)
@@ -688,6 +690,9 @@ def _validate(args: argparse.Namespace, streams: Streams) -> int:
             _check_semantics(args.kind, value)
         except MeterspecError as error:
             streams.report.reject(error, number if lines else None)
+            if not lines and error.problems[0].code == "invalid-json" and data.count(b"\n{"):
+                args.guide_hint = ("read as one JSON document; if it holds one document per "
+                                   "line (NDJSON), pass --lines")
             continue
         valid += 1
     return valid
@@ -836,8 +841,10 @@ def _parser(conformance: bool = True) -> argparse.ArgumentParser:
 
     sub = command("validate", "Check documents against the schemas and the spec.", _validate)
     sub.add_argument("kind", choices=sorted(STRUCTS))
-    sub.add_argument("file", help="JSON document, or NDJSON (.ndjson/.jsonl or --lines)")
-    sub.add_argument("--lines", action="store_true", help="one document per line")
+    sub.add_argument("file", help="one JSON document, or NDJSON (one per line: told by its "
+                     "first lines, a .ndjson/.jsonl name or --lines), '-' for stdin")
+    sub.add_argument("--lines", action="store_true", help="one document per line, whatever "
+                     "the first lines look like")
 
     store_cli.register(commands, command)  # issue 14: ingest, store, and --store for readers
     register_edges(commands, command)  # issue 16 part B: convert, export
@@ -974,7 +981,8 @@ def _execute(args: argparse.Namespace, outputs: _Outputs) -> int:
         except KeyboardInterrupt:
             return 130
     _say(_summary(args, report, written))
-    hint = None if written or not report.rejected else guide.mismatch(args, "file")
+    hint = getattr(args, "guide_hint", None) or (
+        None if written or not report.rejected else guide.mismatch(args, "file"))
     if hint is not None:  # nothing accepted: was the input the wrong kind of file?
         _say(f"meterspec: hint: {hint}")
     return EXIT_REJECTED if report.rejected else EXIT_OK

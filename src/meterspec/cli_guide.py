@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import io
 import json
 import os
 import re
@@ -231,6 +232,58 @@ def os_error_text(error: OSError) -> str:
         if near:
             text += f" (did you mean {os.path.join(folder, near[0])}?)"
     return text
+
+
+# -------------------------------------------------------------- NDJSON or one document
+
+class _Replayed(io.RawIOBase):
+    """The bytes already read from a stream, then the rest of it."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        super().__init__()
+        self._head, self._rest = memoryview(head), rest
+        self._read = getattr(rest, "read1", rest.read)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        target = memoryview(buffer).cast("B")
+        if self._head:
+            size = min(len(target), len(self._head))
+            target[:size], self._head = self._head[:size], self._head[size:]
+            return size
+        data = self._read(len(target))
+        target[:len(data)] = data
+        return len(data)
+
+
+def detect_lines(source: BinaryIO, limit: int = 1 << 20) -> tuple[bool, BinaryIO]:
+    """Whether the input is NDJSON: its first non-blank line is a whole JSON value and more
+    follows (a single document cannot be that); and a stream that still yields every byte.
+    Reads no further than the second line's first bytes (or `limit`, a longer first line)."""
+    read = getattr(source, "read1", source.read)
+    head = b""
+    verdict = False
+    while len(head) <= limit:
+        chunk = read(1 << 16)
+        head += chunk
+        text = head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
+        first, newline, rest = text.partition(b"\n")
+        if newline and rest.strip(b" \t\r\n"):
+            verdict = _is_json(first)
+            break
+        if not chunk:
+            break
+    return verdict, io.BufferedReader(_Replayed(head, source))
+
+
+def _is_json(data: bytes) -> bool:
+    try:
+        json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
 # -------------------------------------------------------------- what kind of file is this
