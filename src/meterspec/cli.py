@@ -850,6 +850,13 @@ def _parser(conformance: bool = True) -> argparse.ArgumentParser:
     register_edges(commands, command)  # issue 16 part B: convert, export
     server_cli.register(commands)  # issue 15: serve, keys create
 
+    sub = commands.add_parser(  # issue 17: meterspec.completion, from this very parser
+        "completion", help="Write a shell completion script for bash, zsh or fish.",
+        description="Write a shell completion script to standard output. bash: eval \"$("
+        "meterspec completion bash)\" in ~/.bashrc; zsh: the same with zsh in ~/.zshrc; fish: "
+        "meterspec completion fish > ~/.config/fish/completions/meterspec.fish")
+    sub.add_argument("shell", choices=("bash", "zsh", "fish"))
+
     if conformance:
         from meterspec.conformance import command as conformance_command
 
@@ -876,6 +883,11 @@ def main(argv: list[str] | None = None) -> int:
     if twice is not None:
         _say(f"meterspec: {twice}")
         return EXIT_USAGE
+    if args.command == "completion":  # issue 17: generated from the whole parser
+        from meterspec.completion import script
+
+        sys.stdout.write(script(args.shell, _parser(conformance=True)))
+        return EXIT_OK
     if args.command == "store":  # issue 14: meterspec store init|migrate|check|export|...
         return store_cli.run_store_command(args)
     if args.command in ("serve", "keys"):  # issue 15: meterspec serve, keys create
