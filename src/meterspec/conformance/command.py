@@ -181,10 +181,16 @@ def _run(root: Path, args: argparse.Namespace) -> int:
     with_files = iter(outputs)
     report_file = next(with_files) if args.report is not None else None
     markdown_file = next(with_files) if args.markdown is not None else None
+    progress = report.Progress(len(cases), sys.stderr) if report.Progress.wanted(
+        sys.stderr) else None  # issue 17: cases done, passed, failed, rate on a terminal
     try:
-        run = replace(Runner(adapter, validate=args.validate_protocol,
-                             deadline=args.deadline).run(cases),
-                      suite=suite.identity(), allow_skips=args.allow_skips)
+        try:
+            outcome = Runner(adapter, validate=args.validate_protocol, progress=progress,
+                             deadline=args.deadline).run(cases)
+        finally:
+            if progress is not None:
+                progress.clear()
+        run = replace(outcome, suite=suite.identity(), allow_skips=args.allow_skips)
         report.print_terminal(run, sys.stdout)
         try:
             if report_file is not None:

@@ -4,7 +4,8 @@ per feature, a JSON-lines report and a Markdown summary."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 from meterspec.conformance.compare import diff
@@ -81,6 +82,49 @@ def _skips(run: Run) -> str:
     """How many skipped cases were not claimed, and whether that is allowed."""
     allowed = ", allowed by --allow-skips" if run.allow_skips else ""
     return f"{run.not_claimed} not claimed by the implementation{allowed}"
+
+
+class Progress:
+    """`conformance run` on a terminal (issue 17): one line on stderr, rewritten as cases
+    finish (cases done of all, passed, failed, errored, rate), cleared at the end. Only when
+    the stream is a terminal: never in a pipe, a file or a CI log."""
+
+    def __init__(self, total: int, out: TextIO, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        self.total, self.out, self.clock = total, out, clock
+        self.started = clock()
+        self.tally = {"passed": 0, "failed": 0, "errored": 0, "skipped": 0}
+        self.shown_at = -1.0
+
+    @staticmethod
+    def wanted(out: TextIO) -> bool:
+        try:
+            return out.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    def __call__(self, outcome: Outcome) -> None:
+        self.tally[outcome.result] = self.tally.get(outcome.result, 0) + 1
+        now = self.clock()
+        done = sum(self.tally.values())
+        if now - self.shown_at < 0.1 and done < self.total:
+            return  # at most ten lines a second
+        self.shown_at = now
+        elapsed = now - self.started
+        rate = f"{done / elapsed:,.0f}/s" if elapsed > 0 else "-"
+        t = self.tally
+        self._write(f"\r\033[K{done}/{self.total} cases, {t['passed']} passed, {t['failed']} "
+                    f"failed, {t['errored']} errored, {t['skipped']} skipped, {rate}")
+
+    def clear(self) -> None:
+        self._write("\r\033[K")
+
+    def _write(self, text: str) -> None:
+        try:
+            self.out.write(text)
+            self.out.flush()
+        except (OSError, ValueError):
+            pass
 
 
 def print_terminal(run: Run, out: TextIO) -> None:
