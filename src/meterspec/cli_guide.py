@@ -385,7 +385,7 @@ def mismatch(args: argparse.Namespace, dest: str | None, head: bytes | None = No
         return None
     what = help_text.split(" (")[0].split(", '-'")[0]
     if what.split()[0] in _titles() or what.endswith(" file"):
-        what = ("an " if what[0] in "AEIOU" else "a ") + what
+        what = ("an " if what[0] in "AEIOUaeiou" else "a ") + what
     name = "standard input" if path == "-" else path
     hint = (f"{name} looks like {_described(*found)}; "
             + (f"{args.command} reads {what}" if flag == "file" else f"{flag} expects {what}"))
