@@ -1,9 +1,11 @@
 """Property: for random configs, requests and event files (hostile lines among them), and for
 random record files, `--engine duckdb` gives byte for byte the reference's readings, error
-report, summary and exit status. The reference is the oracle."""
+report, summary and exit status; and (fewer examples, each a batch of jobs in one Spark job)
+so does the Spark engine's batch. The reference is the oracle."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -187,3 +189,70 @@ def test_aggregate_equals_the_reference(request: dict[str, Any], records: list[b
         (root / "r.json").write_text(json.dumps(request))
         (root / "recs.ndjson").write_bytes(b"\n".join(records))
         _same(["aggregate", "--request", str(root / "r.json")], [root / "recs.ndjson"])
+
+
+# ------------------------------------------------------------------ Spark (a smaller property)
+
+SPARK_EXAMPLES = int(os.environ.get("SPARK_EXAMPLES", "4"))
+
+
+@pytest.fixture(scope="module")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One local[2] session (Spark reuses one already running in this process)."""
+    pytest.importorskip("pyspark", reason="the engine needs pyspark: pip install -e '.[spark]'")
+    from meterspec.engines.spark.engine import SparkEngine
+    from meterspec.engines.spark.session import JavaMissingError
+
+    try:
+        return SparkEngine(threads=2, partitions=2, workdir=str(tmp_path_factory.mktemp("s")))
+    except JavaMissingError as error:
+        pytest.fail(str(error), pytrace=False)
+
+
+jobs = st.lists(st.one_of(st.tuples(st.just("run"), configs(), requests(), event_files()),
+                          st.tuples(st.just("aggregate"), st.none(), requests(),
+                                    record_files())), min_size=2, max_size=6)
+
+
+@settings(max_examples=SPARK_EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(jobs)
+def test_spark_equals_the_reference(spark: Any, batch: list[tuple[Any, ...]]) -> None:
+    """Random jobs, all in one Spark job: each one's readings and error report are the
+    reference's, byte for byte."""
+    from meterspec.cli import Report
+    from meterspec.codec import decode_config, decode_request
+    from meterspec.engines.compiler import compile_plan
+    from meterspec.engines.sources import NdjsonFile
+    from meterspec.engines.spark.tasks import Job
+    from meterspec.errors import MeterspecError
+
+    with tempfile.TemporaryDirectory() as directory:
+        root = Path(directory)
+        work, commands = [], []
+        for index, (command, config, request, rows) in enumerate(batch):
+            data = root / f"in{index}.ndjson"
+            data.write_bytes(b"\n".join(rows) + b"\n")
+            (root / f"r{index}.json").write_text(json.dumps(request))
+            options = ["--request", str(root / f"r{index}.json")]
+            if config is not None:
+                (root / f"c{index}.json").write_text(json.dumps(config))
+                options += ["--config", str(root / f"c{index}.json")]
+            commands.append([command, *options, str(data)])
+            try:
+                job = Job(command, decode_config(json.dumps(config)) if config else None,
+                          decode_request(json.dumps(request)))
+                compile_plan("events" if config else "records", job.config, job.request)
+            except MeterspecError:  # an unusable document: the reference exits 2, no job
+                continue
+            work.append((len(commands) - 1, job, [NdjsonFile(str(data))]))
+        results = spark.batch([(job, sources) for _, job, sources in work])
+        for (index, _, _), result in zip(work, results, strict=True):
+            status, out, err = call(commands[index])
+            assert status != 2, err
+            report = io.BytesIO()
+            for number, problem in result.problems:
+                Report(report).reject(problem, number)
+            assert b"".join(result.lines()).decode() == out.decode()
+            assert report.getvalue().decode() == "".join(
+                err.decode().splitlines(keepends=True)[:-1])
