@@ -1189,6 +1189,187 @@ def summary(outcomes: list[Outcome]) -> str:
                       *(f"check: {check}" for check in checks)])
 
 
+# ---------------------------------------------------------------------------------- engines job
+#
+# `--job engines` (issue 13): `meterspec run --engine duckdb|spark` beside the reference and the
+# hand-written DuckDB sums query, on the run job's data; the DuckDB engine from Parquet on the
+# dense shape; Spark local[N] at each --spark-sizes size and its start-up alone. Every engine
+# output must be byte for byte the reference's (readings and error report), or DuckDB's
+# query's where the reference is not run (dense).
+
+ENGINE_SPEEDUP_TARGET = 3.0  # DuckDB engine vs the reference, CPU at 1 thread, at least
+ENGINE_QUERY_TARGET = 2.0  # DuckDB engine / the sums-only query, same threads, at most
+DENSE_RATE_TARGETS = {"sum": 3_000_000, "time-weighted-avg": 1_000_000}  # events/s, 2 threads
+SPARK_GROWTH_TARGET = 1.0  # Spark (wall - start-up) growth / size growth, at most
+
+
+def engine_run(workdir: Path, engine: str, aggregation: str, threads: int, count: int,
+               source: Path) -> Command:
+    """`meterspec run --engine ENGINE --threads N`, readings to ENGINE-<agg>-<N>[-parquet]."""
+    name = f"{SHORT[aggregation]}-{threads}" + ("-parquet" if source.suffix == ".parquet"
+                                                else "")
+    argv = [*_meterspec_command(), "run", "--engine", engine, "--threads", str(threads),
+            "--config", str(workdir / "config.json"),
+            "--request", str(workdir / f"request-{SHORT[aggregation]}.json"),
+            "--errors", str(workdir / f"errors-{engine}-{name}.ndjson"), str(source)]
+    return Command(f"{engine} engine", f"run {aggregation}", _threads(threads), count, argv,
+                   workdir / f"{engine}-{name}.ndjson", aggregation)
+
+
+def check_same(reference: Command, other: Command) -> tuple[list[str], str]:
+    """An engine wrote byte for byte what the reference wrote (readings and error report)."""
+    problems = []
+    for kind, one, two in (("readings", reference.stdout, other.stdout),
+                           ("error report", _errors(reference), _errors(other))):
+        if sha256(one) != sha256(two):
+            problems.append(f"{other.tool} {other.job} {other.parallel}: {kind} {two.name} "
+                            f"differ from the reference's {one.name}")
+    return problems, (f"{other.tool} {other.job} ({other.parallel}, {other.count:,}): "
+                      f"byte-identical to the reference (sha256 {sha256(other.stdout)[:16]}...)")
+
+
+def to_parquet(workdir: Path) -> Path:
+    """events.ndjson in the engines' typed event layout (meterspec.engines.sources), untimed."""
+    import duckdb
+
+    target = workdir / "events.parquet"
+    if not target.exists():
+        duckdb.connect().execute(
+            "COPY (SELECT id, workspaceID, universeID, type, subject, time, "
+            "MAP {'tokens': properties.tokens, 'region': properties.region, "
+            "'model': properties.model} AS properties FROM read_json(?, format = "
+            "'newline_delimited', columns = {id: 'VARCHAR', workspaceID: 'VARCHAR', "
+            "universeID: 'VARCHAR', type: 'VARCHAR', subject: 'VARCHAR', time: 'VARCHAR', "
+            "properties: 'STRUCT(tokens VARCHAR, region VARCHAR, model VARCHAR)'})) "
+            f"TO '{target}' (FORMAT parquet)", [str(workdir / "events.ndjson")])
+    return target
+
+
+def _spark_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pyspark") is not None
+
+
+def engines_job(args: argparse.Namespace) -> Outcome:
+    """The DuckDB and Spark engines beside the reference and DuckDB's sums query."""
+    events, subjects, days = args.events or 1_000_000, args.subjects or 10_000, args.days or 30
+    threads = max(args.jobs, 1)
+    workdir: Path = args.workdir / "engines"
+    print(f"\n== engines: {events:,} events, {subjects:,} subjects, {days} days", flush=True)
+    generate_events(workdir, "uniform", events, subjects, days, args.seed)
+    source = workdir / "events.ndjson"
+    query = {n: duckdb_run(workdir, "sum", n, days, events) for n in sorted({1, threads})}
+    commands: list[Command] = list(query.values())
+    pairs: list[tuple[Command, Command]] = []
+    for aggregation in AGGREGATIONS:
+        reference = meterspec_run(workdir, aggregation, 1, events)
+        reference.baseline = query[1]
+        commands.append(reference)
+        for n in sorted({1, threads}):
+            engine = engine_run(workdir, "duckdb", aggregation, n, events, source)
+            engine.baseline = query[1]
+            commands.append(engine)
+            pairs.append((reference, engine))
+    spark: list[Command] = []
+    if args.spark_sizes and _spark_available():
+        empty = workdir / "empty.ndjson"
+        empty.write_bytes(b"")
+        startup = engine_run(workdir, "spark", "sum", threads, 0, empty)
+        startup.job, startup.stdout = "start-up (empty input)", workdir / "spark-startup.ndjson"
+        spark.append(startup)
+        for size in args.spark_sizes:
+            sized = workdir if size == events else args.workdir / f"engines-{size}"
+            if size != events:
+                generate_events(sized, "uniform", size, subjects, days, args.seed)
+            run = engine_run(sized, "spark", "sum", threads, size, sized / "events.ndjson")
+            if size == events:
+                pairs.append((commands[len(query)], run))  # the reference's sum
+            spark.append(run)
+    timings = measure(commands + spark, args.repeat)
+    outcome = Outcome()
+    for reference, engine in pairs:
+        problems, line = check_same(reference, engine)
+        outcome.problems += problems
+        outcome.checks.append(f"engines: {line}")
+    by_command = {id(t.command): t for t in timings}
+    for aggregation in AGGREGATIONS:
+        ours = [by_command[id(e)] for r, e in pairs
+                if e.aggregation == aggregation and e.tool == "duckdb engine"]
+        reference_t = by_command[id(next(r for r, _ in pairs if r.aggregation == aggregation))]
+        label = f"engines {aggregation}"
+        outcome.targets.append(Target(
+            f"{label}: reference CPU / DuckDB engine CPU (1 thread)",
+            reference_t.cpu / ours[0].cpu, ENGINE_SPEEDUP_TARGET, at_least=True,
+            note=f"CPU {reference_t.cpu:.2f} s vs {ours[0].cpu:.2f} s; wall "
+            f"{reference_t.wall:.2f} s vs {ours[-1].wall:.2f} s at {ours[-1].command.parallel}"))
+        for engine_t in ours:
+            n = 1 if engine_t.command.parallel == _threads(1) else threads
+            duck = by_command[id(query[n])]
+            figure = "CPU" if n == 1 else "wall"
+            mine, theirs = (engine_t.cpu, duck.cpu) if n == 1 else (engine_t.wall, duck.wall)
+            outcome.targets.append(Target(
+                f"{label}: DuckDB engine {figure} / sums query {figure} ({_threads(n)})",
+                mine / theirs, ENGINE_QUERY_TARGET if aggregation == "sum" else None,
+                note=f"{mine:.2f} s vs {theirs:.2f} s, peak {engine_t.peak_mb:,.0f} MB vs "
+                f"{duck.peak_mb:,.0f} MB"))
+    if spark:
+        startup_t, *runs = [by_command[id(c)] for c in spark]
+        outcome.targets.append(Target(
+            f"Spark local[{threads}] start-up alone (empty input), wall s", startup_t.wall,
+            note=f"CPU {startup_t.cpu:.2f} s, peak {startup_t.peak_mb:,.0f} MB", unit=" s"))
+        for run_t in runs:
+            outcome.targets.append(Target(
+                f"Spark local[{threads}] sum at {run_t.command.count:,} events, events/s",
+                run_t.command.count / run_t.wall, unit="",
+                note=f"wall {run_t.wall:.2f} s (start-up included), CPU {run_t.cpu:.2f} s, "
+                f"peak {run_t.peak_mb:,.0f} MB"))
+        if len(runs) > 1:
+            first, last = runs[0], runs[-1]
+            growth = (last.wall - startup_t.wall) / max(first.wall - startup_t.wall, 1e-9)
+            sizes = last.command.count / first.command.count
+            outcome.targets.append(Target(
+                "Spark: (wall - start-up) growth / size growth", growth / sizes,
+                SPARK_GROWTH_TARGET, note=f"{growth:.2f}x time for {sizes:.0f}x events; peak "
+                f"{first.peak_mb:,.0f} -> {last.peak_mb:,.0f} MB"))
+    if args.dense_events:
+        outcome.targets += _dense_parquet(args, threads, outcome)
+    _print_section(timings, [], "events")
+    return outcome
+
+
+def _dense_parquet(args: argparse.Namespace, threads: int, outcome: Outcome) -> list[Target]:
+    """The DuckDB engine from Parquet on the dense shape, checked against DuckDB's query."""
+    subjects, days = 1_000, args.days or 30
+    workdir: Path = args.workdir / "engines-dense"
+    print(f"\n== engines dense: {args.dense_events:,} events from Parquet", flush=True)
+    generate_events(workdir, "dense", args.dense_events, subjects, days, args.seed)
+    parquet = to_parquet(workdir)
+    commands = []
+    for aggregation in AGGREGATIONS:
+        duck = duckdb_run(workdir, aggregation, 1, days, args.dense_events)
+        engine = engine_run(workdir, "duckdb", aggregation, threads, args.dense_events, parquet)
+        engine.baseline = duck
+        commands += [duck, engine]
+    timings = measure(commands, args.repeat)
+    targets = []
+    for duck_t, engine_t in zip(timings[::2], timings[1::2], strict=True):
+        aggregation = engine_t.command.aggregation
+        problems, line = check_readings(engine_t.command.stdout,
+                                        load_duckdb(Path(duck_t.command.argv[4])), aggregation,
+                                        days)
+        outcome.problems += problems
+        outcome.checks.append(f"engines dense (DuckDB engine from Parquet): {line}")
+        targets.append(Target(
+            f"engines dense {aggregation} from Parquet: DuckDB engine events/s "
+            f"({_threads(threads)})", args.dense_events / engine_t.wall,
+            DENSE_RATE_TARGETS[aggregation], at_least=True, unit="",
+            note=f"wall {engine_t.wall:.2f} s, CPU {engine_t.cpu:.2f} s, peak "
+            f"{engine_t.peak_mb:,.0f} MB"))
+    _print_section(timings, [], "events")
+    return targets
+
+
 # ---------------------------------------------------------------------------------------- main
 
 
@@ -1200,6 +1381,10 @@ def _sizes(text: str) -> list[int]:
     if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError("sizes must be positive")
     return sizes
+
+
+def _sizes_or_none(text: str) -> list[int]:
+    return [] if text == "0" else _sizes(text)
 
 
 def _invoice_sizes(text: str) -> list[tuple[int, int, int]]:
@@ -1225,7 +1410,8 @@ def _aggregations(text: str) -> tuple[str, ...]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--job", choices=("run", "dense", "twa-scaling", "invoice", "all"),
+    parser.add_argument("--job", choices=("run", "dense", "twa-scaling", "invoice", "engines",
+                                          "all"),
                         default="run", help="which benchmark (default run; all: each in turn)")
     parser.add_argument("--events", type=int,
                         help="run / dense: events (default 1,000,000 / 10,000,000)")
@@ -1254,6 +1440,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=HERE / "data",
                         help="where data and outputs go, a directory per job and size "
                         "(default benchmarks/data, gitignored)")
+    parser.add_argument("--spark-sizes", type=_sizes_or_none, default=[1_000_000, 10_000_000],
+                        help="engines: Spark runs at these sizes, each beside its start-up "
+                        "(default 1000000,10000000; 0: no Spark)")
+    parser.add_argument("--dense-events", type=int, default=10_000_000,
+                        help="engines: the dense shape from Parquet (default 10,000,000; 0: "
+                        "skip)")
     parser.add_argument("--duckdb-invoice", nargs=2, metavar=("DIR", "THREADS"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1279,6 +1471,8 @@ def main(argv: list[str] | None = None) -> int:
             outcomes.append(events_job(args, job))
         elif job == "twa-scaling":
             outcomes.append(twa_scaling_job(args))
+        elif job == "engines":
+            outcomes.append(engines_job(args))
         else:
             outcomes.append(invoice_job(args))
     print(summary(outcomes))

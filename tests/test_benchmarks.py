@@ -4,6 +4,7 @@ the summary. No timing is asserted: the heavy runs are by hand (benchmarks/READM
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,9 @@ JOBS = {
     "dense": TINY,
     "twa-scaling": ["--twa-sizes", "1500,3000", "--subjects", "50", "--days", "3"],
     "invoice": ["--invoice-sizes", "300x40x3,600x40x12"],
+    # The engines beside the reference (byte-identical or exit 1); Spark only where installed.
+    "engines": [*TINY, "--dense-events", "3000", "--spark-sizes",
+                "3000" if importlib.util.find_spec("pyspark") else "0"],
 }
 
 

@@ -199,6 +199,8 @@ def _on_spark(args: argparse.Namespace, streams: Any, paths: list[str], config: 
             raise EngineError("the Spark engine stopped: "
                               f"{(str(error).strip().splitlines() or [repr(error)])[0]}") \
                 from None
+        finally:
+            engine.shutdown()
         for number, problem in result.problems:
             streams.report.reject(problem, number)
         streams.report.duplicates = result.duplicates

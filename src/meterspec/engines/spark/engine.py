@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -66,11 +67,15 @@ class SparkEngine:
     """Runs jobs on a SparkSession: the one given, or one started for `master` (default
     local[threads]; meterspec.engines.spark.session). Temporary files go to `workdir` (a new
     temporary directory unless given; on a cluster it must be a path every node sees),
-    which close() removes if it made it; close() leaves the session running."""
+    which close() removes if it made it; close() leaves the session running, shutdown() stops
+    it if this engine started it."""
 
     def __init__(self, master: str | None = None, threads: int | None = None,
                  session: SparkSession | None = None, workdir: str | None = None,
                  partitions: int | None = None) -> None:
+        from pyspark import SparkContext
+
+        self._own_session = session is None and SparkContext._active_spark_context is None
         self._own_dir = workdir is None
         self.workdir = workdir if workdir is not None else tempfile.mkdtemp(prefix="meterspec-")
         self.session = session if session is not None else start(
@@ -81,6 +86,29 @@ class SparkEngine:
     def close(self) -> None:
         if self._own_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def shutdown(self, timeout: float = 60) -> None:
+        """Stop the session if this engine started it and, when this process started Spark's
+        JVM, let the JVM exit and reap it: no JVM outlives a command, and its CPU counts as
+        this process's children's (the benchmarks measure a command with wait4)."""
+        from pyspark import SparkContext
+
+        if not self._own_session:
+            return
+        gateway = SparkContext._gateway
+        self.session.stop()
+        proc = getattr(gateway, "proc", None)
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()  # the JVM exits on its standard input's end
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        SparkContext._gateway = None
+        SparkContext._jvm = None
 
     def __enter__(self) -> SparkEngine:
         return self
