@@ -120,6 +120,7 @@ EXAMPLES = {
     ("conformance", "build"): "meterspec conformance build --check",
     ("conformance", "run"): "meterspec conformance run --impl 'node adapter.js' "
                             "--report report.jsonl --markdown report.md",
+    ("conformance", "badge"): "meterspec conformance badge report.jsonl > badge.svg",
 }
 EXIT_STATUSES: dict[tuple[str, ...], Statuses] = {
     ("validate",): ("0  every document is valid", "1  some are not, each reported",
@@ -131,6 +132,8 @@ EXIT_STATUSES: dict[tuple[str, ...], Statuses] = {
                                "2  the suite cannot be read"),
     ("conformance", "run"): ("0  every selected case passed", "1  not",
                              "2  the harness could not run"),
+    ("conformance", "badge"): ("0  the badge was written",
+                               "2  the report cannot be read or is not one"),
 }
 GENERIC_EXIT: Statuses = ("0  success", "1  rejected input or problems found",
                           "2  a usage error or an input that cannot be read")

@@ -120,9 +120,19 @@ def register(commands: Any) -> None:
                         "before --deadline), fails or errors still fails the run. Default: "
                         "every selected case must pass")
 
+    parser = sub.add_parser(
+        "badge", help="Write a conformance badge (SVG) from a run's report.",
+        description="Write a conformance badge (SVG) to standard output from a JSON-lines "
+        "report of `meterspec conformance run --report`: the suite's version and the cases "
+        "passed of the cases run; green when all passed, blue when every claimed case passed "
+        "(--allow-skips), amber or red otherwise. Embed it with ![conformance](badge.svg).")
+    parser.add_argument("report", metavar="REPORT", help="the report (.jsonl), '-' for stdin")
+
 
 def run_command(args: argparse.Namespace) -> int:
     try:
+        if args.action == "badge":  # issue 17: needs a report, not a suite
+            return _badge(args.report)
         root = (args.suite or default_root()).resolve()
         if args.action == "check":
             return _check(root, args.specs)
@@ -134,6 +144,18 @@ def run_command(args: argparse.Namespace) -> int:
         return EXIT_HARNESS
     except KeyboardInterrupt:
         return 130
+
+
+def _badge(path: str) -> int:
+    from meterspec.conformance import badge
+
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise HarnessError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}"
+                           ) from None
+    sys.stdout.write(badge.svg(badge.from_report(text)))
+    return EXIT_OK
 
 
 def _check(root: Path, specs: Path | None) -> int:
