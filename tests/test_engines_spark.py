@@ -43,7 +43,7 @@ from meterspec.codec import decode_config, decode_request
 from meterspec.conformance.cases import load_cases, select
 from meterspec.conformance.protocol import InProcessAdapter
 from meterspec.conformance.runner import Runner
-from meterspec.engines.sources import NdjsonFile
+from meterspec.engines.sources import NdjsonFile, ParquetFiles, Table
 from meterspec.engines.spark import conformance
 from meterspec.engines.spark.engine import Result, SparkEngine
 from meterspec.engines.spark.session import JavaMissingError
@@ -204,9 +204,57 @@ def test_run_and_aggregate_with_engine_spark(engine: SparkEngine, tmp_path: Path
     status, out, err = call(["run", "--engine", "spark", "--parquet", tmp_path / "o.parquet",
                              "--config", config, "--request", request, events])
     assert status == 2 and not out and b"--parquet is DuckDB's" in err
+
+
+
+def test_parquet_and_a_session_table(engine: SparkEngine, tmp_path: Path) -> None:
+    """Typed inputs (docs/engines.md's layout): a directory of Parquet files (numbered by
+    path, then row) and a DataFrame as a temporary view give the readings and report of the
+    same documents as NDJSON; `--engine spark` refuses another layout in one line."""
+    import duckdb
+
+    good = [json.loads(row) for row in HOSTILE[:1] + HOSTILE[-1:]]
+    good += [{**good[0], "id": None, "properties": None}, {**good[0], "id": "p2"}]
+    good[-1]["properties"] = {"q": None}
+    con = duckdb.connect()
+    con.execute("CREATE TABLE ev (id VARCHAR, workspaceID VARCHAR, universeID VARCHAR, "
+                "type VARCHAR, subject VARCHAR, time VARCHAR, "
+                "properties MAP(VARCHAR, VARCHAR))")
+    for row in good:
+        con.execute("INSERT INTO ev VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [row["id"], row["workspaceID"], row["universeID"], row["type"],
+                     row["subject"], row["time"], row["properties"]])
+    directory = tmp_path / "parquet"
+    (directory / "b").mkdir(parents=True)
+    con.execute(f"COPY (SELECT * FROM ev LIMIT 2) TO '{directory / 'a.parquet'}' "
+                "(FORMAT parquet)")
+    con.execute(f"COPY (SELECT * FROM ev OFFSET 2) TO '{directory / 'b' / 'c.parquet'}' "
+                "(FORMAT parquet)")
+    as_ndjson = lines(tmp_path / "good.ndjson", [
+        {k: v for k, v in row.items() if v is not None} for row in good])
+    config = write(tmp_path / "c.json", CONFIG)
+    request = write(tmp_path / "r.json", tumbling("sum", "day", "UTC", "2024-03-10T00:00:00Z",
+                                                  "2024-03-11T00:00:00Z", groupBy=["region"]))
+    reference = call(["run", "--config", config, "--request", request, as_ndjson])
+    assert reference[0] == 1 and b"missing-field" in reference[2]
+    parsed = decode_config(config.read_bytes()), decode_request(request.read_bytes())
+    result = engine.run(*parsed, [ParquetFiles(str(directory))])
+    report = io.BytesIO()
+    for number, problem in result.problems:
+        Report(report).reject(problem, number)
+    assert b"".join(result.lines()) == reference[1]
+    assert report.getvalue() == b"".join(reference[2].splitlines(keepends=True)[:-1])
+    engine.session.read.parquet(str(directory / "a.parquet")).createOrReplaceTempView("ev")
+    result = engine.run(*parsed, [Table("ev")])
+    first_two = call(["run", "--config", config, "--request", request,
+                      lines(tmp_path / "two.ndjson", [good[0], good[1]])])
+    assert b"".join(result.lines()) == first_two[1] and not result.problems
+    con.execute(f"COPY (SELECT id, time FROM ev) TO '{tmp_path / 'bad.parquet'}' "
+                "(FORMAT parquet)")
     status, out, err = call(["run", "--engine", "spark", "--config", config, "--request",
-                             request, tmp_path / "ev.parquet"])
-    assert status == 2 and not out and b"Spark engine reads NDJSON" in err
+                             request, tmp_path / "bad.parquet"])
+    assert status == 2 and not out and err.count(b"\n") == 1
+    assert b"not in the event layout" in err and b"missing workspaceID" in err
 
 
 def test_without_java_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -57,7 +57,9 @@ class ParquetFiles:
 
 @dataclass(frozen=True)
 class Table:
-    """A DuckDB table of the engine's connection, in the typed layout."""
+    """A table in the typed layout: of the DuckDB engine's connection, or of the Spark
+    engine's session (a table or a temporary view: a DataFrame after
+    createOrReplaceTempView)."""
 
     name: str
 

@@ -27,7 +27,16 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from meterspec.contracts import AggregationRequest, MeteringConfig
 from meterspec.engines.compiler import compile_plan
 from meterspec.engines.ndjson import prepare
-from meterspec.engines.sources import Documents, NdjsonFile, Source
+from meterspec.engines.sources import (
+    EVENT_COLUMNS,
+    OPTIONAL_COLUMNS,
+    RECORD_COLUMNS,
+    Documents,
+    NdjsonFile,
+    ParquetFiles,
+    Source,
+    Table,
+)
 from meterspec.engines.spark import tasks
 from meterspec.engines.spark.session import start
 from meterspec.engines.spark.tasks import Job
@@ -40,7 +49,28 @@ if TYPE_CHECKING:
 
 
 class SourceError(ValueError):
-    """An input the Spark engine does not read (Parquet and tables are DuckDB's for now)."""
+    """An input the Spark engine cannot read: a typed input of another layout."""
+
+
+SPARK_TYPES = {"VARCHAR": "string", "MAP(VARCHAR, VARCHAR)": "map<string,string>",
+               "STRUCT(quantity VARCHAR, unit VARCHAR)": "struct<quantity:string,unit:string>"}
+
+
+def layout(found: dict[str, str], records: bool, name: str) -> list[str]:
+    """The columns of a typed input (Spark's type names), or SourceError naming what
+    differs from the layout of meterspec.engines.sources."""
+    expected = {column: SPARK_TYPES[kind] for column, kind in
+                (RECORD_COLUMNS if records else EVENT_COLUMNS).items()}
+    wrong = [f"{column} is {found[column]}, not {kind}" for column, kind in expected.items()
+             if column in found and found[column] != kind]
+    missing = [c for c in expected if c not in found and c not in OPTIONAL_COLUMNS]
+    extra = [c for c in found if c not in expected]
+    if wrong or missing or extra:
+        parts = wrong + [f"missing {', '.join(missing)}"] * bool(missing) \
+            + [f"unknown {', '.join(extra)}"] * bool(extra)
+        raise SourceError(f"{name} is not in the {'record' if records else 'event'} layout "
+                          f"(docs/engines.md): {'; '.join(parts)}")
+    return [c for c in expected if c in found]
 
 
 @dataclass
@@ -194,8 +224,11 @@ class SparkEngine:
                     first += len(source.texts)
                     continue
                 if not isinstance(source, NdjsonFile):
-                    raise SourceError(f"the Spark engine reads NDJSON files; {source} is "
-                                      "for --engine duckdb")
+                    typed, count = self._typed(source, work[job_index][0].kind, job_index,
+                                               first)
+                    parts.append(typed)
+                    first += count
+                    continue
 
                 def flag(number: int, line: bytes | None, job: int = job_index) -> None:
                     flagged.append((job, number, line))
@@ -204,6 +237,31 @@ class SparkEngine:
                 parts.append(self._lines_of(prepared.path, job_index, first))
                 first += prepared.lines
         return self.context.union(parts)
+
+    def _typed(self, source: Source, kind: str, job_index: int, first: int
+               ) -> tuple[RDD[tasks.Row], int]:
+        """A Parquet input or a table of the session (a DataFrame as a temporary view) in the
+        typed layout (meterspec.engines.sources): each row as the document it stands for,
+        numbered by file path then row (Parquet) or in the table's order; and the row count."""
+        from pyspark.sql import functions
+
+        if isinstance(source, ParquetFiles):
+            frame = (self.session.read.option("recursiveFileLookup", "true")
+                     .option("pathGlobFilter", "*.parquet").parquet(source.path))
+            name = source.path
+            order = [functions.col("_metadata.file_path"), functions.col("_metadata.row_index")]
+        elif isinstance(source, Table):
+            frame, name, order = self.session.table(source.name), source.name, []
+        else:
+            raise SourceError(f"the Spark engine does not read {source}")
+        columns = layout({f.name: f.dataType.simpleString() for f in frame.schema.fields},
+                         kind == "aggregate", name)
+        if order:
+            frame = frame.select(*columns, *order).orderBy(*order).select(*columns)
+        count = frame.count()
+        rows = frame.rdd.map(tasks.typed_document).zipWithIndex().map(
+            lambda pair: (job_index, first + pair[1], pair[0]))
+        return rows, count
 
     def _lines_of(self, path: str, job_index: int, first: int) -> RDD[tasks.Row]:
         lines: RDD[Any] = self.context.textFile(path, self.partitions, use_unicode=False)

@@ -108,6 +108,16 @@ def _meter_row(meter: Meter, job: Job, job_index: int, number: int, data: bytes 
         yield LINE, job_index, number, b"".join(encode(r) + b"\n" for r in records), None
 
 
+def typed_document(row: Any) -> bytes:
+    """A typed row (a pyspark Row) as the EventPayload or MeterRecord document it stands for:
+    a NULL member is absent, also inside `measurement`; a NULL map value stays null."""
+    document = {k: v for k, v in row.asDict(recursive=True).items() if v is not None}
+    if isinstance(document.get("measurement"), dict):
+        document["measurement"] = {k: v for k, v in document["measurement"].items()
+                                   if v is not None}
+    return msgspec.json.encode(document)
+
+
 def identity_rows(tagged: Tagged) -> tuple[tuple[int, Identity], list[tuple[int, Any]]]:
     """A SEEN row keyed by its job and identity, for repeats()."""
     _, job_index, number, identity, content = tagged
