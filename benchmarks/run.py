@@ -1281,7 +1281,7 @@ def engines_job(args: argparse.Namespace) -> Outcome:
         for size in args.spark_sizes:
             sized = workdir if size == events else args.workdir / f"engines-{size}"
             if size != events:
-                generate_events(sized, "uniform", size, subjects, days, args.seed)
+                generate_events(sized, "uniform-fast", size, subjects, days, args.seed)
             run = engine_run(sized, "spark", "sum", threads, size, sized / "events.ndjson")
             if size == events:
                 pairs.append((commands[len(query)], run))  # the reference's sum
