@@ -176,7 +176,7 @@ class SparkEngine:
         flagged: list[tasks.Row] = []
         rows = self._rows(work, flagged)
         if flagged:
-            rows = rows.union(self.context.parallelize(flagged, 1))
+            rows = rows.union(self.context.parallelize(flagged, self.partitions))
         shared = self.context.broadcast(jobs)
         described = rows.mapPartitions(
             lambda part: tasks.describe(shared.value, part)).persist()
@@ -212,15 +212,15 @@ class SparkEngine:
     def _rows(self, work: Sequence[tuple[Job, Sequence[Source]]], flagged: list[tasks.Row]
               ) -> RDD[tasks.Row]:
         """Every input line as (job, number, bytes), numbered as the reference numbers them
-        (meterspec.engines.sources); lines Spark must not split are described by the
-        reference on the workers like the rest, from `flagged`."""
+        (meterspec.engines.sources). Lines Spark must not split, and documents held in
+        memory, go to `flagged`, read from the driver's list."""
         parts: list[RDD[tasks.Row]] = [self.context.emptyRDD()]
         for job_index, (_, sources) in enumerate(work):
             first = 1
             for source in sources:
-                if isinstance(source, Documents):
-                    rows = [(job_index, first + i, text) for i, text in enumerate(source.texts)]
-                    parts.append(self.context.parallelize(rows, min(len(rows), 2) or 1))
+                if isinstance(source, Documents):  # with the flagged lines, in one RDD
+                    flagged.extend((job_index, first + i, text)
+                                   for i, text in enumerate(source.texts))
                     first += len(source.texts)
                     continue
                 if not isinstance(source, NdjsonFile):
