@@ -279,7 +279,8 @@ class SparkEngine:
         if not any(job.dedupe for job in jobs):
             return dropped, duplicates
         later = (described.filter(lambda t: t[0] == tasks.SEEN).map(tasks.identity_rows)
-                 .reduceByKey(lambda a, b: a + b, self.partitions).flatMap(tasks.repeats)
+                 .reduceByKey(lambda a, b: a + b, self.partitions, tasks.group_partition)
+                 .flatMap(tasks.repeats)
                  .collect())
         for job_index, number, same, identity, content in later:
             dropped.add((job_index, number))

@@ -151,7 +151,8 @@ def group_rows(jobs: Sequence[Job], tagged: Tagged
 
 
 def group_partition(key: tuple[int, tuple[Any, ...]]) -> int:
-    """A stable hash of a group key (the same in every worker and run)."""
+    """A stable hash of a group or identity key (the same in every worker and run, whatever
+    PYTHONHASHSEED)."""
     return zlib.crc32(msgspec.json.encode(key))
 
 
