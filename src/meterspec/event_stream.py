@@ -1,8 +1,8 @@
 """MS-ING-021: a stream of events read from files counts each (workspaceID, universeID, id) once.
 
 Pure (no I/O). `meterspec run` on files has no store to ask, so it keeps two integers per
-identity, never the event: a 64-bit keyed hash of the identity and a 64-bit hash of the rest
-of the payload's value. An identical repeat (the same MS-ING-002 digest: the same event
+identity (in a meterspec.int_table: 32 to 64 bytes each), never the event: a 64-bit keyed hash
+of the identity and a 64-bit hash of the rest of the payload's value. An identical repeat (the same MS-ING-002 digest: the same event
 however its JSON is spelt) is a duplicate, dropped and counted; a repeat with another digest is
 an `event-conflict` and the first event is the one that counts (MS-ING-004).
 
@@ -18,6 +18,7 @@ from typing import Literal
 from meterspec.contracts import EventPayload
 from meterspec.errors import MeterspecError, Problem
 from meterspec.ingestion import event_digest
+from meterspec.int_table import IntTable
 from meterspec.timestamps import Instant
 
 
@@ -46,7 +47,7 @@ class EventDeduplicator:
     __slots__ = ("_seen", "conflicts", "duplicates")
 
     def __init__(self) -> None:
-        self._seen: dict[int, int] = {}
+        self._seen = IntTable()
         self.duplicates = 0
         self.conflicts = 0
 
@@ -56,7 +57,7 @@ class EventDeduplicator:
     def identities(self) -> frozenset[int]:
         """The identity keys seen (for meterspec.parallel: a key seen by two ranges of one file
         needs the order of the whole file to say which copy counts)."""
-        return frozenset(self._seen)
+        return frozenset(self._seen.keys())
 
     def add(self, event: EventPayload, instant: Instant) -> Literal["new", "duplicate"]:
         """"new" the first time an identity is seen (meter the event), "duplicate" for a repeat
@@ -64,11 +65,9 @@ class EventDeduplicator:
         `event-conflict` for a repeat with another digest (reject it: the first one stands).
         Call it once per *valid* event (decoded, identity fields non-empty, `instant` its parsed
         time), whether or not any measurement takes it, and before metering it."""
-        key = identity_key(event)
         content = payload_hash(event, instant)
-        first = self._seen.get(key)
+        first = self._seen.setdefault(identity_key(event), content)
         if first is None:
-            self._seen[key] = content
             return "new"
         if first == content:
             self.duplicates += 1
