@@ -4,7 +4,8 @@ Pure (no I/O). `meterspec run` on files has no store to ask, so it keeps two int
 identity (in a meterspec.int_table: 32 to 64 bytes each), never the event: a 64-bit keyed hash
 of the identity and a 64-bit hash of the rest of the payload's value. An identical repeat (the
 same MS-ING-002 digest: the same event however its JSON is spelt) is a duplicate, dropped and
-counted; a repeat with another digest is an `event-conflict` and the first event is the one that counts (MS-ING-004).
+counted; a repeat with another digest is an `event-conflict` and the first event is the one
+that counts (MS-ING-004).
 
 Cost matters here (it runs once per event in run's hot loop), so both are Python's keyed hash:
 the payload is compared by the hash of (type, subject, instant, the set of properties), which
