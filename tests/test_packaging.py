@@ -32,7 +32,7 @@ APACHE_2_0 = "cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc523d30"
 LICENSE_FILES = ("LICENSE", "NOTICE")
 # What the tests read besides src/: the sdist must carry all of it (MANIFEST.in).
 TEST_INPUTS = ("specs", "schemas", "conformance", "docs", "examples", "scripts", "benchmarks",
-               "tests")
+               "tests", "typescript")
 SKIPPED = ("__pycache__", "*.egg-info", "node_modules", "*.pyc", ".pytest_cache", "data")
 
 
@@ -69,7 +69,7 @@ def _source_tree(into: Path) -> Path:
     for name in ("src", ".ci", *TEST_INPUTS):
         shutil.copytree(ROOT / name, tree / name, symlinks=True, ignore=ignore)
     for name in ("pyproject.toml", "MANIFEST.in", "README.md", "CHANGELOG.md", "CONTRIBUTING.md",
-                 "mkdocs.yml", *LICENSE_FILES):
+                 "mkdocs.yml", "action.yml", "Dockerfile", ".dockerignore", *LICENSE_FILES):
         shutil.copy2(ROOT / name, tree / name)
     return tree
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// @ts-check
 // A second implementation of meterspec core, in JavaScript, behind the conformance harness
 // protocol (conformance/INTERPRETING.md section 5). No npm dependencies: exact decimals are
 // BigInt, ids use node:crypto, the JSON Schemas are read from the repository's schemas/.
@@ -8,6 +9,11 @@
 // Scope: `meter` in full; `aggregate` for `sum` over explicit windows and UTC tumbling windows.
 // Everything else is answered `skipped` with a reason, never guessed.
 'use strict';
+
+// The contracts' types, generated from schemas/ (typescript/meterspec.d.ts): `tsc -p typescript`
+// checks this file against them (tests/test_typescript.py). Comments only: node needs nothing.
+/** @typedef {import('../../typescript/meterspec').MeterRecord} MeterRecord */
+/** @typedef {import('../../typescript/meterspec').MeterReading} MeterReading */
 
 const crypto = require('node:crypto');
 const fs = require('node:fs');
@@ -163,6 +169,7 @@ function parseTimestamp(text, at = '') {
 
 const pad = (n, width) => String(n).padStart(width, '0');
 
+/** @param {bigint} a @param {bigint} b @returns {bigint} */
 function floorDiv(a, b) {
   const q = a / b;
   return (a % b !== 0n && (a < 0n) !== (b < 0n)) ? q - 1n : q;
@@ -170,12 +177,13 @@ function floorDiv(a, b) {
 
 // MS-TIME-004: UTC, "Z", the nine nanosecond digits only when non-zero, without trailing
 // zeros. Floor division: before 1970 the day and the second round toward the past.
+/** @param {bigint} nanos @returns {string} */
 function formatTimestamp(nanos) {
   const days = floorDiv(nanos, NANOS_PER_DAY);
-  let rest = nanos - days * NANOS_PER_DAY; // 0 <= rest < one day
+  const ofDay = nanos - days * NANOS_PER_DAY; // 0 <= ofDay < one day
   const [y, m, d] = civilFromDays(Number(days));
-  const nano = Number(rest % NANOS_PER_SECOND);
-  rest = Number(rest / NANOS_PER_SECOND);
+  const nano = Number(ofDay % NANOS_PER_SECOND);
+  const rest = Number(ofDay / NANOS_PER_SECOND);
   let text = `${pad(y, 4)}-${pad(m, 2)}-${pad(d, 2)}T${pad(Math.floor(rest / 3600), 2)}:`
     + `${pad(Math.floor(rest / 60) % 60, 2)}:${pad(rest % 60, 2)}`;
   if (nano) text += `.${pad(nano, 9).replace(/0+$/, '')}`;
@@ -462,6 +470,7 @@ function compileConfig(config) {
   return { rules, sources, dimensions: config.dimensions || null };
 }
 
+/** @returns {MeterRecord[]} */
 function meter(input) {
   const meterConfig = compileConfig(has(input, 'config') ? input.config : null);
   let event;
@@ -508,6 +517,7 @@ function meter(input) {
   const dimensions = Object.fromEntries(names.sort(compareText).map((n) => [n, props[n]]));
   const recordedAt = formatTimestamp(instant);
   return measured.map(([rule, quantity]) => {
+    /** @type {MeterRecord} */
     const record = {
       id: digestId('rec_', ['meterspec/record/v1', event.workspaceID, event.universeID,
         event.id, rule.unit, rule.source]),
@@ -602,6 +612,7 @@ function parseRecord(record, prefix) {
   return { record, quantity, instant };
 }
 
+/** @returns {MeterReading[]} */
 function aggregate(input) {
   const request = has(input, 'request') ? input.request : null;
   // As for a config: checks that need a well-formed request run only if it matches its schema.
@@ -655,6 +666,7 @@ function aggregate(input) {
     groupBy.forEach((name, i) => groupFields.push(name, values[i] === null ? '!' : `=${values[i]}`));
     groups.get(key).forEach(({ total, count }, i) => {
       const window = { start: formatTimestamp(windows[i][0]), end: formatTimestamp(windows[i][1]) };
+      /** @type {MeterReading} */
       const reading = {
         id: digestId('rdg_', ['meterspec/reading/v1', workspaceID, universeID, subject, unit,
           'sum', '', window.start, window.end, ...groupFields]),
