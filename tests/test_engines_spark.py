@@ -254,7 +254,7 @@ def test_parquet_and_a_session_table(engine: SparkEngine, tmp_path: Path) -> Non
     status, out, err = call(["run", "--engine", "spark", "--config", config, "--request",
                              request, tmp_path / "bad.parquet"])
     assert status == 2 and not out and err.count(b"\n") == 1
-    assert b"not in the event layout" in err and b"missing workspaceID" in err
+    assert b"not in the event layout" in err and b"missing workspaceid" in err.lower()
 
 
 def test_without_java_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -270,7 +270,7 @@ def test_without_java_one_line_and_exit_2(tmp_path: Path) -> None:
          "--request", str(request), str(events)], capture_output=True, env=env, timeout=60,
         check=False)
     assert result.returncode == 2 and not result.stdout
-    assert result.stderr.decode().count("\n") == 1 and b"needs Java 17" in result.stderr
+    assert result.stderr.decode().count("\n") == 1 and b"needs java 17" in result.stderr.lower()
 
 
 # ------------------------------------------------------------------ the conformance suite
