@@ -44,7 +44,8 @@ from meterspec.server import events_body, registry
 from meterspec.server.problems import MEDIA_TYPE, HttpError
 from meterspec.server.registry import Key, Scope
 from meterspec.store import open_store
-from meterspec.store.base import Store, StoreError
+from meterspec.store.base import BatchResult, Store, StoreError
+from meterspec.store.batch import Batch
 from meterspec.timestamps import parse_timestamp
 
 T = TypeVar("T")
@@ -52,6 +53,8 @@ MAX_BODY = 8 * 1024 * 1024
 BODY_SECONDS = 30.0
 DEFAULT_RATE = ratelimit.RateLimitPolicy([ratelimit.RateLimit("second", 1_000),
                                           ratelimit.RateLimit("minute", 20_000)])
+GROUP_EVENTS = 20_000
+"""At most this many events in one transaction of grouped batches."""
 TEXT_CODES = {"invalid-json", "nesting-too-deep", "duplicate-name", "document-too-large"}
 ENVIRONMENT = "METERSPEC_SERVE"
 """`meterspec serve --workers N` hands its settings to each worker in this variable (JSON)."""
@@ -75,6 +78,7 @@ class State:
     stores: list[Store] = field(default_factory=list)
     keys: dict[str, Key] = field(default_factory=dict)
     limits: dict[str, ratelimit.RateState] = field(default_factory=dict)
+    committer: GroupCommit = field(init=False)
 
     async def call(self, work: Callable[[Store], T]) -> T:
         """`work` on a store connection of the pool, in a worker thread."""
@@ -89,6 +93,57 @@ class State:
         except StoreError as error:
             raise HttpError.single(503, "unavailable", str(error), "MS-HTTP-009",
                                    headers={"Retry-After": "1"}) from None
+
+
+class GroupCommit:
+    """Batches that arrive while the store is busy are ingested together, in one transaction
+    (their merge: MS-ING-006 makes each event's outcome the one its batch alone would get),
+    up to GROUP_EVENTS events; each request is answered once that transaction commits
+    (MS-HTTP-004). A store's fixed cost per transaction is then paid once per group, not once
+    per request. At most `writers` groups are in progress at once (the pool's connections)."""
+
+    def __init__(self, state: State, writers: int) -> None:
+        self.state, self.writers, self.running = state, writers, 0
+        self.pending: list[tuple[Batch, asyncio.Future[events_body.Decided]]] = []
+
+    async def ingest(self, batch: Batch) -> events_body.Decided:
+        future: asyncio.Future[events_body.Decided] = asyncio.get_running_loop().create_future()
+        self.pending.append((batch, future))
+        if self.running < self.writers:
+            self.running += 1
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self.pending:
+                group: list[tuple[Batch, asyncio.Future[events_body.Decided]]] = []
+                size = 0
+                while self.pending and (not group or size + self.pending[0][0].size
+                                        <= GROUP_EVENTS):
+                    group.append(self.pending.pop(0))
+                    size += group[-1][0].size
+                batches = [batch for batch, _ in group]
+                merged = events_body.merge(batches)
+                try:
+                    result = await self.state.call(_ingesting(merged))
+                except BaseException as error:
+                    for _, future in group:
+                        if not future.done():
+                            future.set_exception(error)
+                    if not isinstance(error, Exception):
+                        raise
+                    continue
+                for (_, future), decided in zip(group, events_body.split(batches, result),
+                                                strict=True):
+                    if not future.done():
+                        future.set_result(decided)
+        finally:
+            self.running -= 1
+
+
+def _ingesting(batch: Batch) -> Callable[[Store], BatchResult]:
+    return lambda store: store.ingest(batch, "http", detail=True)
 
 
 def _state(request: Request) -> State:
@@ -208,8 +263,8 @@ async def ingest(request: Request) -> Response:
                                     key.universe_id)
     if not batch.size:
         return _json_response(events_body.IngestResult(0, 0, 0, 0, 0, []))
-    result = await _state(request).call(lambda store: store.ingest(batch, "http", detail=True))
-    return _json_response(events_body.answer(batch, result))
+    decided = await _state(request).committer.ingest(batch)
+    return _json_response(events_body.answer(batch, decided))
 
 
 async def put_meter(request: Request) -> Response:
@@ -446,6 +501,7 @@ def create_app(settings: Settings) -> Starlette:
             state.stores.append(store)
             state.pool.put(store)
         registry.prepare(state.stores[0])
+        state.committer = GroupCommit(state, count)
         app.state.meterspec = state
         try:
             yield

@@ -19,7 +19,7 @@ from meterspec import cloudevents
 from meterspec.errors import MeterspecError, Problem
 from meterspec.lines import read_lines
 from meterspec.server.problems import HttpError
-from meterspec.store.base import BatchResult
+from meterspec.store.base import BatchResult, Outcome
 from meterspec.store.batch import Batch
 
 MAX_EVENTS = 1_000
@@ -142,9 +142,38 @@ def _tenant_checked(batch: Batch, workspace: str, universe: str) -> Batch:
     return checked
 
 
-def answer(batch: Batch, result: BatchResult) -> IngestResult:
-    """MS-HTTP-003: one result per event, in batch order."""
-    ids = dict(zip(batch.positions, batch.ids, strict=True))
+COLUMNS = ("workspace_ids", "universe_ids", "ids", "types", "subjects", "seconds", "nanos",
+           "digests", "payloads")
+CORRECTION_COLUMNS = ("correction_kinds", "correction_targets", "correction_properties",
+                      "correction_shapes")
+
+
+def merge(batches: list[Batch]) -> Batch:
+    """One Batch holding `batches` one after the other, for one transaction (group commit).
+    Ingesting it decides every event as ingesting the batches in turn would (MS-ING-006)."""
+    if len(batches) == 1:
+        return batches[0]
+    merged = Batch()
+    for batch in batches:
+        offset, columns = merged.size, len(merged.positions)
+        merged.numbers += batch.numbers
+        merged.positions += [offset + p for p in batch.positions]
+        for name in COLUMNS + CORRECTION_COLUMNS:
+            getattr(merged, name).extend(getattr(batch, name))
+        merged.correction_positions += [offset + p for p in batch.correction_positions]
+        merged.correction_columns += [columns + c for c in batch.correction_columns]
+        merged.rejected += [(offset + p, error) for p, error in batch.rejected]
+        merged.size += batch.size
+    return merged
+
+
+Decided = tuple[list[Outcome], dict[int, list[Problem]]]
+"""Each event's outcome, and the problems of those that have some, by position."""
+
+
+def split(batches: list[Batch], result: BatchResult) -> list[Decided]:
+    """The outcomes of a merged batch, batch by batch."""
+    outcomes = result.outcomes()
     problems: dict[int, list[Problem]] = {}
     for conflict in result.conflicts:
         problems[conflict.position] = [conflict.problem()]
@@ -152,12 +181,29 @@ def answer(batch: Batch, result: BatchResult) -> IngestResult:
         problems[late.position] = [late.problem()]
     for position, error in result.rejected:
         problems[position] = [msgspec.structs.replace(p, line=None) for p in error.problems]
+    decided: list[Decided] = []
+    offset = 0
+    for batch in batches:
+        decided.append((outcomes[offset:offset + batch.size],
+                        {p - offset: found for p, found in problems.items()
+                         if offset <= p < offset + batch.size}))
+        offset += batch.size
+    return decided
+
+
+def answer(batch: Batch, decided: Decided) -> IngestResult:
+    """MS-HTTP-003: one result per event, in batch order, and the counts."""
+    outcomes, problems = decided
+    ids = dict(zip(batch.positions, batch.ids, strict=True))
     results = []
-    for position, outcome in enumerate(result.outcomes()):
+    counts = dict.fromkeys(("accepted", "duplicate", "conflict", "late-beyond-retention",
+                            "rejected"), 0)
+    for position, outcome in enumerate(outcomes):
+        counts[outcome] += 1
         event_id = ids.get(position)
         found = problems.get(position)
         if event_id is None and found:
             event_id = found[0].event_id
         results.append(EventResult(position, outcome, event_id, found))
-    return IngestResult(result.accepted, result.duplicates, len(result.conflicts),
-                        len(result.late), len(result.rejected), results)
+    return IngestResult(counts["accepted"], counts["duplicate"], counts["conflict"],
+                        counts["late-beyond-retention"], counts["rejected"], results)
