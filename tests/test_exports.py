@@ -22,8 +22,9 @@ from typing import Any
 import msgspec
 import pytest
 import typing_extensions
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_invoices import adjustment_documents, invoice_documents
 
 from meterspec import ledger_export, stripe_export
 from meterspec.codec import STRUCTS, decode, decode_config, decode_event, encode
@@ -401,6 +402,36 @@ def test_csv_cells_never_run_as_formulas(documents: tuple[list[Invoice], Adjustm
                                          newline="")))[1]
     row = dict(zip(ledger_export.COLUMNS, record, strict=True))
     assert row["subject"] == '\'=HYPERLINK("x","y")' and row["amount_rounded"] == "-1"
+
+
+# ------------------------------------------------------------------ laws, by hypothesis
+
+LAWS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _minor(document: Invoice | Adjustment, rounded: str) -> int:
+    return int(Decimal(rounded).scaleb(stripe_export.stripe_exponent(document.currency)))
+
+
+@LAWS
+@given(st.one_of(invoice_documents(), adjustment_documents()))
+def test_items_add_up_to_the_total_and_rows_to_the_lines(document: Invoice | Adjustment) -> None:
+    """MS-EXP-004: the invoice items of a document add up to its rounded total in Stripe's
+    minor units (only zero lines are left out), each key is its own, and the body fits the
+    stripe package's types; MS-EXP-010: one ledger row per line, summing to the total."""
+    subject = {document.subject: "cus_1"}
+    try:
+        requests = stripe_export.export_document(document, subject)
+    except MeterspecError as error:  # a currency whose rounding Stripe cannot hold
+        assert {p.code for p in error.problems} == {"not-exportable"}
+        return
+    assert sum(r.body["amount"] for r in requests) == _minor(document, document.total.rounded)
+    assert len({r.idempotency_key for r in requests}) == len(requests)
+    assert [p for r in requests for p in _check_against_stripe(r)] == []
+    rows = list(ledger_export.rows([document]))
+    assert len(rows) == len(document.lines)
+    assert sum(Decimal(str(r["amount_rounded"])) for r in rows) == Decimal(
+        document.total.rounded)
 
 
 # ------------------------------------------------------------------ the command
