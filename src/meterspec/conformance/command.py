@@ -84,8 +84,16 @@ def register(commands: Any) -> None:
     parser = sub.add_parser("run", help="Drive an implementation through the suite.",
                             description="Drive an implementation through the suite. "
                             + RUN_LIMITS)
-    parser.add_argument("--impl", required=True, metavar="COMMAND",
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--impl", metavar="COMMAND",
                         help="the adapter's command line, or python:meterspec (in-process)")
+    # Issue 15: the HTTP profile (meterspec.conformance.http_profile), no adapter needed.
+    target.add_argument("--http", metavar="URL", help="a server implementing the HTTP "
+                        "binding (specs/http.md): the ingestion and metering cases it can "
+                        "express are run through it, the others reported skipped (not "
+                        "claimed); needs --api-key (scope admin)")
+    parser.add_argument("--api-key", metavar="KEY", help="with --http: the Bearer key "
+                        "(default: $METERSPEC_API_KEY)")
     parser.add_argument("--suite", type=Path, help=suite_help)
     parser.add_argument("--area", action="append", default=[], help="only this area")
     parser.add_argument("--feature", action="append", default=[],
@@ -189,6 +197,8 @@ def _build(root: Path, drift_check: bool) -> int:
 def _run(root: Path, args: argparse.Namespace) -> int:
     suite = load_suite(root)
     cases = select(load_cases(suite), areas=args.area, features=args.feature, ids=args.case)
+    if args.http is not None:  # issue 15: the HTTP profile
+        return _run_http(suite, cases, args)
     adapter = make_adapter(args.impl, args.timeout, max_response=args.max_response,
                            stderr_shown=args.max_stderr)
     outputs = []
@@ -224,4 +234,31 @@ def _run(root: Path, args: argparse.Namespace) -> int:
     finally:
         for stream in outputs:
             stream.close()
+    return EXIT_OK if run.ok else EXIT_FAILED
+
+
+def _run_http(suite: Any, cases: list[Any], args: argparse.Namespace) -> int:
+    """`--http URL --api-key KEY`: the HTTP profile, reported as any run is."""
+    import os
+
+    from meterspec.conformance import http_profile
+
+    key = args.api_key or os.environ.get("METERSPEC_API_KEY")
+    if not key:
+        raise HarnessError("--http needs --api-key KEY (or METERSPEC_API_KEY)")
+    try:
+        outcome = http_profile.run(args.http, key, cases, args.timeout)
+    except (http_profile.AnswerError, OSError) as error:
+        raise HarnessError(f"{args.http}: {error}") from None
+    run = replace(outcome, suite=suite.identity())
+    report.print_terminal(run, sys.stdout)
+    try:
+        if args.report is not None:
+            with args.report.open("w", encoding="utf-8") as stream:
+                report.write_jsonl(run, stream)
+        if args.markdown is not None:
+            with args.markdown.open("w", encoding="utf-8") as stream:
+                report.write_markdown(run, stream)
+    except OSError as error:
+        raise HarnessError(f"cannot write report: {error}") from None
     return EXIT_OK if run.ok else EXIT_FAILED

@@ -157,9 +157,9 @@ def _json_response(value: object, status: int = 200,
 
 # ------------------------------------------------------------------ keys, limits, bodies
 
-async def authorize(request: Request, scope: Scope) -> Key:
-    """The request's key if it may act in `scope` (MS-HTTP-010), its rate charged
-    (MS-HTTP-012)."""
+async def authorize(request: Request, scope: Scope | None) -> Key:
+    """The request's key if it may act in `scope` (any, for None: MS-HTTP-010), its rate
+    charged (MS-HTTP-012)."""
     state = _state(request)
     header = request.headers.get("authorization", "")
     kind, _, token = header.partition(" ")
@@ -175,7 +175,7 @@ async def authorize(request: Request, scope: Scope) -> Key:
             raise HttpError.single(401, "unauthorized", "unknown API key", "MS-HTTP-010",
                                    headers=challenge)
         state.keys[token] = key
-    if not key.allows(scope):
+    if scope is not None and not key.allows(scope):
         raise HttpError.single(403, "forbidden", f"this key's scope is {key.scope!r}; this "
                                f"request needs {scope!r}", "MS-HTTP-010")
     decision = ratelimit.decide(state.settings.rate,
@@ -253,6 +253,18 @@ def _identifier(value: str | None, name: str) -> str:
 
 async def health(request: Request) -> Response:
     return _json_response({"status": "ok"})
+
+
+class KeyInfo(msgspec.Struct):
+    workspace_id: str = msgspec.field(name="workspaceID")
+    universe_id: str = msgspec.field(name="universeID")
+    scope: str
+
+
+async def key_info(request: Request) -> Response:
+    """MS-HTTP-001: the tenant and scope of the request's key (any scope)."""
+    key = await authorize(request, None)
+    return _json_response(KeyInfo(key.workspace_id, key.universe_id, key.scope))
 
 
 async def ingest(request: Request) -> Response:
@@ -511,6 +523,7 @@ def create_app(settings: Settings) -> Starlette:
 
     routes = [
         Route("/v1/health", health, methods=["GET"]),
+        Route("/v1/key", key_info, methods=["GET"]),
         Route("/v1/events", ingest, methods=["POST"]),
         Route("/v1/meters/{id}", put_meter, methods=["PUT"]),
         Route("/v1/meters/{id}", get_meter, methods=["GET"]),
