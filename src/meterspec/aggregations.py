@@ -18,9 +18,14 @@ class WindowState(Protocol):
 
     count: int
 
-    def add(self, instant: Instant, quantity: Decimal, dimensions: Mapping[str, str]) -> None: ...
-    def merge(self, other: Self) -> None: ...
-    def result(self) -> Decimal | None: ...
+    def add(self, instant: Instant, quantity: Decimal, dimensions: Mapping[str, str]) -> None:
+        """Count one record: its instant, quantity and dimensions."""
+
+    def merge(self, other: Self) -> None:
+        """Fold in another state of the same aggregation, as if its records had been added here."""
+
+    def result(self) -> Decimal | None:
+        """The window's value, or None when the aggregation has none for an empty window."""
 
 
 class Sum:
@@ -32,14 +37,17 @@ class Sum:
         self.total, self.count = ZERO, 0
 
     def add(self, instant: Instant, quantity: Decimal, dimensions: Mapping[str, str]) -> None:
+        """Add the record's quantity, exactly."""
         self.total = EXACT.add(self.total, quantity)
         self.count += 1
 
     def merge(self, other: Sum) -> None:
+        """Add the other state's total and count."""
         self.total = EXACT.add(self.total, other.total)
         self.count += other.count
 
     def result(self) -> Decimal | None:
+        """The exact sum (0 for an empty window)."""
         return self.total
 
 
@@ -52,12 +60,15 @@ class Count:
         self.count = 0
 
     def add(self, instant: Instant, quantity: Decimal, dimensions: Mapping[str, str]) -> None:
+        """Count the record, whatever its quantity."""
         self.count += 1
 
     def merge(self, other: Count) -> None:
+        """Add the other state's count."""
         self.count += other.count
 
     def result(self) -> Decimal | None:
+        """The number of records (0 for an empty window)."""
         return Decimal(self.count)
 
 
@@ -71,16 +82,19 @@ class Min:
         self.count = 0
 
     def add(self, instant: Instant, quantity: Decimal, dimensions: Mapping[str, str]) -> None:
+        """Keep the quantity if it is the smallest so far."""
         if self.value is None or quantity < self.value:
             self.value = quantity
         self.count += 1
 
     def merge(self, other: Min) -> None:
+        """Keep the smaller of the two states' values."""
         if other.value is not None:
             self.add(0, other.value, {})
             self.count += other.count - 1
 
     def result(self) -> Decimal | None:
+        """The smallest quantity, or None for an empty window."""
         return self.value
 
 
@@ -90,6 +104,7 @@ class Max(Min):
     __slots__ = ()
 
     def add(self, instant: Instant, quantity: Decimal, dimensions: Mapping[str, str]) -> None:
+        """Keep the quantity if it is the largest so far."""
         if self.value is None or quantity > self.value:
             self.value = quantity
         self.count += 1
@@ -106,16 +121,19 @@ class Latest:
         self.count = 0
 
     def add(self, instant: Instant, quantity: Decimal, dimensions: Mapping[str, str]) -> None:
+        """Keep the record if it is the latest so far (at one instant, the greatest quantity)."""
         if self.point is None or (instant, quantity) > self.point:
             self.point = (instant, quantity)
         self.count += 1
 
     def merge(self, other: Latest) -> None:
+        """Keep the later of the two states' records, by the same rule as add."""
         if other.point is not None:
             self.add(*other.point, {})
             self.count += other.count - 1
 
     def result(self) -> Decimal | None:
+        """The latest record's quantity, or None for an empty window."""
         return None if self.point is None else self.point[1]
 
 
@@ -131,16 +149,20 @@ class UniqueCount:
         self.count = 0
 
     def add(self, instant: Instant, quantity: Decimal, dimensions: Mapping[str, str]) -> None:
+        """Note the record's value of the counted dimension (a record without it counts as no
+        value)."""
         value = dimensions.get(self.dimension)
         if value is not None:
             self.values.add(value)
         self.count += 1
 
     def merge(self, other: UniqueCount) -> None:
+        """Take the union of the two states' values."""
         self.values |= other.values
         self.count += other.count
 
     def result(self) -> Decimal | None:
+        """The number of distinct values (0 for an empty window)."""
         return Decimal(len(self.values))
 
 
@@ -158,6 +180,7 @@ class TimeWeightedAverage:
         self.points: dict[Instant, tuple[Decimal, int]] = {}
 
     def add(self, instant: Instant, quantity: Decimal) -> None:
+        """Note one level change: the quantity holds from this instant on."""
         if instant < self.range_start:
             if self.before is None or (instant, quantity) > self.before:
                 self.before = (instant, quantity)
@@ -182,6 +205,7 @@ class TimeWeightedAverage:
         return copy
 
     def merge(self, other: TimeWeightedAverage) -> None:
+        """Fold in the other state's level changes."""
         if other.before is not None:
             self.add(*other.before)
         for instant, (quantity, count) in other.points.items():

@@ -32,10 +32,12 @@ class GuidingParser(argparse.ArgumentParser):
     subparsers are GuidingParsers too (argparse makes them of the parent's class)."""
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """argparse's, remembering the words parsed, which the error's suggestions look at."""
         self._words = list(sys.argv[1:] if args is None else args)
         return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
+        """The usage, the error and the nearest valid words; exit status 2."""
         self.print_usage(sys.stderr)
         hints = "".join(f"\n  did you mean {hint}?" for hint in self.suggestions(message))
         self.exit(2, f"{self.prog}: error: {message}{hints}\n")

@@ -271,20 +271,24 @@ def decode_record(data: bytes | str) -> MeterRecord:
 
 
 def decode_config(data: bytes | str) -> MeteringConfig:
+    """A MeteringConfig from JSON text, checked against its schema."""
     return decode("config", data, MeteringConfig, fast=False)
 
 
 def decode_request(data: bytes | str) -> AggregationRequest:
+    """An AggregationRequest from JSON text, checked against its schema."""
     return decode("request", data, AggregationRequest, fast=False)
 
 
 def decode_plan(data: bytes | str) -> Plan:
+    """A Plan from JSON text, checked against its schema."""
     from meterspec.plans import Plan
 
     return decode("plan", data, Plan, fast=False)
 
 
 def decode_rated_charge(data: bytes | str) -> RatedCharge:
+    """A RatedCharge from JSON text, checked against its schema."""
     from meterspec.plans import RatedCharge
 
     return decode("rated-charge", data, RatedCharge, fast=False)
@@ -296,5 +300,6 @@ def encode(value: object) -> bytes:
 
 
 def encode_lines(values: Iterable[object]) -> Iterator[bytes]:
+    """Each value as canonical JSON text ending with a newline: NDJSON lines."""
     for value in values:
         yield _encoder.encode(value) + b"\n"

@@ -22,6 +22,7 @@ class _Wire(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaul
 
 
 class EventPayload(_Wire, frozen=True):
+    """One raw usage event (MS-EVT-001; schemas/event-payload.schema.json)."""
     id: str
     workspace_id: str = msgspec.field(name="workspaceID")
     universe_id: str = msgspec.field(name="universeID")
@@ -44,6 +45,8 @@ class Filter(_Wire, frozen=True):
 
 
 class MeasurementSpec(_Wire, frozen=True):
+    """How one unit is measured from events: a source property or a constant quantity, for some
+    event types and a filter (MS-MET)."""
     unit: str
     source_property: str | None = msgspec.field(default=None, name="sourceProperty")
     quantity: str | None = None
@@ -52,16 +55,20 @@ class MeasurementSpec(_Wire, frozen=True):
 
 
 class MeteringConfig(_Wire, frozen=True):
+    """The measurements a meter takes from each event and the dimensions it keeps
+    (schemas/metering-config.schema.json)."""
     measurements: list[MeasurementSpec]
     dimensions: list[str] | None = None
 
 
 class Measurement(_Wire, frozen=True):
+    """A quantity and its unit, as a record carries them."""
     quantity: str
     unit: str
 
 
 class MeterRecord(_Wire, frozen=True):
+    """One measurement of one event: what aggregation reads (schemas/meter-record.schema.json)."""
     id: str
     workspace_id: str = msgspec.field(name="workspaceID")
     universe_id: str = msgspec.field(name="universeID")
@@ -74,6 +81,7 @@ class MeterRecord(_Wire, frozen=True):
 
 
 class Window(_Wire, frozen=True):
+    """A half-open window [start, end) of RFC 3339 instants (MS-WIN-001)."""
     start: str
     end: str
 
@@ -89,6 +97,8 @@ class Tumbling(_Wire, frozen=True, omit_defaults=False):
 
 
 class AggregationRequest(_Wire, frozen=True):
+    """What to aggregate and over which windows: explicit windows or tumbling ones
+    (schemas/aggregation-request.schema.json)."""
     aggregation: Aggregation
     dimension: str | None = None
     scale: int | None = None
@@ -98,11 +108,14 @@ class AggregationRequest(_Wire, frozen=True):
 
 
 class ReadingMeasurement(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """A reading's value and unit; the value is null for an aggregation that has none over an empty
+    window."""
     quantity: str | None
     unit: str
 
 
 class MeterReading(_Wire, frozen=True):
+    """The aggregate of one group's records in one window (schemas/meter-reading.schema.json)."""
     id: str
     workspace_id: str = msgspec.field(name="workspaceID")
     universe_id: str = msgspec.field(name="universeID")

@@ -38,6 +38,7 @@ class MeterspecError(ValueError):
 
     @classmethod
     def single(cls, code: str, path: str, message: str, requirement: str) -> MeterspecError:
+        """The error of one problem."""
         return cls([Problem(code, path, message, requirement)])
 
 

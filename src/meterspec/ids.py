@@ -17,6 +17,7 @@ def encode_fields(fields: Iterable[str]) -> bytes:
 
 
 def digest_id(prefix: str, fields: Iterable[str]) -> str:
+    """MS-ID-001: prefix + the first 32 hex digits of SHA-256 over the length-prefixed fields."""
     return prefix + hashlib.sha256(encode_fields(fields)).hexdigest()[:32]
 
 

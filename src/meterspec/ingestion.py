@@ -60,6 +60,7 @@ def _digest(event: EventPayload, instant: Instant) -> str:
 
 
 def identity(event: EventPayload) -> Identity:
+    """An event's identity (MS-ING-001): workspace, universe and id."""
     return (event.workspace_id, event.universe_id, event.id)
 
 
@@ -73,6 +74,7 @@ class Seen(NamedTuple):
 
 
 class SeenEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One accepted identity in an ingestion state: its event time and payload digest."""
     workspace_id: str = msgspec.field(name="workspaceID")
     universe_id: str = msgspec.field(name="universeID")
     id: str
@@ -115,6 +117,7 @@ class SeenState:
         return self._horizon
 
     def get(self, key: Identity) -> Seen | None:
+        """What was accepted under this identity, or None."""
         return self._seen.get(key)
 
     def __contains__(self, key: object) -> bool:
@@ -229,6 +232,7 @@ def state_value_problems(document: object, reported: set[str]) -> list[Problem]:
 # ------------------------------------------------------------------ ingest (MS-ING-003..006)
 
 class Duplicate(NamedTuple):
+    """A repeat of an accepted event with the same digest: dropped (MS-ING-003)."""
     position: int
     identity: Identity
     digest: str
@@ -243,6 +247,7 @@ class Conflict(NamedTuple):
     conflicting_digest: str
 
     def problem(self, requirement: str = "MS-ING-004") -> Problem:
+        """The event-conflict problem of this payload (MS-ING-004)."""
         return Problem("event-conflict", "", f"event {self.identity[2]!r} in workspace "
                        f"{self.identity[0]!r}, universe {self.identity[1]!r} was accepted with "
                        f"digest {self.accepted_digest}; this payload has digest "
@@ -258,17 +263,20 @@ class Late(NamedTuple):
     horizon: str
 
     def problem(self) -> Problem:
+        """The late-beyond-retention problem of this event (MS-ING-010)."""
         return Problem("late-beyond-retention", "/time", f"event time {self.time} is before the "
                        f"retention horizon {self.horizon}: a repeat can no longer be told from "
                        "a new event", "MS-ING-010", event_id=self.identity[2])
 
 
 class Rejected(NamedTuple):
+    """An event of the batch that is not valid, at its position, with every problem."""
     position: int
     problems: tuple[Problem, ...]
 
 
 class IngestResult(NamedTuple):
+    """Every event of a batch in exactly one outcome, by position."""
     accepted: tuple[EventPayload, ...]
     duplicates: tuple[Duplicate, ...]
     conflicts: tuple[Conflict, ...]
@@ -380,6 +388,7 @@ class Issue(NamedTuple):
 
 
 class Corrected(NamedTuple):
+    """The effect of the correction events of a log (MS-ING-013 to MS-ING-015)."""
     effective: tuple[EventPayload, ...]
     """Ordinary events after corrections, in log order; no correction events (MS-ING-013)."""
     retracted: tuple[tuple[Identity, str], ...]

@@ -93,6 +93,7 @@ class InvoiceRequest(_Wire, frozen=True, kw_only=True):
 
 
 class PlanRef(_Wire, frozen=True):
+    """The plan and version an invoice was rated with."""
     id: str
     version: int
 

@@ -19,7 +19,8 @@ DOCUMENT_CHUNK_BYTES = 1 << 20
 class Readable(Protocol):
     """A binary stream: a file, a pipe, sys.stdin.buffer, BytesIO."""
 
-    def read(self, size: int = ..., /) -> bytes: ...
+    def read(self, size: int = ..., /) -> bytes:
+        """Up to size bytes; fewer at the end, none after it."""
 
 
 def is_blank(line: bytes) -> bool:
@@ -29,11 +30,13 @@ def is_blank(line: bytes) -> bool:
 
 
 def line_too_long(limit: int = MAX_LINE_BYTES) -> MeterspecError:
+    """The line-too-long error (MS-ERR-012)."""
     return MeterspecError.single("line-too-long", "", f"a line holds at most {limit:,} bytes",
                                  "MS-ERR-012")
 
 
 def document_too_large(limit: int = MAX_DOCUMENT_BYTES) -> MeterspecError:
+    """The document-too-large error (MS-ERR-012)."""
     return MeterspecError.single("document-too-large", "",
                                  f"a document holds at most {limit:,} bytes", "MS-ERR-012")
 

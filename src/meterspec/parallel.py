@@ -101,11 +101,13 @@ class RangeReader:
         self.file, self.left = file, end - start
 
     def read(self, size: int = -1, /) -> bytes:
+        """Up to size bytes of the range (all that is left with -1)."""
         data = self.file.read(self.left if size < 0 else min(size, self.left))
         self.left -= len(data)
         return data
 
     def readline(self, limit: int = -1) -> bytes:
+        """The next line of the range, at most limit bytes."""
         if self.left <= 0:
             return b""
         line = self.file.readline(self.left if limit < 0 else min(limit, self.left))

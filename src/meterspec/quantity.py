@@ -100,6 +100,7 @@ def _out_of_range(path: str, bounds: Bounds) -> MeterspecError:
 
 
 def is_quantity(text: object) -> bool:
+    """Whether the value is a quantity string of MS-QTY-001."""
     try:
         parse_quantity(text)
     except MeterspecError:

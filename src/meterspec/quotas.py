@@ -219,6 +219,8 @@ def policy_value_problems(document: object, reported: set[str]) -> list[Problem]
 
 
 def decision_value_problems(document: object, reported: set[str]) -> list[Problem]:
+    """The problems of a QuotaDecision document's quantities and instants that its schema cannot
+    see, beyond those already reported."""
     fields = {"/requested": "q", "/usage": "q", "/limit": "q", "/remaining": "q",
               "/resetAt": "t", "/period/start": "t", "/period/end": "t",
               "/limitReachedAt": "t", "/graceEndsAt": "t"}
@@ -230,6 +232,7 @@ def decision_value_problems(document: object, reported: set[str]) -> list[Proble
 
 
 def policy_semantic_problems(policy: QuotaPolicy) -> list[Problem]:
+    """The problems of a quota policy's levels (order, thresholds) that its schema cannot see."""
     try:
         policy_levels(policy)
     except MeterspecError as error:

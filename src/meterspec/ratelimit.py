@@ -30,6 +30,7 @@ MAX_COUNT = 2**53 - 1
 
 
 class RateLimit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """At most `limit` cost units in any sliding window of this size (MS-RATE)."""
     window: RateWindow
     limit: int
 
@@ -41,6 +42,7 @@ class RateLimitPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class RateLogEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One admitted request in the log: when, and its cost."""
     at: str
     cost: int
 
@@ -58,11 +60,14 @@ class RateState(NamedTuple):
     entries: tuple[tuple[Instant, int], ...] = ()
 
     def to_wire(self) -> RateLimitState:
+        """The state as a RateLimitState document."""
         return RateLimitState([RateLogEntry(format_timestamp(at), cost)
                                for at, cost in self.entries])
 
     @classmethod
     def from_wire(cls, document: RateLimitState) -> RateState:
+        """The state of a RateLimitState document, checked (MeterspecError if it is not in
+        order)."""
         problems = state_problems(document)
         if problems:
             raise MeterspecError(problems)
@@ -73,6 +78,7 @@ EMPTY = RateState()
 
 
 class RateDecision(NamedTuple):
+    """Whether a request is admitted, the state after it, and when to retry if not."""
     decision: Literal["allow", "deny"]
     state: RateState
     retry_after: int | None

@@ -411,6 +411,8 @@ def _spilled_order(spilled: list[Any]) -> tuple[str, str, str, str, tuple[tuple[
 
 
 def sort_key(key: GroupKey) -> tuple[str, str, str, str, tuple[tuple[int, str], ...]]:
+    """The order of readings' groups (MS-AGG-017): tenant, subject and unit, then group values with
+    null first."""
     return (*key[:4], tuple((0, "") if v is None else (1, v) for v in key[4]))
 
 

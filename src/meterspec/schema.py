@@ -39,6 +39,7 @@ _BASE = "https://meterspec.dev/schemas/v1/"
 
 
 def load_schema(name: str) -> dict[str, Any]:
+    """schemas/<name>.schema.json as shipped with the package, parsed."""
     text = resources.files("meterspec").joinpath(f"schemas/{name}.schema.json").read_text()
     schema: dict[str, Any] = json.loads(text)
     return schema

@@ -57,6 +57,7 @@ class Runs:
         self.paths.append(path)
 
     def extend(self, other: Runs) -> None:
+        """Take over the other's runs (it is left empty)."""
         self.paths.extend(other.paths)
         other.paths = []
 
@@ -104,5 +105,6 @@ class RunReader:
                 self._heads[index] = self._next(self._files[index])
 
     def close(self) -> None:
+        """Close every run file."""
         for file in self._files:
             file.close()

@@ -135,5 +135,6 @@ def to_datetime(instant: Instant) -> datetime:
 
 
 def from_datetime(moment: datetime) -> Instant:
+    """An aware datetime as an Instant (nanoseconds since the epoch)."""
     delta = moment - _EPOCH
     return ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1000
