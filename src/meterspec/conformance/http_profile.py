@@ -40,7 +40,9 @@ from meterspec.conformance.runner import Outcome, Run
 from meterspec.contracts import AggregationRequest, MeterRecord, Window
 from meterspec.readings import aggregate
 
-OPERATIONS = ("ingest", "meter")
+OPERATIONS = ("ingest", "meter", "aggregate")
+QUANTITY = "meterspec-http-quantity"
+"""The property an `aggregate` case's record quantity travels in, as an event."""
 ALL_TIME = Window("0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999999Z")
 TARGET = "meterspec.target"
 
@@ -221,6 +223,71 @@ class Profile:
         request = AggregationRequest("sum", windows=[ALL_TIME], group_by=dimensions or None)
         return {"output": msgspec.to_builtins(aggregate(records, request))}
 
+    def aggregate(self, case_input: dict[str, Any], expected: dict[str, Any]
+                  ) -> dict[str, Any]:
+        """Each record becomes an event measured back into that record (its quantity in
+        QUANTITY, its dimensions as properties, one event type per unit), under a meter of the
+        case's own; the case's request is asked of /v1/readings."""
+        records = case_input.get("records")
+        if "error" in expected and any(str(p.get("path", "")).startswith("/records")
+                                       for p in expected["error"] if isinstance(p, dict)):
+            raise NotCoveredError("a record the case refuses: the binding ingests events")
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise NotCoveredError("records that are not objects")
+        if len(self._tenants(records)) > 1:
+            raise NotCoveredError("records of several tenants: one key reads one tenant")
+        prefix = self._prefix()
+        assert self.tenant is not None
+        try:
+            units = sorted({str(r["measurement"]["unit"]) for r in records})
+            keys = sorted({k for r in records for k in r.get("dimensions", {})})
+            events = [{"id": f"{prefix}{index}", "workspaceID": self.tenant[0],
+                       "universeID": self.tenant[1],
+                       "type": f"{prefix}{r['measurement']['unit']}",
+                       "subject": f"{prefix}{r['subject']}", "time": r["recordedAt"],
+                       "properties": {**r.get("dimensions", {}),
+                                      QUANTITY: r["measurement"]["quantity"]}}
+                      for index, r in enumerate(records)]
+        except (KeyError, TypeError, AttributeError):
+            raise NotCoveredError("records that cannot travel as events") from None
+        if QUANTITY in keys:
+            raise NotCoveredError(f"a dimension named {QUANTITY}")
+        config: dict[str, Any] = {"measurements": [
+            {"unit": unit, "sourceProperty": QUANTITY, "eventTypes": [f"{prefix}{unit}"]}
+            for unit in units] or [  # no records: a meter that nothing matches
+            {"unit": "none", "quantity": "1", "eventTypes": [f"{prefix}none"]}]}
+        if keys:
+            config["dimensions"] = keys
+        meter = f"{prefix}meter"
+        self._status(self._put_meter(meter, config), 200, 201)
+        for start in range(0, len(events), 1000):
+            response = self.client.post("/v1/events", content=json.dumps(
+                events[start:start + 1000]))
+            self._status(response, 200)
+            outcomes = {r["outcome"] for r in response.json()["results"]}
+            if outcomes - {"accepted"}:
+                raise AnswerError(f"the case's records as events were answered {outcomes}")
+        response = self.client.post("/v1/readings", content=json.dumps(
+            {"meter": meter, "request": case_input.get("request")}))
+        if response.status_code in (400, 422):
+            return {"error": _problems(response.json()["problems"])}
+        self._status(response, 200)
+        tenant = next(iter(self._tenants(records)), ("", ""))
+        readings = []
+        for reading in response.json()["readings"]:
+            reading.pop("id")
+            reading["workspaceID"], reading["universeID"] = tenant
+            reading["subject"] = reading["subject"].removeprefix(prefix)
+            readings.append(reading)
+        return {"output": readings}
+
+    @staticmethod
+    def expected_aggregate(expected: dict[str, Any]) -> dict[str, Any]:
+        if "error" in expected:
+            return {"error": _problems(expected["error"])}
+        return {"output": [{k: v for k, v in reading.items() if k != "id"}
+                           for reading in expected["output"]]}
+
     # ---------------------------------------------------------------- one case
 
     def run_case(self, case: Case) -> Outcome:
@@ -232,6 +299,9 @@ class Profile:
             elif case.operation == "meter":
                 actual = self.meter(case.input, case.expected)
                 wanted = self.expected_meter(case.input, case.expected)
+            elif case.operation == "aggregate":
+                actual = self.aggregate(case.input, case.expected)
+                wanted = self.expected_aggregate(case.expected)
             else:
                 raise NotCoveredError(f"operation {case.operation!r} is not in the HTTP profile")
         except NotCoveredError as why:
