@@ -89,9 +89,9 @@ def register(commands: Any) -> None:
                         help="the adapter's command line, or python:meterspec (in-process)")
     # Issue 15: the HTTP profile (meterspec.conformance.http_profile), no adapter needed.
     target.add_argument("--http", metavar="URL", help="a server implementing the HTTP "
-                        "binding (specs/http.md): the ingestion and metering cases it can "
-                        "express are run through it, the others reported skipped (not "
-                        "claimed); needs --api-key (scope admin)")
+                        "binding (specs/http.md): the ingestion, metering and aggregation "
+                        "cases it can express are run through it, the others reported "
+                        "skipped (not claimed); needs --api-key (scope admin)")
     parser.add_argument("--api-key", metavar="KEY", help="with --http: the Bearer key "
                         "(default: $METERSPEC_API_KEY)")
     parser.add_argument("--suite", type=Path, help=suite_help)
