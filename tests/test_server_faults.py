@@ -11,6 +11,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -131,3 +132,33 @@ def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
             assert again.json()["results"][0]["outcome"] == "accepted"
     finally:
         server.stop()
+
+
+def test_postgresql_with_two_workers_stores_each_event_once(postgres_url: str,
+                                                            tmp_path: Path) -> None:
+    """`--store postgresql://... --workers 2`: four clients send overlapping batches to two
+    worker processes at once; the database decides each identity once (MS-HTTP-004)."""
+    store = f"{postgres_url}?schema=http_{uuid.uuid4().hex[:8]}"
+    key = create_key(store, "acme", "prod", "ingest")
+    work = [_batches(client, 6) for client in range(CLIENTS)]
+    sent = {e["id"] for batches in work for batch in batches for e in batch}
+    server = start(store, tmp_path, "--workers", "2")
+    accepted: list[str] = []
+    try:
+        def send(batches: list[list[dict[str, str]]]) -> None:
+            with httpx.Client(base_url=server.url, headers=bearer(key), timeout=60) as client:
+                for batch in batches:
+                    response = client.post("/v1/events", json=batch)
+                    assert response.status_code == 200
+                    accepted.extend(batch[r["index"]]["id"] for r in response.json()["results"]
+                                    if r["outcome"] == "accepted")
+        threads = [threading.Thread(target=send, args=(batches,)) for batches in work]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    finally:
+        server.stop()
+    assert sorted(accepted) == sorted(sent)  # each id accepted once, by one worker
+    stored = _stored_ids(store)
+    assert len(stored) == len(set(stored)) and set(stored) == sent
