@@ -58,6 +58,7 @@ from meterspec.contracts import (
 )
 from meterspec.errors import MeterspecError, Problem
 from meterspec.metering import meter
+from meterspec.schema import schema_problems
 from meterspec.timestamps import parse_timestamp
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +69,9 @@ KINDS = ("event", "config", "record", "reading", "request", "problem", "plan", "
          "rate-limit-state", "invoice-request", "invoice", "adjustment", "projection",
          "usage-recorded", "quota-event", "invoice-generated", "billing-period-closed",
          "quota-state")
+# Outputs no Struct decodes (specs/exports.md): held to their schemas alone, by
+# python-jsonschema here and by meterspec.schema, which must report the expected problems.
+SCHEMA_ONLY_KINDS = ("stripe-request", "ledger-row")
 SCHEMA_FILES = {
     "event": "event-payload.schema.json",
     "config": "metering-config.schema.json",
@@ -92,6 +96,8 @@ SCHEMA_FILES = {
     "adjustment": "adjustment.schema.json",
     "projection": "projection.schema.json",
     "quota-state": "quota-state.schema.json",
+    "stripe-request": "stripe-request.schema.json",
+    "ledger-row": "ledger-row.schema.json",
 }
 # specs/errors.md, "Codes": the closed list, read from its table.
 CODES = set(re.findall(r"^\| `([a-z-]+)` \|", (ROOT / "specs" / "errors.md").read_text(),
@@ -127,8 +133,8 @@ def _validator(kind: str) -> jsonschema.Draft202012Validator:
 
 # ------------------------------------------------------------------ example files
 
-def _examples(verdict: str) -> list[str]:
-    return sorted(str(p.relative_to(EXAMPLES)) for kind in KINDS
+def _examples(verdict: str, kinds: tuple[str, ...] = KINDS) -> list[str]:
+    return sorted(str(p.relative_to(EXAMPLES)) for kind in kinds
                   for p in (EXAMPLES / kind / verdict).glob("*.json"))
 
 
@@ -151,6 +157,8 @@ def _params(keys: Iterable[str]) -> list[Any]:
 
 VALID = _examples("valid")
 INVALID = _examples("invalid")
+SCHEMA_ONLY_VALID = _examples("valid", SCHEMA_ONLY_KINDS)
+SCHEMA_ONLY_INVALID = _examples("invalid", SCHEMA_ONLY_KINDS)
 
 
 def _ms_id(prefix: str, fields: list[str]) -> str:
@@ -193,11 +201,11 @@ def test_every_kind_has_a_schema_file_and_every_ref_resolves() -> None:
 # ------------------------------------------------------------------ the example set itself
 
 def test_examples_cover_every_kind_and_expected_errors_cover_every_invalid_example() -> None:
-    for kind in KINDS:
-        assert any(k.startswith(f"{kind}/") for k in VALID), kind
-        assert any(k.startswith(f"{kind}/") for k in INVALID), kind
+    for kind in KINDS + SCHEMA_ONLY_KINDS:
+        assert any(k.startswith(f"{kind}/") for k in VALID + SCHEMA_ONLY_VALID), kind
+        assert any(k.startswith(f"{kind}/") for k in INVALID + SCHEMA_ONLY_INVALID), kind
     expected = _expected()
-    assert set(expected) == set(INVALID)
+    assert set(expected) == set(INVALID + SCHEMA_ONLY_INVALID)
     assert set(_beyond_schema()) <= set(INVALID)
     assert set(KNOWN_BUGS) <= set(INVALID)
     for key, errors in expected.items():
@@ -259,7 +267,7 @@ def test_equal_structs_encode_to_identical_bytes() -> None:
 
 # ------------------------------------------------------------------ (c) invalid examples
 
-@pytest.mark.parametrize("key", INVALID)
+@pytest.mark.parametrize("key", INVALID + SCHEMA_ONLY_INVALID)
 def test_invalid_example_verdict_of_a_plain_json_schema_validator(key: str) -> None:
     """Rejected by the schema alone, except the documented few whose problem (a calendar date,
     digit bounds, window order, zone names, ...) no JSON Schema states."""
@@ -305,6 +313,22 @@ def test_invalid_example_reports_exactly_the_expected_problems(
             assert problem["eventID"] == event_id
         else:
             assert "eventID" not in problem
+
+
+@pytest.mark.parametrize("key", SCHEMA_ONLY_VALID)
+def test_schema_only_valid_example_passes_both_validators(key: str) -> None:
+    document = json.loads((EXAMPLES / key).read_bytes())
+    assert list(_validator(key.split("/")[0]).iter_errors(document)) == []
+    assert schema_problems(key.split("/")[0], document) == []
+
+
+@pytest.mark.parametrize("key", SCHEMA_ONLY_INVALID)
+def test_schema_only_invalid_example_reports_exactly_the_expected_problems(key: str) -> None:
+    """meterspec.schema's codes and paths (MS-ERR-006) for a document with no Struct."""
+    problems = schema_problems(key.split("/")[0], json.loads((EXAMPLES / key).read_bytes()))
+    got = [(p.code, p.path) for p in problems]
+    assert len(got) == len(set(got)), "a problem reported twice"
+    assert set(got) == {(e["code"], e["path"]) for e in _expected()[key]}
 
 
 def test_empty_event_identity_cites_ms_evt_002(tmp_path: Path) -> None:

@@ -34,6 +34,8 @@ KINDS = {
     "billing-period-closed": "domain-event-billing-period-closed",
     "adjustment": "adjustment",
     "projection": "projection",
+    "stripe-request": "stripe-request",
+    "ledger-row": "ledger-row",
 }
 _BASE = "https://meterspec.dev/schemas/v1/"
 
