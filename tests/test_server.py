@@ -376,7 +376,8 @@ def test_usage_page(metered: Env, tmp_path: Path) -> None:
     machine has it (a screenshot, checked to be a PNG with content)."""
     env = metered
     policy = json.dumps({"limit": "2", "mode": "HARD", "period": {"size": "month"}})
-    response = env.get("/v1/usage/c1", "acme-read", meter="m1", window="day", policy=policy)
+    response = env.get("/v1/usage/c1", "acme-read", meter="m1", window="day", policy=policy,
+                       invoices=json.dumps(REQUEST))
     assert response.status_code == 200 and response.headers["content-type"].startswith(
         "text/html")
     page = response.text
@@ -384,6 +385,9 @@ def test_usage_page(metered: Env, tmp_path: Path) -> None:
     assert "<td>2024-01-01T00:00:00Z</td><td>2024-01-02T00:00:00Z</td><td>calls</td><td>1</td>" \
         in page
     assert "<table id='quota'>" in page and "within-limit" in page  # this month: no usage
+    # January's invoice: 3 tokens at 0.5 (REQUEST).
+    assert "<td>2024-01-01T00:00:00Z</td><td>2024-02-01T00:00:00Z</td><td>USD</td><td>1.5</td>" \
+        in page
     problem_document(env.get("/v1/usage/c1", "acme-ingest", meter="m1"), 403, "forbidden")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:

@@ -443,10 +443,15 @@ async def usage_page(request: Request) -> Response:
     policy_text = request.query_params.get("policy")
     policy = None if policy_text is None else _document("quota-policy", policy_text.encode(),
                                                          QuotaPolicy)
+    invoice_text = request.query_params.get("invoices")
+    invoice_request = None if invoice_text is None else _document(
+        "invoice-request", invoice_text.encode(), InvoiceRequest)
+    if invoice_request is not None:
+        _same_tenant(key, invoice_request.workspace_id, invoice_request.universe_id)
     config = await _meter(request, key, meter_id)
     html = await _state(request).call(
         lambda store: render(store, key, config, meter_id, subject, window, policy,
-                             time.time_ns()))
+                             time.time_ns(), invoice_request))
     return HTMLResponse(html)
 
 

@@ -1,6 +1,6 @@
 """The usage page of one subject (MS-HTTP-014): server-rendered HTML, no script, its readings
-as an SVG bar chart and a table, and the quota status under a policy given in the query. For
-people: the binding's clients read /v1/readings instead.
+as an SVG bar chart and a table, the quota status under a policy and the invoices under an
+InvoiceRequest given in the query. For people: the binding's clients read /v1/readings.
 """
 
 from __future__ import annotations
@@ -9,9 +9,18 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from html import escape
 
+import msgspec
+
 from meterspec.codec import decode_event
-from meterspec.contracts import AggregationRequest, MeteringConfig, MeterReading, Tumbling
+from meterspec.contracts import (
+    AggregationRequest,
+    MeteringConfig,
+    MeterReading,
+    MeterRecord,
+    Tumbling,
+)
 from meterspec.errors import MeterspecError
+from meterspec.invoices import InvoiceRequest, build_invoices
 from meterspec.metering import Meter
 from meterspec.quantity import EXACT, ZERO, format_quantity
 from meterspec.quotas import QuotaCheck, QuotaPolicy, decide, period_at
@@ -79,6 +88,16 @@ def readings(store: Store, key: Key, config: MeteringConfig, subject: str, windo
     return aggregator.readings(), measured
 
 
+def _records(meter: Meter, line: bytes, subject: str) -> list[MeterRecord]:
+    event = decode_event(line)
+    if event.subject != subject:
+        return []
+    try:
+        return meter.records(event)
+    except MeterspecError:
+        return []
+
+
 def _chart(found: list[MeterReading]) -> str:
     values = [Decimal(r.measurement.quantity or "0") for r in found]
     top = max([*values, Decimal(1)])
@@ -116,9 +135,23 @@ def _quota(policy: QuotaPolicy, key: Key, subject: str,
             "</table>")
 
 
+def _invoices(request: InvoiceRequest, records: list[MeterRecord], subject: str) -> str:
+    """The subject's invoices under an InvoiceRequest (its subscriptions of this subject)."""
+    mine = [s for s in request.subscriptions if s.subject == subject]
+    found = build_invoices(msgspec.structs.replace(request, subscriptions=mine), records) \
+        if mine else []
+    rows = "".join(f"<tr><td>{escape(i.period.start)}</td><td>{escape(i.period.end)}</td>"
+                   f"<td>{escape(i.currency)}</td><td>{escape(i.total.rounded)}</td>"
+                   f"<td>{len(i.lines)}</td></tr>" for i in found)
+    return ("<h2>Invoices</h2><table id='invoices'><tr><th>from</th><th>to</th>"
+            "<th>currency</th><th>total</th><th>lines</th></tr>" + rows + "</table>")
+
+
 def render(store: Store, key: Key, config: MeteringConfig, meter_id: str, subject: str,
-           window: str, policy: QuotaPolicy | None, now: Instant) -> str:
-    """The page's HTML."""
+           window: str, policy: QuotaPolicy | None, now: Instant,
+           invoice_request: InvoiceRequest | None = None) -> str:
+    """The page's HTML: readings, then the quota status under `policy` and the invoices
+    under `invoice_request`, each when given."""
     found, measured = readings(store, key, config, subject, window)
     shown = [r for r in found if r.record_count]
     table = "".join(f"<tr><td>{escape(r.window.start)}</td><td>{escape(r.window.end)}</td>"
@@ -129,6 +162,10 @@ def render(store: Store, key: Key, config: MeteringConfig, meter_id: str, subjec
             "</th><th>unit</th><th>sum</th><th>records</th></tr>" + table + "</table>"
             if found else "<p id='empty'>No usage yet.</p>")
     quota = "" if policy is None else _quota(policy, key, subject, measured, now)
+    if invoice_request is not None:
+        records = [r for line in tenant_events(store, key)
+                   for r in _records(Meter(config), line, subject)]
+        quota += _invoices(invoice_request, records, subject)
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Usage of "
             f"{escape(subject)}</title><style>body{{font-family:sans-serif;margin:2em}}"
             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px}"
