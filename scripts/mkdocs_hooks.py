@@ -3,11 +3,13 @@
 - Every specs/*.md becomes the page spec/<name>.md, and conformance/INTERPRETING.md and
   ADAPTERS.md become conformance/interpreting.md and adapters.md, read from disk at each build.
 - Each requirement definition `**MS-XXX-NNN Title.**` gets the HTML anchor `#MS-XXX-NNN` (the
-  bold title becomes a link to itself), so cases and error messages can link to
-  `spec/<name>/#MS-XXX-NNN`.
+  bold title becomes a heading of its own, h6, kept out of the toc), so cases and error
+  messages can link to `spec/<name>/#MS-XXX-NNN` and a search for the id finds it first.
 - On every page, a requirement id written in prose (not in code) links to its definition.
 - `<!-- requirement-index -->` in a page becomes the table of every requirement.
 - Links in the included files that point outside the site keep their text and lose the link.
+- The edit link of an included page opens the repository file it is read from; spec pages
+  rank higher in search, so a requirement id finds its definition before its mentions.
 - A nav section whose first entry is `spec/index.md`, `reference/schemas/index.md` or
   `reference/python/index.md` lists the other pages of that folder after it, so a new spec file,
   schema page or module page needs no edit of mkdocs.yml.
@@ -26,12 +28,14 @@ from mkdocs.structure.pages import Page
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFINITION = re.compile(r"^\*\*(MS-[A-Z]+-[0-9]{3}) ([^*\n]+)\*\*", re.MULTILINE)
+DEFINITION_LEAD = re.compile(DEFINITION.pattern + r"[ \t]*", re.MULTILINE)
 # An id in prose: not part of a word, a link text, a URL fragment, an attribute or bold text.
 MENTION = re.compile(r"(?<![\w\[#/\"'=.*-])(MS-[A-Z]+-[0-9]{3})(?![\w\]-])")
 LINK = re.compile(r"\[([^\]\n]+)\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^\s*(```|~~~)")
 CODE_SPAN = re.compile(r"(`+)(.+?)\1")
 INDEX_MARKER = "<!-- requirement-index -->"
+SPEC_SEARCH_BOOST = 4  # a spec page's sections, against guides that cite a range of ids
 LISTED_FOLDERS = ("spec", "reference/schemas", "reference/python")
 TITLE = re.compile(r"^# (.+)$", re.MULTILINE)
 
@@ -56,9 +60,12 @@ def requirements() -> dict[str, tuple[str, str]]:
 
 
 def _anchor_definitions(markdown: str) -> str:
-    return DEFINITION.sub(
-        lambda m: f"[**{m.group(1)} {m.group(2)}**](#{m.group(1)}){{ #{m.group(1)} "
-                  ".ms-requirement }", markdown)
+    """Each definition's bold title becomes a heading of its own (h6, outside the toc) with
+    the id as its anchor: a link target, and a section of the search index titled by the id,
+    so that searching the id finds the rule first (issue 17)."""
+    return DEFINITION_LEAD.sub(
+        lambda m: f"###### {m.group(1)} {m.group(2).strip()} {{ #{m.group(1)} "
+                  ".ms-requirement }\n\n", markdown)
 
 
 def _rewrite_links(markdown: str, source: str, pages: dict[str, str]) -> str:
@@ -191,6 +198,10 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
     known = requirements()
     if uri in pages:
         markdown = _rewrite_links(_anchor_definitions(markdown), pages[uri], pages)
+        if pages[uri].startswith("specs/"):  # an id's definition outranks its mentions
+            page.meta["search"] = {"boost": SPEC_SEARCH_BOOST, **page.meta.get("search", {})}
+        if config.repo_url:  # issue 17: edit the repository file the page is read from
+            page.edit_url = f"{config.repo_url.rstrip('/')}/edit/main/{pages[uri]}"
     if INDEX_MARKER in markdown:
         markdown = markdown.replace(INDEX_MARKER, _index(uri, known))
     return _link_mentions(markdown, uri, known)

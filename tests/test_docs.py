@@ -193,3 +193,31 @@ def test_the_readme_says_how_to_serve_the_site() -> None:
     assert "mkdocs serve" in readme
     first_screen = readme.split("## ")[0]
     assert first_screen.count("```sh") == 2 and "mkdocs" not in first_screen
+
+
+# ---------------------------------------------------------------- found (issue 17)
+
+def test_the_sitemap_lists_every_page_at_the_site_url(site: Path) -> None:
+    """site_url gives the sitemap its entries: one per page, at https://meterspec.dev/."""
+    from xml.etree import ElementTree
+
+    spaces = {"s": "http://www.sitemaps.org/schemas/sitemap/0.9"}
+    sitemap = ElementTree.parse(site / "sitemap.xml")
+    locations = {loc.text for loc in sitemap.findall("s:url/s:loc", spaces)}
+    pages = {"https://meterspec.dev/" + (p.parent.relative_to(site).as_posix() + "/")
+             .removeprefix("./") for p in site.rglob("index.html")
+             if "assets" not in p.parts}
+    assert len(pages) > 50
+    assert locations == pages
+
+
+def test_pages_link_to_the_repository_and_to_their_source(site: Path) -> None:
+    """repo_url on every page; an edit link to the file a page is made from: docs/ for the
+    site's own pages, specs/ and conformance/ for the texts the hook reads."""
+    repo = "https://github.com/meterspec/meterspec"
+    for page, source in (("concepts/windows", "docs/concepts/windows.md"),
+                         ("spec/core", "specs/core.md"),
+                         ("conformance/adapters", "conformance/ADAPTERS.md")):
+        html = (site / page / "index.html").read_text(encoding="utf-8")
+        assert f'href="{repo}"' in html, page
+        assert f'href="{repo}/edit/main/{source}"' in html, page
