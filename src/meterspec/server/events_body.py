@@ -5,7 +5,9 @@ Every event keeps the bytes it was sent with (an array item, an NDJSON line), so
 log holds what the client wrote; an item spread over several lines is made one line first
 (msgspec.json.format: whitespace only). A CloudEvent's EventPayload is taken from its data
 (MS-CE-009) and encoded once. An event of another tenant than the key's is rejected with
-`wrong-tenant` (MS-HTTP-011) before the store sees it.
+`wrong-tenant` (MS-HTTP-011) before the store sees it. Batches waiting together are merged into
+one for one transaction and their outcomes split back (merge, split: the server's group
+commit).
 """
 
 from __future__ import annotations
@@ -45,12 +47,6 @@ class IngestResult(msgspec.Struct):
     late: int
     rejected: int
     results: list[EventResult]
-
-
-def media_type(header: str | None) -> str | None:
-    """The accepted media type a Content-Type header names (parameters ignored), or None."""
-    kind = (header or "").split(";", 1)[0].strip().lower()
-    return kind if kind in MEDIA_TYPES else None
 
 
 def _one_line(raw: bytes) -> bytes:
