@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from server_helpers import (
+    MS,
     Server,
     bearer,
     create_key,
@@ -400,3 +401,17 @@ def test_usage_page(metered: Env, tmp_path: Path) -> None:
                    capture_output=True, timeout=120, check=True)
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5_000
+
+
+def test_a_store_in_use_is_refused_in_one_line(env: Env) -> None:
+    """The module's server holds its DuckDB file: a second `serve` or `keys create` on it
+    says so in one line and exits 2, no traceback."""
+    arguments = [str(a) for a in env.server.process.args]  # type: ignore[union-attr]
+    store = arguments[arguments.index("--store") + 1]
+    for command in (["serve", "--store", store, "--port", "1"],
+                    ["keys", "create", "--store", store, "--workspace", "w", "--universe",
+                     "u", "--scope", "read"]):
+        done = subprocess.run([*MS, *command], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.count("\n") == 1 and "another process has it open" in done.stderr
+        assert "Traceback" not in done.stderr

@@ -81,14 +81,25 @@ def _create_key(args: argparse.Namespace) -> int:
     from meterspec.server import registry
     from meterspec.store import open_store
 
+    _prepare(args.store)
     store = open_store(args.store)
     try:
-        registry.prepare(store)
         key = registry.create_key(store, args.workspace, args.universe, args.scope)
     finally:
         store.close()
     print(key)
     return EXIT_OK
+
+
+def _prepare(url: str) -> None:
+    from meterspec.server import registry
+    from meterspec.store import open_store
+
+    store = open_store(url)
+    try:
+        registry.prepare(store)
+    finally:
+        store.close()
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -102,6 +113,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers < 1 or (args.workers > 1 and args.store.startswith("duckdb:")):
         raise ValueError("--workers N > 1 needs a PostgreSQL store (DuckDB: one writer)")
     settings = Settings(args.store, rate, body_seconds=args.body_timeout)
+    _prepare(args.store)  # a store that cannot be opened: one line, exit 2, no traceback
     options: dict[str, Any] = {
         "host": args.host, "port": args.port, "log_level": args.log_level, "http": "h11",
         "h11_max_incomplete_event_size": 64 * 1024, "timeout_keep_alive": 5,
