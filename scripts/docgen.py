@@ -34,6 +34,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from meterspec.codec import STRUCTS
 from meterspec.schema_compiler import annotations_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -362,7 +363,7 @@ class SchemaWriter:
         _, requirement = annotated(schema)
         if requirement:
             facts.append(f"requirement {requirement}")
-        if doc.kind:
+        if doc.kind in STRUCTS:  # outputs without a Struct (exports) have no validate command
             facts.append(f"validate with `meterspec validate {doc.kind} FILE`")
         out += [" · ".join(facts) + ".", ""]
         if doc.kind:

@@ -630,6 +630,23 @@ export type RatedCharge1 = {
     rounded: string;
   };
 };
+/**
+ * One line of `meterspec export stripe` (specs/exports.md, mapping meterspec/stripe/v1): a request for the caller to send, with the value of its Idempotency-Key header (MS-EXP-002). Its body is an invoice item (MS-EXP-004) or a Billing Meter event (MS-EXP-006), as its endpoint says. Checked by implementations, beyond this schema: the key is the one of its document's line (MS-EXP-005) and the body repeats it (the metadata's meterspec_key, the meter event's identifier), and a meter event value has at most 15 significant digits (MS-EXP-003).
+ */
+export type StripeRequest = {
+  /**
+   * The method and path of the request.
+   */
+  endpoint: 'POST /v1/invoiceitems' | 'POST /v1/billing/meter_events';
+  /**
+   * The value of the request's Idempotency-Key header.
+   */
+  idempotencyKey: string;
+  /**
+   * The request's parameters as JSON, in a fixed order: an invoiceItem for POST /v1/invoiceitems, a meterEvent for POST /v1/billing/meter_events.
+   */
+  body: {};
+};
 
 /**
  * Every contract of schemas/, by file name.
@@ -646,6 +663,7 @@ export interface MeterspecContracts {
   'ingestion-state'?: IngestionState;
   'invoice-request'?: InvoiceRequest;
   invoice?: Invoice;
+  'ledger-row'?: LedgerRow;
   'meter-reading'?: MeterReading;
   'meter-record'?: MeterRecord;
   'metering-config'?: MeteringConfig;
@@ -659,6 +677,7 @@ export interface MeterspecContracts {
   'rate-limit-policy'?: RateLimitPolicy;
   'rate-limit-state'?: RateLimitState;
   'rated-charge'?: RatedCharge1;
+  'stripe-request'?: StripeRequest;
 }
 /**
  * The signed difference between a closed invoice and the same invoice rebuilt from every record now known: applying it to the closed invoice gives the rebuilt one (specs/billing.md, MS-REC-002).
@@ -1539,6 +1558,119 @@ export interface Amount5 {
    * An amount in canonical form; no digit bound (an output).
    */
   rounded: string;
+}
+/**
+ * One row of `meterspec export ledger` (specs/exports.md, mapping meterspec/ledger/v1): one line of an Invoice or an Adjustment, as a finance team loads it (MS-EXP-010). The JSON form is one object a row with its members in the order of `properties`, every value a string or null when absent; the CSV form has the same columns in the same order under a header row, null as the empty field and a text cell that a spreadsheet would run as a formula prefixed with `'` (MS-EXP-011, MS-EXP-012). Numbers are exact decimal strings in canonical form, never rounded again.
+ */
+export interface LedgerRow {
+  /**
+   * led_ + MS-ID-001 over meterspec/ledger/v1, the document's id and the line's position: the row's stable key.
+   */
+  entry_id: string;
+  /**
+   * The kind of document the row comes from.
+   */
+  document_type: 'invoice' | 'adjustment';
+  /**
+   * The Invoice's id, or the Adjustment's.
+   */
+  document_id: string;
+  /**
+   * The invoice the row bills or corrects.
+   */
+  invoice_id: string;
+  /**
+   * An invoice's revision; an adjustment's toRevision.
+   */
+  revision: string;
+  /**
+   * A non-empty string compared byte for byte (case-sensitive, no normalisation).
+   */
+  workspace_id: string;
+  /**
+   * A non-empty string compared byte for byte (case-sensitive, no normalisation).
+   */
+  universe_id: string;
+  /**
+   * A non-empty string compared byte for byte (case-sensitive, no normalisation).
+   */
+  subject: string;
+  /**
+   * The document's billing period, half open.
+   */
+  period_start: string;
+  /**
+   * A canonical timestamp (MS-TIME-004): UTC, Z, a fraction only when it is not 0, without trailing zeros.
+   */
+  period_end: string;
+  /**
+   * A canonical timestamp (MS-TIME-004): UTC, Z, a fraction only when it is not 0, without trailing zeros.
+   */
+  service_start: string;
+  /**
+   * A canonical timestamp (MS-TIME-004): UTC, Z, a fraction only when it is not 0, without trailing zeros.
+   */
+  service_end: string;
+  /**
+   * A non-empty string compared byte for byte (case-sensitive, no normalisation).
+   */
+  plan_id: string;
+  /**
+   * That plan's version, in decimal (MS-PRC-003).
+   */
+  plan_version: string;
+  /**
+   * The line's 0-based position in its document, in decimal.
+   */
+  line: string;
+  /**
+   * A non-empty string compared byte for byte (case-sensitive, no normalisation).
+   */
+  charge_id: string;
+  /**
+   * MS-PRC-004: the pricing model of a charge.
+   */
+  model: 'per-unit' | 'graduated' | 'volume' | 'package' | 'flat';
+  /**
+   * The charge's unit; null for a flat charge.
+   */
+  unit: string | null;
+  /**
+   * An invoice line's quantity; null for a flat charge and for every adjustment line.
+   */
+  quantity: string | null;
+  /**
+   * An invoice line's billable quantity, an adjustment line's signed difference; null when the line has none.
+   */
+  billable_quantity: string | null;
+  /**
+   * MS-MNY-001: an ISO 4217 alphabetic code with minor units (src/meterspec/currencies.json). Whether a well-formed code is in the list is checked by implementations.
+   */
+  currency: string;
+  /**
+   * An amount in canonical form; no digit bound (an output).
+   */
+  amount_precise: string;
+  /**
+   * An amount in canonical form; no digit bound (an output).
+   */
+  amount_rounded: string;
+  /**
+   * The rounded amount in ISO 4217 minor units, a signed integer in decimal.
+   */
+  amount_minor: string;
+  /**
+   * MS-INV-005: the reading the line was rated from; null for a line without usage.
+   */
+  reading_id: string | null;
+  /**
+   * The number of records behind the line, in decimal; null for a line without usage.
+   */
+  record_count: string | null;
+  /**
+   * MS-INV-005: the digest of those records; null for a line without usage.
+   */
+  records_digest: string | null;
 }
 /**
  * One aggregated value for one group over one window (specs/core.md, MS-AGG).

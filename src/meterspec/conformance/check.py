@@ -69,9 +69,10 @@ OUTPUTS: dict[str, Output] = {
         (("results", "*", "events", "*"), "quota-event"))),
     "convert-event": Output(result="convertedEvent", inside=((("event",), "event"),)),
     "allocate": Output(result="allocation"),
-    "export-stripe": Output(result="stripeRequests"),
+    "export-stripe": Output(result="stripeRequests",
+                            inside=((("requests", "*"), "stripe-request"),)),
     "stripe-outcome": Output(result="stripeOutcome"),
-    "export-ledger": Output(result="ledgerRows"),
+    "export-ledger": Output(result="ledgerRows", inside=((("rows", "*"), "ledger-row"),)),
 }
 # Kinds checked in full (schema, values and rules: a RatedCharge must add up, MS-PRC-017; a
 # state must be in order, MS-ING-007; an invoice's totals, id and revision must be its own,
