@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meterspec.codec import decode_event, encode
-from meterspec.convert import RawNumber, convert_line, load, number_to_quantity
+from meterspec.convert import RawNumber, convert_line, dump, load, number_to_quantity
 from meterspec.errors import MeterspecError
 
 EVENT = ('{"id":"e1","workspaceID":"w","universeID":"u","type":"t","subject":"s",'
@@ -87,6 +87,23 @@ def test_numbers_elsewhere_are_the_events_problems_all_at_once() -> None:
     assert _codes('{"id":') == {("invalid-json", "")}
 
 
+@pytest.mark.parametrize("member", ['"time":1e3', '"subject":-0',
+                                    '"id":1.0000000000000000000001', '"extra":[1E+2,{"n":0.1}]'])
+def test_a_number_outside_properties_is_reported_as_the_number_written(member: str) -> None:
+    """MS-CNV-004: converting adds nothing to what `validate` says of the same text outside
+    `properties`: the number is written back as it was read (not as an object holding its
+    text), so its problem and message are the ones the event decoder gives the original."""
+    members = dict(m.split(":", 1) for m in ['"id":"e1"', '"workspaceID":"w"', '"universeID":"u"',
+                                              '"type":"t"', '"subject":"s"',
+                                              '"time":"2024-03-05T10:00:00Z"', member])
+    line = ("{" + ",".join(f"{name}:{value}" for name, value in members.items()) + "}").encode()
+    with pytest.raises(MeterspecError) as converted:
+        convert_line(line)
+    with pytest.raises(MeterspecError) as validated:
+        decode_event(line)
+    assert converted.value.problems == validated.value.problems
+
+
 _JSON_NUMBER = st.from_regex(r"-?(0|[1-9][0-9]{0,29})(\.[0-9]{1,20})?([eE][+-]?[0-9]{1,2})?",
                              fullmatch=True)
 
@@ -110,6 +127,37 @@ def test_the_output_re_parses_to_the_same_value(text: str) -> None:
     event = convert_line((EVENT % f'{{"n":{text}}}').encode())
     again = json.loads(encode(event))["properties"]["n"]
     assert again == quantity and number_to_quantity(RawNumber(again)) == quantity
+
+
+def _compact(value: str | list[str] | dict[str, str]) -> str:
+    if isinstance(value, list):
+        return "[" + ",".join(value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(k, ensure_ascii=False)}:{v}"
+                              for k, v in value.items()) + "}"
+    return value
+
+
+# Compact JSON texts, numbers written in any form the grammar allows (`1E+2`, `-0`, `0.10`).
+_JSON_TEXT = st.recursive(
+    _JSON_NUMBER | st.sampled_from(["true", "false", "null"])
+    | st.text(max_size=5).map(lambda t: json.dumps(t, ensure_ascii=False)),
+    lambda inner: st.lists(inner, max_size=4).map(_compact)
+    | st.dictionaries(st.text(max_size=4), inner, max_size=4).map(_compact),
+    max_leaves=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_JSON_TEXT)
+def test_dump_writes_back_the_text_load_read(text: str) -> None:
+    """Law: `dump` inverts `load` on compact JSON: each number comes back as its own text."""
+    assert dump(load(text)) == text.encode()
+
+
+def test_dump_by_hand() -> None:
+    document = load('{"a": [1e3, -0, 1.0000000000000000000001, {"b": 1E+2}], "s": "x"}')
+    assert document["a"][3] == {"b": RawNumber("1E+2")}
+    assert dump(document) == b'{"a":[1e3,-0,1.0000000000000000000001,{"b":1E+2}],"s":"x"}'
 
 
 def test_the_command_converts_and_reports(tmp_path: Path) -> None:

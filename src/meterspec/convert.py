@@ -6,7 +6,9 @@ JSON numbers, converted losslessly into EventPayloads, whose property values are
 A number is never read through a float: `load` hands its text to `RawNumber`, and
 `number_to_quantity` turns that text into the canonical quantity string (MS-QTY-004) or
 reports it (`quantity-out-of-range`). What cannot be converted without a guess (an object, an
-array, true, false, null as a property value) is reported, never dropped or stringified.
+array, true, false, null as a property value) is reported, never dropped or stringified. A
+number anywhere else is written back by `dump` as the text it was read from, so the event's
+checks report it as the number the sender wrote.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from meterspec.errors import MeterspecError, Problem, pointer
 from meterspec.metering import check_event
 from meterspec.quantity import format_quantity, parse_quantity
 
-__all__ = ["RawNumber", "convert_event", "convert_line", "load", "number_to_quantity"]
+__all__ = ["RawNumber", "convert_event", "convert_line", "dump", "load", "number_to_quantity"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +56,22 @@ def _kind(value: object) -> str:
     return "null" if value is None else "a boolean"
 
 
-def _encode_hook(value: object) -> Any:
-    if isinstance(value, RawNumber):  # written back as the number it was
+def _written_back(value: object) -> Any:
+    """`value` with each RawNumber as the raw JSON of its text. Explicit, not an encoder hook:
+    msgspec encodes a dataclass by itself (as `{"text": ...}`) and never calls a hook for it."""
+    if isinstance(value, RawNumber):
         return msgspec.Raw(value.text.encode())
-    raise TypeError(f"not JSON: {type(value).__name__}")
+    if isinstance(value, dict):
+        return {name: _written_back(item) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_written_back(item) for item in value]
+    return value
 
 
-_ENCODER = msgspec.json.Encoder(enc_hook=_encode_hook)
+def dump(document: Any) -> bytes:
+    """The inverse of `load`: compact JSON text in which every number is the text it was read
+    from, never a float's nor an object holding it."""
+    return msgspec.json.encode(_written_back(document))
 
 
 def convert_event(document: Any) -> EventPayload:
@@ -89,7 +100,7 @@ def convert_event(document: Any) -> EventPayload:
         converted = {**document, "properties": properties}
     event: EventPayload | None = None
     try:
-        event = decode("event", _ENCODER.encode(converted), EventPayload, fast=False)
+        event = decode("event", dump(converted), EventPayload, fast=False)
     except MeterspecError as error:
         problems.extend(error.problems)
     if event is not None:
