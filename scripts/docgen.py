@@ -11,6 +11,8 @@ its sources):
 - docs/reference/cli.md: the argparse help of every `meterspec` command;
 - docs/reference/python/<module>.md: a mkdocstrings page per public module;
 - docs/assets/seats-twa.svg: the time-weighted average of examples/seats-twa as a step function.
+- docs/assets/dst-windows.svg, tiers.svg, anchor-31.svg, late-adjustment.svg: the concept
+  pictures of scripts/pictures.py, each computed by meterspec.
 
 (The nav lists these pages by itself: scripts/mkdocs_hooks.py.)
 
@@ -33,6 +35,8 @@ from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
+
+from pictures import outputs as picture_outputs  # scripts/pictures.py, beside this file
 
 from meterspec.codec import STRUCTS
 from meterspec.schema_compiler import annotations_of
@@ -665,6 +669,8 @@ def outputs(root: Path) -> dict[Path, Callable[[str | None], str]]:
         page(PYTHON_PAGES / f"{module}.md", python_page(module))
     svg = twa_svg(root)
     files[TWA_SVG] = lambda _old: svg
+    for path, text in picture_outputs(root).items():  # issue 17: scripts/pictures.py
+        files[path] = lambda _old, text=text: text  # type: ignore[misc]
 
     return files
 
