@@ -53,6 +53,7 @@ class StripeRequest:
     body: dict[str, Any]
 
     def to_builtins(self) -> dict[str, Any]:
+        """The request as the JSON object of one output line (endpoint, idempotencyKey, body)."""
         return {"endpoint": self.endpoint, "idempotencyKey": self.idempotency_key,
                 "body": self.body}
 
