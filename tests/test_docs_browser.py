@@ -1,7 +1,8 @@
 """The documentation site in a real browser (issue 17): every page's code blocks fit or wrap at
-1280 px (no block scrolls sideways, the page does not either), and searching a requirement id
-finds its rule first. Headless Chromium over the DevTools protocol (tests/headless.py); the
-module is skipped, saying why, where Chromium is not installed."""
+1280 px (no block scrolls sideways, the page does not either), tables are readable at 390 px,
+and searching a requirement id finds its rule first. Headless Chromium over the DevTools
+protocol (tests/headless.py); the module is skipped, saying why, where Chromium is not
+installed."""
 
 from __future__ import annotations
 
@@ -91,6 +92,36 @@ def test_code_blocks_fit_or_wrap_at_1280_px_on_every_page(browser: Browser, site
         if found["blocks"] or found["page"]:
             wide[page.removeprefix(site)] = found
     assert wide == {}
+
+
+MOBILE = 390
+NARROW = """(() => ({
+  page: document.documentElement.scrollWidth > window.innerWidth + 1,
+  unwrapped: [...document.querySelectorAll('.md-typeset table:not([class])')]
+    .filter((table) => !table.closest('.md-typeset__scrollwrap')).length,
+  clipped: [...document.querySelectorAll('.md-typeset td, .md-typeset th')]
+    .filter((cell) => cell.scrollWidth > cell.clientWidth + 1).length,
+}))()"""
+
+
+def test_tables_are_readable_on_a_phone(browser: Browser, site: str) -> None:
+    """At 390 px, every page with a table: the page does not scroll sideways, each table
+    scrolls inside its own wrapper, and no cell clips its text."""
+    browser.call("Emulation.setDeviceMetricsOverride", width=MOBILE, height=800,
+                 deviceScaleFactor=1, mobile=True)
+    try:
+        wrong = {}
+        for page in _pages(site):
+            browser.open(page)
+            if not browser.evaluate("document.querySelector('.md-typeset table') !== null"):
+                continue
+            found = browser.evaluate(NARROW)
+            if found["page"] or found["unwrapped"] or found["clipped"]:
+                wrong[page.removeprefix(site)] = found
+        assert wrong == {}
+    finally:
+        browser.call("Emulation.setDeviceMetricsOverride", width=WIDTH, height=800,
+                     deviceScaleFactor=1, mobile=False)
 
 
 def test_the_measure_sees_a_clipped_block(browser: Browser, site: str) -> None:
