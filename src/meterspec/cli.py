@@ -523,10 +523,10 @@ def _document(kind: str, path: str) -> Any:
 
 
 def _feed(builders: list[InvoiceBuilder], streams: Streams, label: str) -> None:
-    for number, record, _, _ in _records(streams.source, streams.report, label):
+    for number, record, instant, quantity in _records(streams.source, streams.report, label):
         try:
             for builder in builders:
-                builder.add(record)
+                builder.add_parsed(record, instant, quantity)
         except MeterspecError as error:
             streams.report.reject(error, number)
 
@@ -569,7 +569,7 @@ def _invoice(args: argparse.Namespace, streams: Streams) -> int:
         def fresh() -> tuple[Callable[[MeterRecord, Instant, Decimal], None],
                              Callable[[], Any]]:
             part = builder.fresh()
-            return (lambda record, instant, quantity: part.add(record)), part.slots
+            return part.add_parsed, part.slots
 
         def finish(parts: list[parallel.Part], spool_dir: str) -> int:
             for part in parts:

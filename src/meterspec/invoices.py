@@ -573,6 +573,11 @@ class InvoiceBuilder:
         """Add one record; MeterspecError (and no change) if it is malformed. Records of
         groups the request does not bill (other tenants, subjects, units) are skipped."""
         instant, quantity = parse_record(record, path)
+        self.add_parsed(record, instant, quantity)
+
+    def add_parsed(self, record: MeterRecord, instant: Instant, quantity: Decimal) -> None:
+        """add() of a record already parsed (meterspec.readings.parse_record's instant and
+        quantity): the CLI parses each record once, to count its identity, then adds it."""
         if self._routes is None:
             if (record.workspace_id, record.universe_id) != (self.request.workspace_id,
                                                              self.request.universe_id):

@@ -118,14 +118,28 @@ def _epoch_day(text: str) -> int | None:
 
 def format_timestamp(instant: Instant) -> str:
     """Canonical form (MS-TIME-004): UTC, 'Z', a fraction only when non-zero: its nine
-    nanosecond digits without trailing zeros."""
+    nanosecond digits without trailing zeros. The date and the time of day are each written
+    once and cached (invoices write the same period bounds again and again)."""
     seconds, nanos = divmod(instant, NANOS_PER_SECOND)
-    moment = _EPOCH + timedelta(seconds=seconds)
-    text = (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
-            f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}")
+    days, second = divmod(seconds, 86_400)
+    text = _date_text(days) + _clock_text(second)
     if nanos:
-        text += "." + f"{nanos:09d}".rstrip("0")
+        return f"{text}.{nanos:09d}".rstrip("0") + "Z"
     return text + "Z"
+
+
+@lru_cache(maxsize=8192)
+def _date_text(days: int) -> str:
+    """YYYY-MM-DD of a day since the epoch (years 0001..9999: four digits, zero-padded)."""
+    found = date.fromordinal(days + _EPOCH_ORDINAL)
+    return f"{found.year:04d}-{found.month:02d}-{found.day:02d}"
+
+
+@lru_cache(maxsize=86_400)
+def _clock_text(second: int) -> str:
+    """THH:MM:SS of a second of the day."""
+    hour, rest = divmod(second, 3600)
+    return f"T{hour:02d}:{rest // 60:02d}:{rest % 60:02d}"
 
 
 def to_datetime(instant: Instant) -> datetime:
