@@ -122,7 +122,8 @@ def test_generated_docs_are_up_to_date() -> None:
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     """A copy of what the generator reads and writes."""
-    for folder in ("docs", "schemas", "specs", "examples/seats-twa"):
+    for folder in ("docs", "schemas", "specs", "examples/seats-twa",
+                   "examples/monthly-invoice"):  # scripts/pictures.py reads it too
         shutil.copytree(ROOT / folder, tmp_path / folder,
                         ignore=shutil.ignore_patterns("node_modules"))
     (tmp_path / "src" / "meterspec").mkdir(parents=True)
