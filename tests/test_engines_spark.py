@@ -82,7 +82,11 @@ def assert_batch(engine: SparkEngine, tmp_path: Path, jobs: Sequence[Job_]) -> l
         options: list[str | Path] = ["--request", write(tmp_path / f"r{index}.json", request)]
         if config is not None:
             options += ["--config", write(tmp_path / f"c{index}.json", config)]
-        status, out, err = call([command, *options, *files])
+        joined = files[0]
+        if len(files) > 1:  # the reference reads one input: the files concatenated
+            joined = tmp_path / f"joined{index}.ndjson"
+            joined.write_bytes(b"".join(f.read_bytes() for f in files))
+        status, out, err = call([command, *options, joined])
         assert status != 2, err
         report = io.BytesIO()
         for number, problem in result.problems:
