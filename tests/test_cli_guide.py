@@ -179,9 +179,17 @@ def test_a_missing_file_in_one_line(meterspec: Any) -> None:
     assert ran.err == (f"meterspec: no such file: {API_CALLS / 'confg.json'} (did you mean "
                        f"{API_CALLS / 'config.json'}?)\n")
     ran = meterspec("meter", "--config", CONFIG, "/nonexistent/events.ndjson")
-    assert ran.err == "meterspec: no such file: /nonexistent/events.ndjson\n"
+    assert ran.err == "meterspec: no such directory: /nonexistent\n"
     ran = meterspec("meter", "--config", API_CALLS, EVENTS)
     assert ran.err == f"meterspec: is a directory, not a file: {API_CALLS}\n"
+
+
+def test_a_report_into_a_missing_folder_in_one_line(meterspec: Any) -> None:
+    ran = meterspec("conformance", "run", "--impl", "python:meterspec", "--case",
+                    "agg-count-001", "--report", "/nonexistent/r.jsonl")
+    assert ran.status == 2
+    assert ran.err == ("meterspec conformance: cannot write report: no such directory: "
+                       "/nonexistent\n")
 
 
 def test_the_console_script_says_it_without_a_traceback() -> None:

@@ -226,9 +226,11 @@ def os_error_text(error: OSError) -> str:
     where = error.filename
     if where is None:
         return reason
+    folder, base = os.path.split(os.fsdecode(where))
+    if name == "ENOENT" and folder and not os.path.isdir(folder):
+        return f"no such directory: {folder}"  # the file's folder is what is missing
     text = f"{reason}: {where}"
     if name == "ENOENT":
-        folder, base = os.path.split(os.fsdecode(where))
         try:
             names = os.listdir(folder or ".")
         except OSError:

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from meterspec.cli_guide import os_error_text
 from meterspec.conformance import build, check, report
 from meterspec.conformance.cases import load_cases, load_suite, select
 from meterspec.conformance.data import HarnessError, default_root
@@ -209,7 +210,7 @@ def _run(root: Path, args: argparse.Namespace) -> int:
     except OSError as error:
         for stream in outputs:
             stream.close()
-        raise HarnessError(f"cannot write report: {error}") from None
+        raise HarnessError(f"cannot write report: {os_error_text(error)}") from None
     with_files = iter(outputs)
     report_file = next(with_files) if args.report is not None else None
     markdown_file = next(with_files) if args.markdown is not None else None
@@ -230,7 +231,7 @@ def _run(root: Path, args: argparse.Namespace) -> int:
             if markdown_file is not None:
                 report.write_markdown(run, markdown_file)
         except OSError as error:  # a full disk, say
-            raise HarnessError(f"cannot write report: {error}") from None
+            raise HarnessError(f"cannot write report: {os_error_text(error)}") from None
     finally:
         for stream in outputs:
             stream.close()
@@ -260,5 +261,5 @@ def _run_http(suite: Any, cases: list[Any], args: argparse.Namespace) -> int:
             with args.markdown.open("w", encoding="utf-8") as stream:
                 report.write_markdown(run, stream)
     except OSError as error:
-        raise HarnessError(f"cannot write report: {error}") from None
+        raise HarnessError(f"cannot write report: {os_error_text(error)}") from None
     return EXIT_OK if run.ok else EXIT_FAILED
