@@ -96,8 +96,32 @@ def _free_port() -> int:
         return port
 
 
+def tree_cpu_seconds(root: int) -> float | None:
+    """User + system CPU seconds of a live process and its descendants (Linux /proc; None
+    elsewhere): the server's own cost, steadier than wall time on a shared machine."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    parents: dict[int, int] = {}
+    used: dict[int, int] = {}
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = entry.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry.parent.name)
+        parents[pid], used[pid] = int(fields[1]), int(fields[11]) + int(fields[12])
+    if root not in used:
+        return None
+    tree, frontier = {root}, [root]
+    while frontier:
+        found = [pid for pid, parent in parents.items() if parent in frontier
+                 and pid not in tree]
+        tree.update(found)
+        frontier = found
+    return sum(used[pid] for pid in tree) / ticks
+
+
 @contextmanager
-def server(store: str, workers: int, log: Path) -> Iterator[tuple[str, str]]:
+def server(store: str, workers: int, log: Path) -> Iterator[tuple[str, str, Any]]:
     key = subprocess.run([*MS, "keys", "create", "--store", store, "--workspace", "bench",
                           "--universe", "prod", "--scope", "ingest"], check=True,
                          capture_output=True, text=True).stdout.strip()
@@ -116,7 +140,7 @@ def server(store: str, workers: int, log: Path) -> Iterator[tuple[str, str]]:
                 time.sleep(0.1)
         else:
             raise SystemExit(f"the server did not start: {log.read_text()}")
-        yield url, key
+        yield url, key, process
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=120)
@@ -159,8 +183,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             store = f"duckdb:{folder / 'load.duckdb'}"
         elif store == "postgres":
             store = stack.enter_context(postgres())
-        with server(store, args.workers, folder / "serve.log") as (url, key):
+        with server(store, args.workers, folder / "serve.log") as (url, key, process):
+            before = tree_cpu_seconds(process.pid)
             totals, seconds = asyncio.run(load(url, key, args))
+            after = tree_cpu_seconds(process.pid)
         stored = stored_ids(store)
     distinct = {f"evt-{i}" for i in totals.sent_ids}
     checks = {
@@ -178,6 +204,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "accepted_per_second": round(totals.accepted / seconds),
             "p50_ms": round(percentile(totals.latencies, 0.50) * 1000, 1),
             "p99_ms": round(percentile(totals.latencies, 0.99) * 1000, 1),
+            "server_cpu_seconds": None if before is None or after is None
+            else round(after - before, 2),
+            "events_per_server_cpu_second": None if before is None or after is None
+            or after == before else round(totals.sent / (after - before)),
+            "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
             "checks": checks}
 
 
@@ -199,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
           f"batches of {result['batch']}: {result['events_per_second']:,} events/s "
           f"({result['accepted_per_second']:,} accepted/s), p50 {result['p50_ms']} ms, "
           f"p99 {result['p99_ms']} ms per batch; {result['distinct_stored']:,} distinct "
-          "events stored", file=sys.stderr)
+          f"events stored; server CPU {result['server_cpu_seconds']} s "
+          f"({result['events_per_server_cpu_second']} events per CPU-second); load average "
+          f"{result['load_average']}", file=sys.stderr)
     failed = [name for name, ok in result["checks"].items() if not ok]
     for name in failed:
         print(f"CHECK FAILED: {name}", file=sys.stderr)
