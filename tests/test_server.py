@@ -8,6 +8,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -415,3 +416,20 @@ def test_a_store_in_use_is_refused_in_one_line(env: Env) -> None:
         assert done.returncode == 2, done.stderr
         assert done.stderr.count("\n") == 1 and "another process has it open" in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_the_core_works_without_the_server_extra(tmp_path: Path) -> None:
+    """Starlette and uvicorn blocked: `import meterspec` and the CLI work, `serve` says which
+    extra to install (one line, exit 2)."""
+    script = ("import sys\n"
+              "sys.modules['starlette'] = None\n"
+              "sys.modules['uvicorn'] = None\n"
+              "from meterspec.cli import main\n"
+              f"sys.exit(main(['serve', '--store', 'duckdb:{tmp_path / 's.duckdb'}']))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert done.stderr == "meterspec serve: needs the server extra: pip install " \
+        "'meterspec[server]'\n"
+    help_text = subprocess.run([*MS, "--help"], capture_output=True, text=True, check=True)
+    assert "serve" in help_text.stdout and "keys" in help_text.stdout
