@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 from server_helpers import MS, Server, bearer, create_key, event, problem_document, start
 
 CLIENTS = 4
@@ -162,3 +163,26 @@ def test_postgresql_with_two_workers_stores_each_event_once(postgres_url: str,
     assert sorted(accepted) == sorted(sent)  # each id accepted once, by one worker
     stored = _stored_ids(store)
     assert len(stored) == len(set(stored)) and set(stored) == sent
+
+
+def test_a_store_that_fails_is_503_and_the_server_stays_up(tmp_path: Path) -> None:
+    """MS-HTTP-009: the PostgreSQL cluster stops under a running server; the next batch is
+    503 `unavailable` with Retry-After (not acknowledged, so not stored), health still 200."""
+    import pg_cluster
+
+    if pg_cluster.binaries() is None:
+        pytest.skip("no PostgreSQL binaries (initdb, pg_ctl)")
+    with pg_cluster.cluster() as url:
+        key = create_key(url, "acme", "prod", "ingest")
+        server = start(url, tmp_path)
+        answer = httpx.post(f"{server.url}/v1/events", json=[event("up")],
+                            headers=bearer(key), timeout=60)
+        assert answer.status_code == 200
+    try:
+        answer = httpx.post(f"{server.url}/v1/events", json=[event("down")],
+                            headers=bearer(key), timeout=60)
+        problem_document(answer, 503, "unavailable")
+        assert answer.headers["retry-after"] == "1"
+        assert httpx.get(f"{server.url}/v1/health", timeout=10).status_code == 200
+    finally:
+        server.stop()
