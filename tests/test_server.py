@@ -433,3 +433,23 @@ def test_the_core_works_without_the_server_extra(tmp_path: Path) -> None:
         "'meterspec[server]'\n"
     help_text = subprocess.run([*MS, "--help"], capture_output=True, text=True, check=True)
     assert "serve" in help_text.stdout and "keys" in help_text.stdout
+
+
+def test_a_slow_header_section_is_408(env: Env) -> None:
+    """MS-HTTP-008 (slowloris): headers unfinished after the deadline (--body-timeout 2): 408
+    and the connection closed; a connection that sends nothing is closed too."""
+    host, port = env.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=20) as sock:
+        sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        assert 1.5 <= time.monotonic() - started < 15
+    assert answer.startswith(b"HTTP/1.1 408 ") and b"request-timeout" in answer
+    with socket.create_connection((host, int(port)), timeout=20) as sock:
+        silent = b""
+        while chunk := sock.recv(65536):
+            silent += chunk
+    assert silent.startswith(b"HTTP/1.1 408 ")
+    assert env.get("/v1/health", None).status_code == 200

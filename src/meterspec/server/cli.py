@@ -33,7 +33,8 @@ def register(commands: Any) -> None:
     serve.add_argument("--rate-limit", default="1000/second,20000/minute", metavar="LIMITS",
                        help="requests per key, e.g. 1000/second,20000/minute (MS-HTTP-012)")
     serve.add_argument("--body-timeout", type=float, default=30.0, metavar="SECONDS",
-                       help="time to receive a body before 408 (default 30)")
+                       help="time to receive the header section, and the body, before "
+                       "408 (default 30)")
     serve.add_argument("--log-level", default="warning",
                        choices=("critical", "error", "warning", "info", "debug"))
 
@@ -114,8 +115,11 @@ def _serve(args: argparse.Namespace) -> int:
         raise ValueError("--workers N > 1 needs a PostgreSQL store (DuckDB: one writer)")
     settings = Settings(args.store, rate, body_seconds=args.body_timeout)
     _prepare(args.store)  # a store that cannot be opened: one line, exit 2, no traceback
+    from meterspec.server.protocol import with_deadline
+
     options: dict[str, Any] = {
-        "host": args.host, "port": args.port, "log_level": args.log_level, "http": "h11",
+        "host": args.host, "port": args.port, "log_level": args.log_level,
+        "http": with_deadline(args.body_timeout),
         "h11_max_incomplete_event_size": 64 * 1024, "timeout_keep_alive": 5,
         "timeout_graceful_shutdown": None, "lifespan": "on"}
     if args.workers > 1:
@@ -125,8 +129,10 @@ def _serve(args: argparse.Namespace) -> int:
             "store": settings.store, "rate": msgspec.to_builtins(rate),
             "max_body": settings.max_body, "body_seconds": settings.body_seconds,
             "connections": settings.connections})
+        from meterspec.server.protocol import HeaderDeadline  # its deadline: from ENVIRONMENT
+
         uvicorn.run("meterspec.server.app:app_from_environment", factory=True,
-                    workers=args.workers, **options)
+                    workers=args.workers, **{**options, "http": HeaderDeadline})
     else:
         uvicorn.run(create_app(settings), **options)
     return EXIT_OK
