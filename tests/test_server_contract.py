@@ -69,6 +69,10 @@ def test_the_document_states_the_binding_statuses() -> None:
             if method == "parameters" or path == "/v1/health":
                 continue
             assert "401" in operation["responses"], (path, method)
+    for operations in paths.values():  # every request can be too slow or carry too much
+        for method, operation in operations.items():
+            if method != "parameters":
+                assert {"408", "431"} <= set(operation["responses"]), method
 
 
 @pytest.fixture(scope="module")
