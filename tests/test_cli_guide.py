@@ -147,6 +147,21 @@ def test_no_hint_when_the_files_are_right(meterspec: Any) -> None:
     assert ran.status == 1 and "hint" not in ran.err
 
 
+def test_validate_hints_only_at_a_document_of_another_kind(meterspec: Any) -> None:
+    ran = meterspec("validate", "config", str(REQUEST))
+    assert ran.status == 1
+    assert ran.err.splitlines()[-1] == (
+        f"meterspec: hint: {REQUEST} looks like one AggregationRequest document; validate "
+        "reads one JSON document, or NDJSON")
+    # A reading missing its identity has the one member an AggregationRequest requires, but
+    # more of a MeterReading's: a broken reading, no hint.
+    broken = {"subject": "s", "aggregation": "sum", "recordCount": 1,
+              "measurement": {"quantity": "1", "unit": "u"},
+              "window": {"start": "2024-01-01T00:00:00Z", "end": "2024-01-02T00:00:00Z"}}
+    ran = meterspec("validate", "reading", "-", stdin=json.dumps(broken).encode())
+    assert ran.status == 1 and "hint" not in ran.err
+
+
 # ------------------------------------------------------------------ did you mean
 
 @pytest.mark.parametrize(("args", "suggestion"), [

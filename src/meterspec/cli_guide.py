@@ -313,6 +313,19 @@ def _titles() -> dict[str, frozenset[str]]:
     return titles
 
 
+@cache
+def _kind_title(kind: str) -> str | None:
+    """The schema title of a `validate` kind (KINDS names its schema file)."""
+    from meterspec.schema import KINDS
+
+    name = KINDS.get(kind)
+    if name is None:
+        return None
+    entry = resources.files("meterspec").joinpath("schemas", f"{name}.schema.json")
+    title = json.loads(entry.read_text(encoding="utf-8")).get("title")
+    return title if isinstance(title, str) else None
+
+
 def kind_of(value: object) -> str | None:
     """The schema title whose required members the object has most fully (all of them), or
     None when it has no schema's."""
@@ -342,6 +355,24 @@ def sniff(head: bytes) -> tuple[str, bool] | None:
         return None
     kind = kind_of(whole)
     return None if kind is None else (kind, False)
+
+
+def _first_document(head: bytes) -> object:
+    """The first JSON document of a file's head (one per line, or the whole), or None."""
+    text = head.removeprefix(b"\xef\xbb\xbf").decode("utf-8", "replace")
+    for candidate in (text.split("\n", 1)[0], text):
+        try:
+            return json.loads(candidate)
+        except ValueError:
+            continue
+    return None
+
+
+def _shared(document: object, title: str) -> int:
+    """How many of the schema's required members the document has."""
+    if not isinstance(document, dict):
+        return 0
+    return len(_titles().get(title, frozenset()) & document.keys())
 
 
 def _described(kind: str, lines: bool) -> str:
@@ -388,7 +419,15 @@ def mismatch(args: argparse.Namespace, dest: str | None, head: bytes | None = No
     if path is None or found is None:
         return None
     flag, help_text = inputs[dest]
-    if _expected(help_text) == found:
+    expected = _expected(help_text)
+    kind = getattr(args, "kind", None)
+    if expected is None and isinstance(kind, str):  # validate: its --kind says what it takes
+        title = _kind_title(kind)
+        document = _first_document(head if head is not None else _head(path) or b"")
+        if title is None or _shared(document, title) >= _shared(document, found[0]):
+            return None  # a broken document of the kind asked for, not another kind
+        expected = (title, bool(getattr(args, "lines", False)))
+    if expected is None or expected == found:
         return None
     what = help_text.split(" (")[0].split(", '-'")[0]
     if what.split()[0] in _titles() or what.endswith(" file"):
