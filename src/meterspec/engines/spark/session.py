@@ -1,9 +1,10 @@
 """A SparkSession for the engine: local[N] on this machine or any cluster master URL, quiet,
 and refused in one line when Java is missing (pyspark would otherwise fail late or wait).
 
-Spark's JVM logs to the process's standard error, which `meterspec run` keeps for the error
-report: the session logs only errors (a log4j2 file in the job's directory), shows no progress
-bars and starts no web UI. Local Python workers are this interpreter, so they import the same
+Spark's JVM would write to the process's standard output and error, which `meterspec run`
+keeps for the readings and the error report: a JVM started here writes to spark.log in the
+job's directory instead, logs only errors (a log4j2 file beside it), shows no progress bars
+and starts no web UI. Local Python workers are this interpreter, so they import the same
 meterspec; on a cluster, meterspec must be installed on the executors (docs/engines.md).
 """
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 
 JAVA_TIMEOUT = 30  # seconds `java -version` may take before the machine's Java counts as broken
 LOG4J2 = """rootLogger.level = error
+logger.repl.name = org.apache.spark.repl.Main
+logger.repl.level = error
 rootLogger.appenderRef.stderr.ref = console
 appender.console.type = Console
 appender.console.name = console
@@ -56,6 +59,8 @@ def start(master: str | None, threads: int | None, workdir: str,
     local[threads], local[*] without threads), `partitions` shuffle partitions (default: the
     cores Spark sees)."""
     check_java()
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
     from pyspark.sql import SparkSession
 
     local = master is None or master.startswith("local")
@@ -64,19 +69,22 @@ def start(master: str | None, threads: int | None, workdir: str,
     log4j = os.path.join(workdir, "log4j2.properties")
     with open(log4j, "w", encoding="utf-8") as out:
         out.write(LOG4J2)
-    builder = (SparkSession.builder
-               .master(master or f"local[{threads or '*'}]")
-               .appName("meterspec")
-               .config("spark.ui.enabled", "false")
-               .config("spark.ui.showConsoleProgress", "false")
-               .config("spark.driver.extraJavaOptions",
-                       f"-Dlog4j2.configurationFile=file:{log4j}")
-               .config("spark.python.worker.reuse", "true"))
+    conf = (SparkConf().setMaster(master or f"local[{threads or '*'}]").setAppName("meterspec")
+            .set("spark.ui.enabled", "false").set("spark.ui.showConsoleProgress", "false")
+            .set("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}")
+            .set("spark.python.worker.reuse", "true"))
     if threads is not None and not local:
-        builder = builder.config("spark.executor.cores", str(threads))
+        conf.set("spark.executor.cores", str(threads))
     if partitions is not None:
-        builder = builder.config("spark.sql.shuffle.partitions", str(partitions)) \
-            .config("spark.default.parallelism", str(partitions))
-    session = builder.getOrCreate()
+        conf.set("spark.sql.shuffle.partitions", str(partitions))
+        conf.set("spark.default.parallelism", str(partitions))
+    if SparkContext._active_spark_context is None and SparkContext._gateway is None:
+        # The JVM's own output (its start-up warnings, its log) goes to a file, never to the
+        # command's standard output (the readings) or error (the report).
+        with open(os.path.join(workdir, "spark.log"), "ab") as log:
+            gateway = launch_gateway(  # type: ignore[no-untyped-call]
+                conf, popen_kwargs={"stdout": log, "stderr": log})
+        SparkContext(conf=conf, gateway=gateway)
+    session = SparkSession.builder.config(conf=conf).getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
