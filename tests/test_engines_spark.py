@@ -302,3 +302,20 @@ def test_the_metering_and_aggregation_areas_pass(engine: SparkEngine) -> None:
     run = Runner(InProcessAdapter(Answered)).run(cases)
     failed = [(o.case.id, o.reason) for o in run.outcomes if o.result != "passed"]
     assert not failed and len(run.outcomes) == len(cases) > 200
+
+
+def test_the_command_alone_writes_only_the_references_bytes(tmp_path: Path) -> None:
+    """`meterspec run --engine spark` as its own process (it starts and reaps its own JVM):
+    nothing of Spark's reaches standard output or error, which are the reference's."""
+    events = lines(tmp_path / "e.ndjson", [HOSTILE[0], b"not json", HOSTILE[0]])
+    options = ["--config", str(write(tmp_path / "c.json", CONFIG)), "--request",
+               str(write(tmp_path / "r.json", tumbling("sum", "day", "UTC",
+                                                       "2024-03-10T00:00:00Z",
+                                                       "2024-03-11T00:00:00Z")))]
+    command = [sys.executable, "-m", "meterspec", "run"]
+    reference = subprocess.run([*command, *options, str(events)], capture_output=True,
+                               timeout=120, check=False)
+    spark = subprocess.run([*command, "--engine", "spark", "--threads", "1", *options,
+                            str(events)], capture_output=True, timeout=300, check=False)
+    assert (spark.returncode, spark.stdout, spark.stderr) == (
+        reference.returncode, reference.stdout, reference.stderr) and reference.returncode == 1
