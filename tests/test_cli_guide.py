@@ -342,3 +342,12 @@ def test_conformance_run_shows_progress_only_on_a_terminal(
     shown = terminal.getvalue()
     assert "\r\033[K2/2 cases, 2 passed, 0 failed, 0 errored, 0 skipped, " in shown
     assert shown.endswith("\r\033[K")
+
+
+def test_os_error_text_keeps_the_case_of_a_message_of_ours() -> None:
+    from meterspec.cli_guide import os_error_text
+
+    assert os_error_text(OSError("Missing workspaceID column in x.parquet")) == (
+        "missing workspaceID column in x.parquet")
+    assert os_error_text(OSError(5, "Input/output error", "/tmp/x")) == (
+        "input/output error: /tmp/x")

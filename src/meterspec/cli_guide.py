@@ -222,7 +222,8 @@ def os_error_text(error: OSError) -> str:
     import errno
 
     name = errno.errorcode.get(error.errno or 0, "")
-    reason = _REASONS.get(name) or (error.strerror or str(error)).lower()
+    message = error.strerror or str(error)  # a message of ours keeps its case (workspaceID)
+    reason = _REASONS.get(name) or message[:1].lower() + message[1:]
     where = error.filename
     if where is None:
         return reason
