@@ -194,7 +194,8 @@ def test_a_missing_file_in_one_line(meterspec: Any) -> None:
     assert ran.err == (f"meterspec: no such file: {API_CALLS / 'confg.json'} (did you mean "
                        f"{API_CALLS / 'config.json'}?)\n")
     ran = meterspec("meter", "--config", CONFIG, "/nonexistent/events.ndjson")
-    assert ran.err == "meterspec: no such directory: /nonexistent\n"
+    assert ran.err == ("meterspec: no such directory: /nonexistent (for "
+                       "/nonexistent/events.ndjson)\n")
     ran = meterspec("meter", "--config", API_CALLS, EVENTS)
     assert ran.err == f"meterspec: is a directory, not a file: {API_CALLS}\n"
 
@@ -204,7 +205,7 @@ def test_a_report_into_a_missing_folder_in_one_line(meterspec: Any) -> None:
                     "agg-count-001", "--report", "/nonexistent/r.jsonl")
     assert ran.status == 2
     assert ran.err == ("meterspec conformance: cannot write report: no such directory: "
-                       "/nonexistent\n")
+                       "/nonexistent (for /nonexistent/r.jsonl)\n")
 
 
 def test_the_console_script_says_it_without_a_traceback() -> None:

@@ -229,7 +229,7 @@ def os_error_text(error: OSError) -> str:
         return reason
     folder, base = os.path.split(os.fsdecode(where))
     if name == "ENOENT" and folder and not os.path.isdir(folder):
-        return f"no such directory: {folder}"  # the file's folder is what is missing
+        return f"no such directory: {folder} (for {where})"  # the folder is what is missing
     text = f"{reason}: {where}"
     if name == "ENOENT":
         try:
