@@ -193,6 +193,8 @@ def test_json_blocks_are_valid_documents(block: Block) -> None:
         assert document == json.loads((ROOT / path).read_text(encoding="utf-8")), (
             f"{block.where}: differs from {path}")
     assert schema_problems(kind, document) == [], block.where
+    if kind not in STRUCTS:  # a wire document with no Struct (stripe-request, ledger-row)
+        return
     try:
         decode(kind, block.body, STRUCTS[kind], fast=False)
     except MeterspecError as error:
