@@ -60,6 +60,7 @@ class Totals:
     latencies: list[float] = field(default_factory=list)
     accepted_ids: list[int] = field(default_factory=list)
     sent_ids: set[int] = field(default_factory=set)
+    unanswered: list[list[int]] = field(default_factory=list)  # in flight at a kill
 
 
 async def client(url: str, key: str, number: int, batch: int, duplicates: float,
@@ -75,13 +76,17 @@ async def client(url: str, key: str, number: int, batch: int, duplicates: float,
             ids += [rng.randrange(max(counter[0], 1)) for _ in range(batch - fresh)]
             body = ("[" + ",".join(payload(i) for i in ids) + "]").encode()
             began = time.perf_counter()
-            response = await http.post("/v1/events", content=body)
+            totals.sent_ids.update(ids)
+            try:
+                response = await http.post("/v1/events", content=body)
+            except httpx.TransportError:  # the server was killed (--kill-after): re-send later
+                totals.unanswered.append(ids)
+                return
             totals.latencies.append(time.perf_counter() - began)
             if response.status_code != 200:
                 raise SystemExit(f"batch answered {response.status_code}: {response.text[:300]}")
             answer = response.json()
             totals.sent += len(ids)
-            totals.sent_ids.update(ids)
             totals.accepted += answer["accepted"]
             totals.duplicates += answer["duplicates"]
             totals.other += answer["conflicts"] + answer["late"] + answer["rejected"]
@@ -156,14 +161,42 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-async def load(url: str, key: str, args: argparse.Namespace) -> tuple[Totals, float]:
+async def load(url: str, key: str, args: argparse.Namespace,
+               process: Any) -> tuple[Totals, float]:
     totals = Totals()
     counter = [0]
     began = time.monotonic()
     deadline = began + args.seconds
-    await asyncio.gather(*(client(url, key, n, args.batch, args.duplicates, deadline, counter,
-                                  totals) for n in range(args.clients)))
+
+    async def kill() -> None:
+        await asyncio.sleep(args.kill_after)
+        process.send_signal(signal.SIGKILL)
+
+    killer = [asyncio.create_task(kill())] if args.kill_after else []
+    await asyncio.gather(*killer, *(client(url, key, n, args.batch, args.duplicates, deadline,
+                                           counter, totals) for n in range(args.clients)))
     return totals, time.monotonic() - began
+
+
+def resend(store: str, workers: int, log: Path, totals: Totals) -> dict[str, Any]:
+    """After a kill -9: restart the server on the same store and re-send every batch that got
+    no answer (MS-HTTP-004); how long the restart took and what the re-sending found."""
+    began = time.monotonic()
+    with server(store, workers, log) as (url, key, _):
+        restart = time.monotonic() - began
+        found = {"accepted": 0, "duplicates": 0}
+        with httpx.Client(base_url=url, timeout=120, headers={
+                "Authorization": f"Bearer {key}", "content-type": "application/json"}) as http:
+            for ids in totals.unanswered:
+                body = "[" + ",".join(payload(i) for i in ids) + "]"
+                answer = http.post("/v1/events", content=body).raise_for_status().json()
+                found["accepted"] += answer["accepted"]
+                found["duplicates"] += answer["duplicates"]
+                totals.accepted_ids += [ids[r["index"]] for r in answer["results"]
+                                        if r["outcome"] == "accepted"]
+    return {"restart_seconds": round(restart, 2), "unanswered_batches": len(totals.unanswered),
+            "resent_events": sum(map(len, totals.unanswered)), **{
+                f"resent_{name}": count for name, count in found.items()}}
 
 
 @contextmanager
@@ -185,8 +218,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             store = stack.enter_context(postgres())
         with server(store, args.workers, folder / "serve.log") as (url, key, process):
             before = tree_cpu_seconds(process.pid)
-            totals, seconds = asyncio.run(load(url, key, args))
-            after = tree_cpu_seconds(process.pid)
+            totals, seconds = asyncio.run(load(url, key, args, process))
+            after = None if args.kill_after else tree_cpu_seconds(process.pid)
+        crash = resend(store, args.workers, folder / "restart.log",
+                       totals) if args.kill_after else {}
         stored = stored_ids(store)
     distinct = {f"evt-{i}" for i in totals.sent_ids}
     checks = {
@@ -209,7 +244,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "events_per_server_cpu_second": None if before is None or after is None
             or after == before else round(totals.sent / (after - before)),
             "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-            "checks": checks}
+            **crash, "checks": checks}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--duplicates", type=float, default=0.1,
                         help="share of each batch that repeats ids already sent")
+    parser.add_argument("--kill-after", type=float, default=0.0, metavar="SECONDS",
+                        help="kill -9 the server this long into the load, restart it and "
+                             "re-send the unanswered batches; the checks then hold across it")
     args = parser.parse_args(argv)
     os.environ.setdefault("PYTHONHASHSEED", "0")
     result = run(args)
@@ -233,6 +271,11 @@ def main(argv: list[str] | None = None) -> int:
           f"events stored; server CPU {result['server_cpu_seconds']} s "
           f"({result['events_per_server_cpu_second']} events per CPU-second); load average "
           f"{result['load_average']}", file=sys.stderr)
+    if args.kill_after:
+        print(f"kill -9 after {args.kill_after} s: restart in {result['restart_seconds']} s, "
+              f"{result['unanswered_batches']} unanswered batches re-sent "
+              f"({result['resent_events']:,} events: {result['resent_accepted']:,} accepted, "
+              f"{result['resent_duplicates']:,} duplicates)", file=sys.stderr)
     failed = [name for name, ok in result["checks"].items() if not ok]
     for name in failed:
         print(f"CHECK FAILED: {name}", file=sys.stderr)
