@@ -43,9 +43,10 @@ from meterspec.codec import decode_config, decode_request
 from meterspec.conformance.cases import load_cases, select
 from meterspec.conformance.protocol import InProcessAdapter
 from meterspec.conformance.runner import Runner
+from meterspec.engines.result import Result
 from meterspec.engines.sources import NdjsonFile, ParquetFiles, Table
 from meterspec.engines.spark import conformance
-from meterspec.engines.spark.engine import Result, SparkEngine
+from meterspec.engines.spark.engine import SparkEngine
 from meterspec.engines.spark.session import JavaMissingError
 from meterspec.engines.spark.tasks import Job
 

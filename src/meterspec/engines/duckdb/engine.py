@@ -15,8 +15,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any
 
 import duckdb
 import msgspec
@@ -31,6 +30,7 @@ from meterspec.engines.flagged import Measured, describe_event, describe_record
 from meterspec.engines.ndjson import prepare
 from meterspec.engines.numbers import Digits, representation, twa_bounds
 from meterspec.engines.plan import Plan
+from meterspec.engines.result import Result
 from meterspec.engines.sources import (
     EVENT_COLUMNS,
     OPTIONAL_COLUMNS,
@@ -51,28 +51,6 @@ COPY_OPTIONS = "(FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER chr(1)
 
 class LayoutError(ValueError):
     """A typed input whose columns are not the layout of meterspec.engines.sources."""
-
-
-@dataclass
-class Result:
-    """What a job produced: the output (NDJSON lines in a file of the job's directory, or
-    Parquet where the caller asked), how many lines, the problems of every rejected row by
-    row number (in order, MS-ERR-004) and the record-stream duplicates dropped
-    (MS-ING-020)."""
-
-    path: str
-    count: int
-    problems: list[tuple[int, MeterspecError]] = field(default_factory=list)
-    duplicates: int = 0
-
-    def write_to(self, out: BinaryIO) -> None:
-        """Copy the NDJSON output to a binary stream."""
-        with open(self.path, "rb") as source:
-            shutil.copyfileobj(source, out, 1 << 20)
-
-    def lines(self) -> Iterator[bytes]:
-        with open(self.path, "rb") as source:
-            yield from source
 
 
 class DuckDBEngine:

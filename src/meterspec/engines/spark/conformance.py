@@ -16,8 +16,9 @@ from msgspec.structs import replace
 
 from meterspec import __version__
 from meterspec.codec import decode_config, decode_request
+from meterspec.engines.result import Result
 from meterspec.engines.sources import Documents
-from meterspec.engines.spark.engine import Result, SparkEngine
+from meterspec.engines.spark.engine import SparkEngine
 from meterspec.engines.spark.tasks import Job
 from meterspec.errors import MeterspecError, Problem
 

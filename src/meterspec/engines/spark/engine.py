@@ -21,12 +21,12 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from meterspec.contracts import AggregationRequest, MeteringConfig
 from meterspec.engines.compiler import compile_plan
 from meterspec.engines.ndjson import prepare
+from meterspec.engines.result import Result
 from meterspec.engines.sources import (
     EVENT_COLUMNS,
     OPTIONAL_COLUMNS,
@@ -71,26 +71,6 @@ def layout(found: dict[str, str], records: bool, name: str) -> list[str]:
         raise SourceError(f"{name} is not in the {'record' if records else 'event'} layout "
                           f"(docs/engines.md): {'; '.join(parts)}")
     return [c for c in expected if c in found]
-
-
-@dataclass
-class Result:
-    """What a job produced: NDJSON lines in a file of the engine's directory, how many, the
-    problems of every rejected row by row number (in order, MS-ERR-004) and the
-    identity duplicates dropped (MS-ING-020/021)."""
-
-    path: str
-    count: int
-    problems: list[tuple[int, MeterspecError]] = field(default_factory=list)
-    duplicates: int = 0
-
-    def write_to(self, out: BinaryIO) -> None:
-        with open(self.path, "rb") as source:
-            shutil.copyfileobj(source, out, 1 << 20)
-
-    def lines(self) -> Iterator[bytes]:
-        with open(self.path, "rb") as source:
-            yield from source
 
 
 class SparkEngine:
