@@ -32,7 +32,9 @@ class QuotaPeriod(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     always written, like Tumbling's."""
 
     size: WindowSize
+    """The calendar period the quota resets on: `minute`, `hour`, `day` or `month` (MS-QTA-003)."""
     time_zone: str = msgspec.field(default="UTC", name="timeZone")
+    """Wire `timeZone`: the IANA zone whose wall clock bounds the periods; default `UTC`."""
 
 
 class QuotaPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
@@ -40,30 +42,58 @@ class QuotaPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
     """schemas/quota-policy.schema.json (MS-QTA-001)."""
 
     limit: str
+    """The limit L, a quantity of at least 0; usage may reach it exactly (MS-QTA-004)."""
     mode: Mode
+    """`HARD` denies what would go over, `SOFT` only warns, `DISABLED` is not enforced."""
     period: QuotaPeriod
+    """The period the usage is counted in and resets with (MS-QTA-003)."""
     warning_threshold_percent: str | None = msgspec.field(
         default=None, name="warningThresholdPercent")
+    """Wire `warningThresholdPercent`: the warning level W as a percent of the limit, above 0 and at
+    most 100."""
     grace_percent: str | None = msgspec.field(default=None, name="gracePercent")
+    """Wire `gracePercent`: how far a HARD quota may be overrun, in percent of the limit; exclusive
+    with `graceQuantity`."""
     grace_quantity: str | None = msgspec.field(default=None, name="graceQuantity")
+    """Wire `graceQuantity`: how far a HARD quota may be overrun, as a quantity; exclusive with
+    `gracePercent`."""
     grace_period_hours: int | None = msgspec.field(default=None, name="gracePeriodHours")
+    """Wire `gracePeriodHours`: elapsed hours (1 to 8 784) a HARD quota may stay overrun after its
+    limit is reached (MS-QTA-013)."""
     max_staleness_seconds: int | None = msgspec.field(default=None, name="maxStalenessSeconds")
+    """Wire `maxStalenessSeconds`: how old the check's usage may be before it counts as stale
+    (MS-QTA-009)."""
     stale_headroom: str | None = msgspec.field(default=None, name="staleHeadroom")
+    """Wire `staleHeadroom`: the most usage that can arrive unseen while usage is stale; without it
+    a stale HARD quota denies everything."""
 
 
 class QuotaCheck(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """One question to the quota function (schemas/quota-check.schema.json, MS-QTA-002)."""
 
     workspace_id: str = msgspec.field(name="workspaceID")
+    """Wire `workspaceID`: the tenant's workspace."""
     universe_id: str = msgspec.field(name="universeID")
+    """Wire `universeID`: the tenant's universe."""
     subject: str
+    """The subject whose usage is limited."""
     unit: str
+    """The metric the quota limits."""
     usage: str
+    """U, the usage already admitted in the current period; may be negative after credits
+    (MS-QTA-002)."""
     requested: str
+    """R, the quantity asked for now, at least 0 (0 asks without consuming)."""
     now: str
+    """The current instant as a timestamp, supplied by the caller (the core reads no clock)."""
     policy: QuotaPolicy
+    """The policy to decide by."""
     usage_as_of: str | None = msgspec.field(default=None, name="usageAsOf")
+    """Wire `usageAsOf`: the instant up to which `usage` is known, for the staleness rule
+    (MS-QTA-009)."""
     limit_reached_at: str | None = msgspec.field(default=None, name="limitReachedAt")
+    """Wire `limitReachedAt`: when this period's usage first reached the limit, as a previous
+    decision reported (MS-QTA-014)."""
 
 
 class QuotaEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -71,14 +101,25 @@ class QuotaEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     metric and the level crossed, so every retry emits it byte for byte (MS-QTA-011)."""
 
     id: str
+    """`qev_` + digest of the event's content, so a retried crossing yields the same id
+    (MS-QTA-011)."""
     type: QuotaEventType
+    """`quota.warning` for crossing the warning level, `quota.exceeded` for reaching the limit
+    (MS-QTA-010)."""
     workspace_id: str = msgspec.field(name="workspaceID")
+    """Wire `workspaceID`: the tenant's workspace."""
     universe_id: str = msgspec.field(name="universeID")
+    """Wire `universeID`: the tenant's universe."""
     subject: str
+    """The subject whose usage crossed the level."""
     unit: str
+    """The metric the quota limits."""
     period: Window
+    """The quota period the level was crossed in, canonical bounds."""
     limit: str
+    """The policy's limit, canonical."""
     threshold: str
+    """The level crossed (W or L), canonical."""
 
 
 class QuotaDecision(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
@@ -87,32 +128,56 @@ class QuotaDecision(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
     under a time grace (MS-QTA-015)."""
 
     decision: Verdict
+    """`allow`, `allow-with-warning` or `deny` (MS-QTA-012)."""
     reason: Reason
+    """Why: the first of the reasons that applies, in the order MS-QTA-012 gives."""
     workspace_id: str = msgspec.field(name="workspaceID")
+    """Wire `workspaceID`: the tenant's workspace, as checked."""
     universe_id: str = msgspec.field(name="universeID")
+    """Wire `universeID`: the tenant's universe, as checked."""
     subject: str
+    """The subject, as checked."""
     unit: str
+    """The metric, as checked."""
     requested: str
+    """The quantity requested, canonical."""
     usage: str
+    """The usage after the decision: U + R when admitted, U when denied (MS-QTA-008)."""
     limit: str
+    """The policy's limit, canonical."""
     remaining: str
+    """The limit minus the usage after the decision, or 0: never negative (MS-QTA-008)."""
     period: Window
+    """The current quota period, repeated so the caller can confirm its usage is for it."""
     reset_at: str = msgspec.field(name="resetAt")
+    """Wire `resetAt`: the end of the current period, a canonical timestamp (MS-QTA-003)."""
     stale: bool
+    """Whether the usage was stale (MS-QTA-009), whatever the mode."""
     events: list[QuotaEvent]
+    """The quota events of the levels this request crossed, warning first; often empty."""
     limit_reached_at: str | None = msgspec.field(default=None, name="limitReachedAt")
+    """Wire `limitReachedAt`: when the limit was first reached, under a time grace only
+    (MS-QTA-015)."""
     grace_ends_at: str | None = msgspec.field(default=None, name="graceEndsAt")
+    """Wire `graceEndsAt`: `limitReachedAt` plus the grace hours, under a time grace only
+    (MS-QTA-015)."""
 
 
 class Levels(msgspec.Struct, frozen=True):
     """The exact levels of MS-QTA-004 for one policy."""
 
     limit: Decimal
+    """The limit L."""
     warning: Decimal | None
+    """The warning level W = L * threshold / 100, or None without a threshold."""
     ceiling: Decimal
+    """The ceiling C = L + grace, above which a HARD quota denies."""
     headroom: Decimal | None
+    """The policy's `staleHeadroom`, or None when unseen usage is unbounded."""
     max_staleness: Instant | None
-    grace_period: Instant | None = None  # nanoseconds (MS-QTA-013)
+    """The staleness bound in nanoseconds, or None when usage never counts as stale."""
+    grace_period: Instant | None = None
+    """The time grace in nanoseconds (hours * 3600 * 10**9), or None without one (MS-QTA-013)."""
 
 
 # ------------------------------------------------------------------ checks
