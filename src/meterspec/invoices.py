@@ -76,26 +76,39 @@ class UsageRule(_Wire, frozen=True):
     parameter, as in an AggregationRequest."""
 
     aggregation: Aggregation
+    """How the unit's records become a line's quantity: an aggregation of MS-AGG-002."""
     dimension: str | None = None
+    """The dimension counted, for unique-count only (MS-AGG-016)."""
     scale: int | None = None
+    """Fraction digits of a time-weighted average, for time-weighted-avg only (MS-AGG-015)."""
 
 
 class InvoiceRequest(_Wire, frozen=True, kw_only=True):
     """Everything an invoice depends on besides the records (MS-INV-001)."""
 
     workspace_id: str = msgspec.field(name="workspaceID")
+    """Wire `workspaceID`: the tenant billed; only its records are read."""
     universe_id: str = msgspec.field(name="universeID")
+    """Wire `universeID`: the tenant's universe."""
     at: str
+    """A timestamp: the last period billed is the one holding it (MS-BIL-004)."""
     periods: int = 1
+    """How many consecutive periods to bill, 1 to 120, ending with the one holding `at`."""
     plans: list[Plan]
+    """Every version of every plan the subscriptions use (MS-PRC-003 picks the one effective at each
+    period)."""
     usage: dict[str, UsageRule]
+    """Per priced unit, the rule reading its quantity (MS-INV-002)."""
     subscriptions: list[Subscription]
+    """The subjects billed, each once, with their plan and cycle (MS-INV-001, MS-SUB-001)."""
 
 
 class PlanRef(_Wire, frozen=True):
     """The plan and version an invoice was rated with."""
     id: str
+    """The plan's id."""
     version: int
+    """The version of the plan that rated the invoice or line (MS-PRC-003)."""
 
 
 class LineUsage(_Wire, frozen=True):
@@ -104,11 +117,20 @@ class LineUsage(_Wire, frozen=True):
     time-weighted average carried into the period."""
 
     reading_id: str = msgspec.field(name="readingID")
+    """Wire `readingID`: the MS-ID-003 id of the reading the line was rated from, computed even
+    without records."""
     aggregation: Aggregation
+    """The aggregation that read the quantity (the usage rule's)."""
     record_count: int = msgspec.field(name="recordCount")
+    """Wire `recordCount`: how many of the group's records lie inside the line's window."""
     records_digest: str = msgspec.field(name="recordsDigest")
+    """Wire `recordsDigest`: `rds_` + digest of those records' ids in code-point order
+    (MS-INV-005)."""
     carried_in: list[str] | None = msgspec.field(default=None, name="carriedIn")
+    """Wire `carriedIn`: for a time-weighted average, the sorted ids of the records that set the
+    opening level (MS-AGG-012); absent when none."""
     sources: list[SourceUsage] | None = None
+    """For an account's line, each source group's reading, in the order listed (MS-ACC-003)."""
 
 
 class InvoiceLine(_Wire, frozen=True):
@@ -116,26 +138,46 @@ class InvoiceLine(_Wire, frozen=True):
     on a segmented period, the segment it covers and the plan that rated it (MS-PRO-006)."""
 
     rated: RatedCharge
+    """The rated charge: quantities and amounts of one charge (MS-PRC-016)."""
     usage: LineUsage | None = None
+    """The audit trail of the quantity (MS-INV-005); None for a flat charge."""
     service_period: Window | None = msgspec.field(default=None, name="servicePeriod")
+    """Wire `servicePeriod`: the segment the line covers, when it is not the whole period
+    (MS-PRO-006)."""
     plan: PlanRef | None = None
+    """The plan version that rated the line, when the period has several segments (MS-PRO-006)."""
 
 
 class Invoice(_Wire, frozen=True):
     """One subject's bill for one billing period (MS-INV-003)."""
 
     id: str
+    """`inv_` + digest of the tenant, subject and period: the same for every rebuild
+    (MS-INV-004)."""
     revision: str
+    """`rev_` + digest of the numbers and the records behind them: changes with any of them
+    (MS-INV-006)."""
     workspace_id: str = msgspec.field(name="workspaceID")
+    """Wire `workspaceID`: the tenant billed."""
     universe_id: str = msgspec.field(name="universeID")
+    """Wire `universeID`: the tenant's universe."""
     subject: str
+    """The subject billed."""
     period: Window
+    """The billing period, canonical bounds."""
     cycle: BillingCycle
+    """The billing cycle, all three members written out (defaults included)."""
     plan: PlanRef
+    """The plan version of the period's first segment."""
     currency: str
+    """The plan's ISO 4217 currency code."""
     lines: list[InvoiceLine]
+    """One line per charge of the plan (per segment), in plan order (MS-INV-003)."""
     subtotal: Amount
+    """The lines' total: precise and rounded amounts each summed, never rounded again
+    (MS-MNY-007)."""
     total: Amount
+    """The subtotal plus invoice-level items; this version has none, so it equals the subtotal."""
 
 
 # ------------------------------------------------------------------ identifiers
@@ -347,15 +389,26 @@ class Schedule(NamedTuple):
     interval between two cuts (-1 for a gap; None when intervals are windows)."""
 
     windows: list[Window]
+    """The billed segments, oldest first: the windows readings are taken over."""
     encoded: list[bytes]
+    """Each window's bounds as reading-id input (MS-ID-003), encoded once."""
     plans: list[Plan]
+    """The plan version rating each window."""
     units: frozenset[str]
+    """The units those plan versions price."""
     aggregators: dict[str, Aggregator]
+    """Per unit, an empty Aggregator over the windows, copied for each group."""
     periods: list[Window]
+    """The billed period (invoice) each window belongs to."""
     fractions: list[Fraction]
+    """The fraction of its period each window covers (MS-PRO-001)."""
     cuts: list[int]
+    """Every window bound as ns since the epoch, in order: where an instant's interval is found."""
     intervals: list[int] | None
+    """The window of each interval between two cuts (-1 for a gap), or None when the intervals are
+    the windows."""
     positions: list[int] | None
+    """The interval each window is, or None when the intervals are the windows."""
 
     def aggregator(self, unit: str, rule: UsageRule) -> Aggregator:
         """An empty aggregator reading `unit` over the windows (MS-INV-002)."""
@@ -383,6 +436,7 @@ class Schedules:
         self._unrated: dict[tuple[BillingCycle, str], Instant | None] = {}
         self._terms: dict[object, Schedule | tuple[Problem, ...]] = {}
         self.schedule = lru_cache(maxsize=256)(self._schedule)
+        """The Schedule of one set of subscription terms, cached."""
 
     @cached_property
     def _versions(self) -> PlanVersions:
@@ -546,6 +600,7 @@ class InvoiceBuilder:
         if problems:
             raise MeterspecError(problems)
         self.request = request
+        """The request being billed (already checked)."""
         self._parameters = {unit: reading_parameter(_probe(rule))
                             for unit, rule in request.usage.items()}
         self._kinds = {unit: rule.aggregation for unit, rule in request.usage.items()}
