@@ -34,35 +34,60 @@ class Tier(_Wire, frozen=True):
     """One tier: units in (previous upTo, upTo] (MS-PRC-007); upTo null = no upper bound."""
 
     up_to: str | None = msgspec.field(name="upTo")
+    """Wire `upTo`: the tier's inclusive upper bound in billable units, above the previous tier's;
+    null only for the open last tier (MS-PRC-006, MS-PRC-007)."""
     unit_price: str = msgspec.field(name="unitPrice")
+    """Wire `unitPrice`: the price of each unit in the tier, an amount in the plan's currency; may
+    be negative."""
     flat_fee: str | None = msgspec.field(default=None, name="flatFee")
+    """Wire `flatFee`: an amount charged once when the tier is entered; default 0."""
 
 
 class Charge(_Wire, frozen=True, kw_only=True):
     """One priced thing of a plan: a model and the fields that model uses (MS-PRC-004)."""
 
     id: str
+    """Names the charge and its invoice line; unique within the plan (MS-PRC-001)."""
     model: Model
+    """`per-unit`, `graduated`, `volume`, `package` or `flat`; it decides which other fields the
+    charge has (MS-PRC-004)."""
     unit: str | None = None
+    """The measurement unit the charge prices; every model but `flat`."""
     unit_price: str | None = msgspec.field(default=None, name="unitPrice")
+    """Wire `unitPrice`: the price per billable unit of a per-unit charge (MS-PRC-008)."""
     tiers: list[Tier] | None = None
+    """The tier list of a graduated or volume charge, ordered by `upTo` (MS-PRC-006)."""
     package_size: str | None = msgspec.field(default=None, name="packageSize")
+    """Wire `packageSize`: the units in one package, above 0 (MS-PRC-012)."""
     package_price: str | None = msgspec.field(default=None, name="packagePrice")
+    """Wire `packagePrice`: the price of each started package."""
     amount: str | None = None
+    """A flat charge's amount, billed once per period whatever the usage (MS-PRC-013)."""
     included_quantity: str | None = msgspec.field(default=None, name="includedQuantity")
+    """Wire `includedQuantity`: usage not billed each period, at least 0, default 0; it absorbs the
+    first positive units (MS-PRC-005)."""
     minimum_amount: str | None = msgspec.field(default=None, name="minimumAmount")
+    """Wire `minimumAmount`: the least the charge bills per period, a commitment that applies at
+    zero usage too (MS-PRC-014)."""
     maximum_amount: str | None = msgspec.field(default=None, name="maximumAmount")
+    """Wire `maximumAmount`: the most the charge bills per period (MS-PRC-014)."""
 
 
 class Plan(_Wire, frozen=True, kw_only=True):
     """One version of a plan, effective over [effectiveFrom, effectiveTo) (MS-PRC-001/002)."""
 
     id: str
+    """The plan's id, shared by all its versions."""
     version: int
+    """The version number, from 1; with the id it names one document (MS-PRC-003)."""
     currency: str
+    """The ISO 4217 code every amount of the plan is in (MS-MNY-001)."""
     effective_from: str = msgspec.field(name="effectiveFrom")
+    """Wire `effectiveFrom`: the first instant this version is effective (MS-PRC-002)."""
     effective_to: str | None = msgspec.field(default=None, name="effectiveTo")
+    """Wire `effectiveTo`: the first instant it no longer is (exclusive); absent means no end."""
     charges: list[Charge]
+    """The charges, in invoice-line order; at least one."""
 
 
 class RatedTier(_Wire, frozen=True, kw_only=True):
@@ -71,28 +96,47 @@ class RatedTier(_Wire, frozen=True, kw_only=True):
     amount units x unitPrice + flatFee."""
 
     tier: int
+    """The tier's 0-based index in the charge's list."""
     from_: str = msgspec.field(name="from")
+    """Wire `from`: the tier's lower bound (exclusive): the previous `upTo`, or 0."""
     to: str | None
+    """The tier's `upTo` (inclusive), or None for the open last tier."""
     units: str
+    """The billable units priced in this tier, canonical."""
     unit_price: str = msgspec.field(name="unitPrice")
+    """Wire `unitPrice`: the tier's unit price, canonical."""
     flat_fee: str = msgspec.field(name="flatFee")
+    """Wire `flatFee`: the fee charged: the tier's fee when entered, else 0."""
     amount: str
+    """units * unitPrice + flatFee, exact and canonical."""
 
 
 class RatedCharge(_Wire, frozen=True, kw_only=True):
     """One charge rated for one period: an invoice line's numbers (MS-PRC-016)."""
 
     charge_id: str = msgspec.field(name="chargeID")
+    """Wire `chargeID`: the id of the charge rated."""
     model: Model
+    """The charge's pricing model."""
     currency: str
+    """The plan's currency code."""
     unit: str | None = None
+    """The unit priced; absent for a flat charge."""
     quantity: str | None = None
+    """The period's quantity as read (MS-INV-002), canonical; absent for a flat charge."""
     included_quantity: str | None = msgspec.field(default=None, name="includedQuantity")
+    """Wire `includedQuantity`: the part of the quantity the allowance absorbed (MS-PRC-005)."""
     billable_quantity: str | None = msgspec.field(default=None, name="billableQuantity")
+    """Wire `billableQuantity`: the quantity minus the included part: what the model prices."""
     packages: str | None = None
+    """The number of packages billed, ceil(max(0, billable) / packageSize); package charges only."""
     tiers: list[RatedTier] | None = None
+    """The breakdown: one row per tier holding a non-zero number of units, in tier order."""
     subtotal: str
+    """The model's exact amount, before the minimum and maximum (MS-PRC-014)."""
     amount: Amount
+    """The amount after the minimum, maximum and any proration: precise and rounded once
+    (MS-MNY-004)."""
 
 
 # ------------------------------------------------------------------ value checks
