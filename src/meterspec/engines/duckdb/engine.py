@@ -213,7 +213,7 @@ class DuckDBEngine:
             prepared = prepare(source.path, self.workdir, flag, first)
             con.execute(f"CREATE OR REPLACE TEMP TABLE raw AS SELECT line FROM {LINE_READER}",
                         [prepared.path])
-            con.execute(screen.ndjson(first), [prepared.path])
+            con.execute(screen.ndjson(first))
             con.execute("DROP TABLE raw")
             return first + prepared.lines
         if isinstance(source, ParquetFiles):

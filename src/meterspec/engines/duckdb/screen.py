@@ -8,11 +8,11 @@ absent); for records id, w, u, s, t, the quantity text q, unit and sev (sourceEv
 `p` keeps the properties or dimensions as JSON text when a later stage needs all of them
 (record output, the record-stream identity check).
 
-NDJSON is read twice in one pass: as lines (DuckDB's CSV reader, one VARCHAR per line, its
-rowid the line number) and as typed JSON (DuckDB's JSON reader, one row per non-blank line),
-joined by position. A row is accepted only when its line equals the text rebuilt from the
-values read (shapes.py), so a row that the two readers saw differently, or that the lenient
-JSON reader took although it is not JSON (trailing commas, NaN), can only be flagged.
+NDJSON is read once, as lines (DuckDB's CSV reader, one VARCHAR per line, its rowid the line
+number), and each line is parsed by json_transform (NULL, under TRY, when it is not JSON). A
+row is accepted only when its line equals the text rebuilt from the values read (shapes.py),
+so a line the lenient parser took although it is not strict JSON (trailing commas, NaN,
+members it does not know) can only be flagged.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 from meterspec.engines.duckdb.sql import (
     condition,
+    distinct,
     layered,
     literal,
     quantity_ok,
@@ -35,14 +36,12 @@ LINE_READER = ("read_csv(?, columns = {'line': 'VARCHAR'}, header = false, delim
                "strict_mode = false, max_line_size = 1073741824, "
                "parallel = true)")
 NON_BLANK = "line IS NOT NULL AND (starts_with(line, '{') OR ltrim(line, ' ' || chr(9)) <> '')"
-_EVENT_JSON = ("{id: 'VARCHAR', workspaceID: 'VARCHAR', universeID: 'VARCHAR', "
-               "type: 'VARCHAR', subject: 'VARCHAR', time: 'VARCHAR', properties: 'JSON'}")
-_RECORD_JSON = ("{id: 'VARCHAR', workspaceID: 'VARCHAR', universeID: 'VARCHAR', "
-                "subject: 'VARCHAR', recordedAt: 'VARCHAR', "
-                "measurement: 'STRUCT(quantity VARCHAR, unit VARCHAR)', dimensions: 'JSON', "
-                "sourceEventID: 'VARCHAR', meteredAt: 'VARCHAR'}")
-JSON_READER = ("read_json(?, format = 'newline_delimited', columns = {columns}, "
-               "ignore_errors = true, maximum_object_size = 1073741824)")
+_EVENT_JSON = ('{"id":"VARCHAR","workspaceID":"VARCHAR","universeID":"VARCHAR",'
+               '"type":"VARCHAR","subject":"VARCHAR","time":"VARCHAR","properties":"JSON"}')
+_RECORD_JSON = ('{"id":"VARCHAR","workspaceID":"VARCHAR","universeID":"VARCHAR",'
+                '"subject":"VARCHAR","recordedAt":"VARCHAR",'
+                '"measurement":{"quantity":"VARCHAR","unit":"VARCHAR"},"dimensions":"JSON",'
+                '"sourceEventID":"VARCHAR","meteredAt":"VARCHAR"}')
 
 
 class Screen:
@@ -71,9 +70,8 @@ class Screen:
     # -------------------------------------------------------------- per source
 
     def ndjson(self, first: int) -> str:
-        """INSERT the rows of the lines in table `raw` (parameter: the same file, for the
-        JSON reader), numbered from `first`."""
-        reader = JSON_READER.format(columns=_EVENT_JSON if self.events else _RECORD_JSON)
+        """INSERT the rows of the lines in table `raw`, numbered from `first`."""
+        structure = _EVENT_JSON if self.events else _RECORD_JSON
         if self.events:
             fields = ("j.id, j.workspaceID AS w, j.universeID AS u, j.type, j.subject AS s, "
                       "j.time AS tt, j.properties::VARCHAR AS p")
@@ -82,12 +80,12 @@ class Screen:
                       "j.recordedAt AS tt, j.measurement.quantity AS q, "
                       "j.measurement.unit AS unit, j.dimensions::VARCHAR AS p, "
                       "j.sourceEventID AS sev, j.meteredAt AS ma")
-        source = (f"SELECT r.n, r.line, {fields} FROM (SELECT rowid + {first} AS n, line "
-                  f"FROM raw WHERE {NON_BLANK}) r POSITIONAL JOIN {reader} j")
+        source = (f"SELECT n, line, {fields} FROM (SELECT rowid + {first} AS n, line, "
+                  f"TRY(json_transform(line, '{structure}')) AS j FROM raw WHERE {NON_BLANK})")
         text_ok = f"coalesce(NOT contains(line, '\\') AND line = {self._rebuilt()}, false)"
         object_ok = (f"p IS NULL OR (NOT contains(p, '[') AND NOT contains(substr(p, 2), '{{')"
                      f" AND strlen(p) - strlen(replace(p, '\"', '')) = {QUOTES_PER_MEMBER} "
-                     "* len(pk) AND len(list_distinct(pk)) = len(pk))")
+                     f"* len(pk) AND {distinct('pk')})")
         keyed = (f"SELECT *, CASE WHEN p IS NOT NULL THEN json_keys(p) END AS pk, "
                  f"CASE WHEN p IS NOT NULL THEN json_extract_string(p, '$.*') END AS pv, "
                  f"{text_ok} AS text_ok FROM ({source}) WHERE n IS NOT NULL")

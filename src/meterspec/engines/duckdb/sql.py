@@ -165,6 +165,16 @@ def layered(source: str, layers: list[list[str]]) -> str:
     return source
 
 
+def distinct(names: str) -> str:
+    """True when a list has no repeats: pairwise for up to three (most property objects are
+    that small, and hashing them costs more), list_distinct beyond."""
+    pairs = {2: [(1, 2)], 3: [(1, 2), (1, 3), (2, 3)]}
+    cases = " ".join(f"WHEN {size} THEN " + " AND ".join(
+        f"{names}[{a}] <> {names}[{b}]" for a, b in pair) for size, pair in pairs.items())
+    return (f"CASE len({names}) WHEN 0 THEN true WHEN 1 THEN true {cases} "
+            f"ELSE len(list_distinct({names})) = len({names}) END")
+
+
 def quantity_ok(text: str) -> str:
     """True for a quantity of the fast shape (shapes.QUANTITY: plain, at most 30 integer and
     20 fraction digits as written, which bounds the significant ones)."""
