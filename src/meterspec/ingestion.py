@@ -70,16 +70,23 @@ class Seen(NamedTuple):
     """What the state remembers of one accepted identity."""
 
     digest: str
+    """The accepted payload's digest: 64 lowercase hex digits of SHA-256 (MS-ING-002)."""
     time: Instant
+    """The event's time in ns since the epoch, UTC: what retention expires by (MS-ING-009)."""
 
 
 class SeenEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One accepted identity in an ingestion state: its event time and payload digest."""
     workspace_id: str = msgspec.field(name="workspaceID")
+    """Wire `workspaceID`: the first part of the event's identity (MS-ING-001)."""
     universe_id: str = msgspec.field(name="universeID")
+    """Wire `universeID`: the second part of the identity."""
     id: str
+    """The event's id, the third part of the identity."""
     time: str
+    """The event's time as a canonical timestamp (MS-TIME-004)."""
     digest: str
+    """The accepted payload's digest (MS-ING-002); a conflicting one is never stored."""
 
 
 class IngestionState(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
@@ -87,7 +94,11 @@ class IngestionState(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
     """The wire form of a SeenState (schemas/ingestion-state.schema.json)."""
 
     events: list[SeenEvent]
+    """One entry per accepted identity, sorted by workspaceID, universeID, id in code-point order
+    (MS-ING-007)."""
     horizon: str | None = None
+    """A canonical timestamp: events before it were expired and are reported late (MS-ING-009,
+    MS-ING-010); absent until the first expiry."""
 
 
 class SeenState:
@@ -234,17 +245,24 @@ def state_value_problems(document: object, reported: set[str]) -> list[Problem]:
 class Duplicate(NamedTuple):
     """A repeat of an accepted event with the same digest: dropped (MS-ING-003)."""
     position: int
+    """The event's 0-based index in the batch."""
     identity: Identity
+    """The (workspaceID, universeID, id) already known with the same digest."""
     digest: str
+    """The digest the batch's event and the known one share."""
 
 
 class Conflict(NamedTuple):
     """Same identity, different payload: the accepted payload stays (MS-ING-004)."""
 
     position: int
+    """The event's 0-based index in the batch."""
     identity: Identity
+    """The (workspaceID, universeID, id) already known with another digest."""
     accepted_digest: str
+    """The digest of the payload accepted first, which stays (MS-ING-004)."""
     conflicting_digest: str
+    """The digest of this event's different payload, not accepted."""
 
     def problem(self, requirement: str = "MS-ING-004") -> Problem:
         """The event-conflict problem of this payload (MS-ING-004)."""
@@ -258,9 +276,13 @@ class Late(NamedTuple):
     """An unknown identity older than the retention horizon (MS-ING-010)."""
 
     position: int
+    """The event's 0-based index in the batch."""
     identity: Identity
+    """The unknown (workspaceID, universeID, id) of the event."""
     time: str
+    """The event's time, canonical: before the horizon."""
     horizon: str
+    """The state's horizon, canonical (MS-ING-010)."""
 
     def problem(self) -> Problem:
         """The late-beyond-retention problem of this event (MS-ING-010)."""
@@ -272,19 +294,27 @@ class Late(NamedTuple):
 class Rejected(NamedTuple):
     """An event of the batch that is not valid, at its position, with every problem."""
     position: int
+    """The event's 0-based index in the batch."""
     problems: tuple[Problem, ...]
+    """Everything wrong with the event, each with a code and a JSON Pointer (MS-ERR-002)."""
 
 
 class IngestResult(NamedTuple):
     """Every event of a batch in exactly one outcome, by position."""
     accepted: tuple[EventPayload, ...]
+    """The accepted events, in input order."""
     duplicates: tuple[Duplicate, ...]
+    """The events dropped as duplicates (MS-ING-003)."""
     conflicts: tuple[Conflict, ...]
+    """The events whose identity was accepted with another payload (MS-ING-004)."""
     late: tuple[Late, ...]
+    """The unknown events older than the horizon (MS-ING-010)."""
     rejected: tuple[Rejected, ...]
+    """The invalid events with their problems."""
     outcomes: tuple[Outcome, ...]
     """One outcome per input event, in input order."""
     state: SeenState
+    """The new seen state: the input's plus the accepted identities (the input is not modified)."""
 
     def problems(self) -> list[tuple[int, Problem]]:
         """(position, problem) for every conflict, late and rejected event, by position."""
@@ -384,7 +414,9 @@ class Issue(NamedTuple):
     """A correction that had no effect, and why (MS-ING-016, MS-ING-017)."""
 
     correction: Identity
+    """The identity of the correction that had no effect."""
     problem: Problem
+    """Why: an unknown target (MS-ING-016) or a correction of a correction (MS-ING-017)."""
 
 
 class Corrected(NamedTuple):
