@@ -61,15 +61,25 @@ class UsageRecorded(_Event, frozen=True):
     """MS-DEV-007: a MeterRecord was accepted; the record's content without meteredAt."""
 
     id: str
+    """`dev_` + digest of the event's content: a pure function of the fact (MS-DEV-003)."""
     type: Literal["usage.recorded"]
+    """Always `usage.recorded`."""
     workspace_id: str = msgspec.field(name="workspaceID")
+    """Wire `workspaceID`: the record's workspace."""
     universe_id: str = msgspec.field(name="universeID")
+    """Wire `universeID`: the record's universe."""
     subject: str
+    """The record's subject."""
     record_id: str = msgspec.field(name="recordID")
+    """Wire `recordID`: the record's id (MS-ID-002)."""
     source_event_id: str = msgspec.field(name="sourceEventID")
+    """Wire `sourceEventID`: the id of the event the record was measured from."""
     recorded_at: str = msgspec.field(name="recordedAt")
+    """Wire `recordedAt`: the event's time, canonical."""
     measurement: Measurement
+    """The record's canonical quantity and unit."""
     dimensions: dict[str, str]
+    """The record's dimensions."""
 
 
 class _InvoiceFact(_Event, frozen=True):
@@ -91,12 +101,14 @@ class InvoiceGenerated(_InvoiceFact, frozen=True):
     """MS-DEV-009: a revision of an invoice was issued."""
 
     type: Literal["invoice.generated"]
+    """Always `invoice.generated`."""
 
 
 class BillingPeriodClosed(_InvoiceFact, frozen=True):
     """MS-DEV-010: a subject's billing period is closed; its invoice is final at `revision`."""
 
     type: Literal["billing.period.closed"]
+    """Always `billing.period.closed`."""
 
 
 DomainEvent = UsageRecorded | QuotaEvent | InvoiceGenerated | BillingPeriodClosed
@@ -109,11 +121,17 @@ class EventType:
     (MS-CE-002), if the type has one."""
 
     name: str
+    """The type name, e.g. `usage.recorded` (MS-DEV-004)."""
     version: int
+    """The version of the type's content; a new version is a new type name."""
     kind: str
+    """The codec kind that validates and encodes its payloads (meterspec.codec)."""
     struct: type[Any]
+    """The msgspec Struct of its payload."""
     schema: str
+    """The file name of its JSON Schema in schemas/."""
     business_time: Callable[[Any], str | None]
+    """The payload's business instant, which a CloudEvent's `time` carries (MS-CE-002), or None."""
 
 
 def _no_time(_: Any) -> str | None:

@@ -48,29 +48,50 @@ class ProjectedLine(_Wire, frozen=True, kw_only=True):
     """One charge so far and projected to the period's end (MS-PRJ-003)."""
 
     charge_id: str = msgspec.field(name="chargeID")
+    """Wire `chargeID`: the charge the line rates."""
     unit: str | None = None
+    """The unit priced; absent for a flat charge."""
     aggregation: Aggregation | None = None
+    """The aggregation reading the unit; absent for a flat charge."""
     quantity: str | None = None
+    """The quantity so far, from the records strictly before `asOf` (MS-PRJ-001)."""
     projected_quantity: str | None = msgspec.field(default=None, name="projectedQuantity")
+    """Wire `projectedQuantity`: the quantity extrapolated to the whole period (MS-PRJ-002)."""
     amount: Amount
+    """The amount the quantity so far rates to."""
     projected_amount: Amount = msgspec.field(name="projectedAmount")
+    """Wire `projectedAmount`: the projected quantity rated with the same plan version."""
     service_period: Window | None = msgspec.field(default=None, name="servicePeriod")
+    """Wire `servicePeriod`: the segment the line covers, when it is not the whole period
+    (MS-PRO-009)."""
     plan: PlanRef | None = None
+    """The plan version rating the line, when the period has several segments."""
 
 
 class Projection(_Wire, frozen=True):
     """A subject's period in progress, so far and projected (MS-PRJ-003)."""
 
     workspace_id: str = msgspec.field(name="workspaceID")
+    """Wire `workspaceID`: the tenant projected."""
     universe_id: str = msgspec.field(name="universeID")
+    """Wire `universeID`: the tenant's universe."""
     subject: str
+    """The subject projected."""
     period: Window
+    """The billing period holding `asOf`, canonical bounds."""
     as_of: str = msgspec.field(name="asOf")
+    """Wire `asOf`: the instant of the estimate (the request's `at`); records from it on are
+    ignored."""
     plan: PlanRef
+    """The plan version rating the period."""
     currency: str
+    """The plan's currency code."""
     lines: list[ProjectedLine]
+    """Per charge, the amount so far and projected, in plan order (MS-PRJ-003)."""
     total: Amount
+    """The total of the lines' amounts so far (MS-MNY-007)."""
     projected_total: Amount = msgspec.field(name="projectedTotal")
+    """Wire `projectedTotal`: the total of the projected amounts; an estimate, never billed."""
 
 
 def projected_quantity(aggregation: str, so_far: Decimal, elapsed: int, length: int) -> Decimal:

@@ -44,27 +44,45 @@ class AdjustmentLine(_Wire, frozen=True, kw_only=True):
     differences of the billable quantity and of the amount, precise and rounded."""
 
     charge_id: str = msgspec.field(name="chargeID")
+    """Wire `chargeID`: the charge whose line changed."""
     before: InvoiceLine
+    """The closed invoice's line, with its audit trail."""
     after: InvoiceLine
+    """The rebuilt invoice's line, with its audit trail."""
     billable_quantity: str | None = msgspec.field(default=None, name="billableQuantity")
+    """Wire `billableQuantity`: after minus before, present when both lines have one
+    (MS-REC-003)."""
     amount: Amount
+    """The signed difference: precise minus precise, rounded minus rounded (MS-REC-004)."""
 
 
 class Adjustment(_Wire, frozen=True):
     """The delta document for one closed invoice (MS-REC-002)."""
 
     id: str
+    """`adj_` + digest of the invoice id and the two revisions (MS-REC-002)."""
     invoice_id: str = msgspec.field(name="invoiceID")
+    """Wire `invoiceID`: the closed invoice adjusted."""
     from_revision: str = msgspec.field(name="fromRevision")
+    """Wire `fromRevision`: the closed invoice's revision."""
     to_revision: str = msgspec.field(name="toRevision")
+    """Wire `toRevision`: the rebuilt invoice's revision."""
     workspace_id: str = msgspec.field(name="workspaceID")
+    """Wire `workspaceID`: the tenant of the invoice."""
     universe_id: str = msgspec.field(name="universeID")
+    """Wire `universeID`: the tenant's universe."""
     subject: str
+    """The subject of the invoice."""
     period: Window
+    """The invoice's billing period."""
     plan: PlanRef
+    """The plan version, the same before and after (MS-REC-001)."""
     currency: str
+    """The invoice's currency code."""
     lines: list[AdjustmentLine]
+    """One line per changed charge, in plan order (MS-REC-003)."""
     total: Amount
+    """The sum of the lines' amounts: closed total plus this is exactly the rebuilt total."""
 
 
 def _difference(after: str | None, before: str | None) -> str | None:

@@ -36,14 +36,19 @@ class Cancellation(_Wire, frozen=True, kw_only=True):
     or at the end of the billing period holding that instant."""
 
     requested_at: str = msgspec.field(name="requestedAt")
+    """Wire `requestedAt`: the timestamp the cancellation was asked for (MS-SUB-003)."""
     effective: Literal["period-end", "immediately"]
+    """`immediately` ends at `requestedAt`; `period-end` at the end of the billing period holding
+    it."""
 
 
 class PlanChange(_Wire, frozen=True, kw_only=True):
     """MS-SUB-006: from `at` on, the subscription is on `planID`."""
 
     at: str
+    """The timestamp from which the plan applies, mid-period too (MS-SUB-006)."""
     plan_id: str = msgspec.field(name="planID")
+    """Wire `planID`: the plan in force from `at`; another than the one before it."""
 
 
 class Subscription(_Wire, frozen=True):
@@ -51,14 +56,25 @@ class Subscription(_Wire, frozen=True):
     optional life (MS-SUB-001) and the groups its account bills (MS-ACC-001)."""
 
     subject: str
+    """The subject billed; subscribed at most once per request (MS-INV-001)."""
     plan_id: str = msgspec.field(name="planID")
+    """Wire `planID`: the plan in force before the first plan change."""
     cycle: BillingCycle
+    """The billing cycle that cuts time into periods (MS-BIL-001)."""
     start: str | None = None
+    """A timestamp: the subscription exists from this instant; absent means no start
+    (MS-SUB-002)."""
     end: str | None = None
+    """A timestamp: it exists until this instant, excluded; absent means no end."""
     trial_end: str | None = msgspec.field(default=None, name="trialEnd")
+    """Wire `trialEnd`: the time before it is a trial, of which nothing is billed (MS-SUB-004)."""
     cancellation: Cancellation | None = None
+    """When and how the subscription was cancelled (MS-SUB-003)."""
     plan_changes: list[PlanChange] | None = msgspec.field(default=None, name="planChanges")
+    """Wire `planChanges`: plan assignments over time, strictly increasing in `at` (MS-SUB-006)."""
     sources: list[Source] | None = None
+    """The groups a billing account bills; absent means the request's tenant and this subject
+    (MS-ACC-001)."""
 
 
 class Segment(NamedTuple):
@@ -66,10 +82,15 @@ class Segment(NamedTuple):
     segment's bounds, the plan id in force and the member that named it (for problems)."""
 
     period: int
+    """The index of the requested period the segment belongs to."""
     start: Instant
+    """The segment's first instant, ns since the epoch."""
     end: Instant
+    """The segment's end (exclusive), ns since the epoch."""
     plan_id: str
+    """The plan in force during the segment (MS-SUB-006)."""
     named_by: str
+    """The JSON Pointer of the member that named the plan, where its problems are reported."""
 
 
 Terms = tuple[object, ...]
