@@ -40,8 +40,11 @@ class Source(_Wire, frozen=True):
     a missing subject the subscription's."""
 
     workspace_id: str = msgspec.field(name="workspaceID")
+    """Wire `workspaceID`: the workspace of the group billed."""
     universe_id: str | None = msgspec.field(default=None, name="universeID")
+    """Wire `universeID`: its universe; absent means the request's (MS-ACC-001)."""
     subject: str | None = None
+    """Its subject; absent means the subscription's."""
 
 
 class SourceUsage(_Wire, frozen=True):
@@ -49,13 +52,22 @@ class SourceUsage(_Wire, frozen=True):
     records."""
 
     workspace_id: str = msgspec.field(name="workspaceID")
+    """Wire `workspaceID`: the source group's workspace."""
     universe_id: str = msgspec.field(name="universeID")
+    """Wire `universeID`: the source group's universe, resolved."""
     subject: str
+    """The source group's subject, resolved."""
     reading_id: str = msgspec.field(name="readingID")
+    """Wire `readingID`: the id of the source's reading over the line's window (MS-ID-003)."""
     quantity: str
+    """The source's quantity, canonical; 0 for a null reading (MS-ACC-002)."""
     record_count: int = msgspec.field(name="recordCount")
+    """Wire `recordCount`: the source's records inside the line's window."""
     records_digest: str = msgspec.field(name="recordsDigest")
+    """Wire `recordsDigest`: `rds_` + digest of those records' ids (MS-INV-005)."""
     carried_in: list[str] | None = msgspec.field(default=None, name="carriedIn")
+    """Wire `carriedIn`: the ids of the records carrying the source's level in (time-weighted
+    average only)."""
 
 
 def groups(sources: list[Source] | None, workspace: str, universe: str,

@@ -17,6 +17,7 @@ class WindowState(Protocol):
     """The state of one aggregation for one group in one window."""
 
     count: int
+    """The number of records added (the reading's recordCount)."""
 
     def add(self, instant: Instant, quantity: Decimal, dimensions: Mapping[str, str]) -> None:
         """Count one record: its instant, quantity and dimensions."""
@@ -58,6 +59,7 @@ class Count:
 
     def __init__(self) -> None:
         self.count = 0
+        """The number of records added."""
 
     def add(self, instant: Instant, quantity: Decimal, dimensions: Mapping[str, str]) -> None:
         """Count the record, whatever its quantity."""
@@ -79,7 +81,9 @@ class Min:
 
     def __init__(self) -> None:
         self.value: Decimal | None = None
+        """The extreme quantity so far (least for Min, greatest for Max), None before any record."""
         self.count = 0
+        """The number of records added."""
 
     def add(self, instant: Instant, quantity: Decimal, dimensions: Mapping[str, str]) -> None:
         """Keep the quantity if it is the smallest so far."""
@@ -118,7 +122,9 @@ class Latest:
 
     def __init__(self) -> None:
         self.point: tuple[Instant, Decimal] | None = None
+        """(instant in ns, quantity) of the latest record so far, None before any record."""
         self.count = 0
+        """The number of records added."""
 
     def add(self, instant: Instant, quantity: Decimal, dimensions: Mapping[str, str]) -> None:
         """Keep the record if it is the latest so far (at one instant, the greatest quantity)."""
@@ -145,8 +151,11 @@ class UniqueCount:
 
     def __init__(self, dimension: str) -> None:
         self.dimension = dimension
+        """The dimension whose distinct values are counted."""
         self.values: set[str] = set()
+        """The distinct values seen so far."""
         self.count = 0
+        """The number of records added, with or without the dimension."""
 
     def add(self, instant: Instant, quantity: Decimal, dimensions: Mapping[str, str]) -> None:
         """Note the record's value of the counted dimension (a record without it counts as no
@@ -176,8 +185,13 @@ class TimeWeightedAverage:
 
     def __init__(self, range_start: Instant) -> None:
         self.range_start = range_start
+        """The start of the earliest window, ns: points before it can only carry in."""
         self.before: tuple[Instant, Decimal] | None = None
+        """(instant, quantity) of the latest point before `range_start`, the only one that can carry
+        in (MS-AGG-012)."""
         self.points: dict[Instant, tuple[Decimal, int]] = {}
+        """Per instant in the windows' range, the greatest quantity at it and the number of records
+        there."""
 
     def add(self, instant: Instant, quantity: Decimal) -> None:
         """Note one level change: the quantity holds from this instant on."""

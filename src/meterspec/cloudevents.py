@@ -50,24 +50,41 @@ class CloudEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     but those two: msgspec would leave out a value equal to its default.)"""
 
     specversion: str
+    """Always `"1.0"`."""
     id: str
+    """The domain event's id, so (source, id) is unique per fact and equal on retries
+    (MS-CE-004)."""
     source: str
+    """A URI-reference naming the publishing deployment, stable across retries and restarts
+    (MS-CE-004)."""
     type: str
+    """`dev.meterspec.` + the domain type name + `.v` + its version (MS-CE-003)."""
     subject: str | None = None
+    """The domain event's subject; None (left out) when it is not a CloudEvents String."""
     time: str | None = None
+    """The type's business time (e.g. `recordedAt`); None (left out) for types without one
+    (MS-CE-002)."""
     datacontenttype: str
+    """Always `"application/json"`."""
     dataschema: str
+    """`https://meterspec.dev/schemas/v1/` + the type's schema file name."""
     data: Any
+    """The domain event itself, as a JSON object."""
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     """The context attributes a CloudEvent arrived with: transport metadata (MS-CE-009)."""
 
     id: str
+    """The CloudEvent's `id` as received; never the event's identity (MS-CE-009)."""
     source: str
+    """The CloudEvent's `source` as received."""
     type: str
+    """The CloudEvent's `type` as received."""
     subject: str | None = None
+    """The CloudEvent's `subject`, None when absent."""
     time: str | None = None
+    """The CloudEvent's `time` as received, None when absent; never the event's time."""
 
 
 class ReceivedEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,7 +92,9 @@ class ReceivedEvent(msgspec.Struct, frozen=True, kw_only=True):
     envelope it came in (for logs and tracing; never for identity or time)."""
 
     event: EventPayload
+    """The EventPayload of the data, exactly as sent: its id and time win (MS-CE-009)."""
     envelope: Envelope
+    """The context attributes it came with, for logs and tracing."""
 
 
 # ------------------------------------------------------------------ publishing

@@ -15,11 +15,18 @@ class Problem(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fi
     """One thing wrong with one document, as written to an error report."""
 
     code: str
+    """The stable code, lower-case words joined by `-` (e.g. `missing-field`); never changes
+    meaning."""
     path: str
+    """A JSON Pointer (RFC 6901) into the offending document; empty for the document itself."""
     message: str
+    """A human explanation; may change at any time, never to be parsed."""
     requirement: str
+    """The id of the rule broken (e.g. `MS-QTY-001`)."""
     event_id: str | None = msgspec.field(default=None, name="eventID")
+    """Wire `eventID`: the id of the event concerned, when it has a usable one."""
     line: int | None = None
+    """The 1-based line of the input file, in reports about a stream."""
 
 
 class MeterspecError(ValueError):
@@ -27,12 +34,16 @@ class MeterspecError(ValueError):
 
     def __init__(self, problems: Iterable[Problem]) -> None:
         self.problems: tuple[Problem, ...] = tuple(problems)
+        """Every problem found, at least one."""
         if not self.problems:
             raise TypeError("MeterspecError needs at least one problem")
         first = self.problems[0]
         self.code = first.code
+        """The first problem's code."""
         self.path = first.path
+        """The first problem's JSON Pointer."""
         self.requirement = first.requirement
+        """The first problem's requirement id."""
         more = f" (+{len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
         super().__init__(f"{first.code} at {first.path or '/'}: {first.message}{more}")
 

@@ -45,8 +45,11 @@ class Range:
     """Bytes [start, end) of the input, whose first line is line `first_line` of the file."""
 
     start: int
+    """Offset of the range's first byte in the file."""
     end: int
+    """Offset just after its last byte (exclusive)."""
     first_line: int
+    """The 1-based file line number of the range's first line, for problem reports."""
 
 
 def split(path: str, parts: int) -> list[Range]:
@@ -122,10 +125,16 @@ class Part:
     spool file of its problems."""
 
     state: Any
+    """The partial state to merge: an Aggregator, or an invoice builder's slots."""
     rejected: int
+    """How many lines of the range were rejected."""
     duplicates: int
+    """How many repeated records the range dropped (record streams)."""
     identities: frozenset[int] | None
+    """The 128-bit digests of the record identities the range counted (meterspec.record_stream),
+    or None for event streams."""
     spool: str
+    """The path of the file holding the range's problems, in line order."""
 
 
 class Consumer(NamedTuple):
@@ -134,9 +143,13 @@ class Consumer(NamedTuple):
     record identities it counted and how many repeats it dropped."""
 
     feed: Callable[[bytes], None]
+    """Takes one line; raises MeterspecError when it is rejected."""
     state: Callable[[], Any]
+    """Returns the partial state to send back to the parent."""
     identities: Callable[[], frozenset[int]] | None = None
+    """For record streams: the record identities counted so far."""
     duplicates: Callable[[], int] | None = None
+    """For record streams: how many repeats were dropped."""
 
 
 @dataclass(frozen=True)
@@ -146,8 +159,11 @@ class Job:
     ranges, each into its own consumer."""
 
     path: str
+    """The input file the ranges are read from."""
     spool_dir: str
+    """The directory for each range's problem spool file."""
     start: Callable[[], Consumer]
+    """Makes a fresh Consumer for one range."""
 
 
 _JOB: Job | None = None  # set before forking: the readers inherit it

@@ -45,8 +45,12 @@ class Reservation(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A hold on quota (MS-QTA-017): counted as usage until committed, released or expired."""
 
     id: str
+    """The caller's id for the hold, unique among the live holds."""
     quantity: str
+    """The quantity held, at least 0, canonical."""
     expires_at: str = msgspec.field(name="expiresAt")
+    """Wire `expiresAt`: when the hold stops counting: now + ttl, at most the period's end
+    (MS-QTA-017)."""
 
 
 class QuotaState(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True,
@@ -56,13 +60,22 @@ class QuotaState(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
     state without a period has counted nothing yet."""
 
     workspace_id: str = msgspec.field(name="workspaceID")
+    """Wire `workspaceID`: the tenant's workspace."""
     universe_id: str = msgspec.field(name="universeID")
+    """Wire `universeID`: the tenant's universe."""
     subject: str
+    """The subject whose usage is limited."""
     unit: str
+    """The metric counted."""
     period: Window | None = None
+    """The quota period the usage counts in; absent before anything was counted."""
     usage: str
+    """The committed usage of the period, canonical (holds not included)."""
     limit_reached_at: str | None = msgspec.field(default=None, name="limitReachedAt")
+    """Wire `limitReachedAt`: when the period's usage first reached the limit, when known
+    (MS-QTA-014)."""
     reservations: list[Reservation]
+    """The live holds, in code-point order of their ids (MS-QTA-016)."""
 
 
 class Commit(msgspec.Struct, frozen=True):
@@ -70,7 +83,9 @@ class Commit(msgspec.Struct, frozen=True):
     levels it crossed (MS-QTA-010, MS-QTA-011)."""
 
     usage: str
+    """The committed usage after the commit, canonical."""
     events: list[QuotaEvent]
+    """The quota events of the levels the commit crossed, warning first."""
 
 
 # ------------------------------------------------------------------ the state document

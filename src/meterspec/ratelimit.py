@@ -32,25 +32,32 @@ MAX_COUNT = 2**53 - 1
 class RateLimit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """At most `limit` cost units in any sliding window of this size (MS-RATE)."""
     window: RateWindow
+    """The sliding window's length: `second`, `minute` or `hour`."""
     limit: int
+    """The most cost units admitted in any such window, 1 to 2^53 - 1."""
 
 
 class RateLimitPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """schemas/rate-limit-policy.schema.json (MS-RATE-001)."""
 
     limits: list[RateLimit]
+    """The limits, each window at most once; a request must fit all of them (MS-RATE-001)."""
 
 
 class RateLogEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One admitted request in the log: when, and its cost."""
     at: str
+    """The canonical timestamp the cost was admitted at."""
     cost: int
+    """The total cost admitted at that instant, at least 1."""
 
 
 class RateLimitState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """schemas/rate-limit-state.schema.json (MS-RATE-004)."""
 
     log: list[RateLogEntry]
+    """The admitted costs, instants strictly increasing, pruned to the longest window
+    (MS-RATE-004)."""
 
 
 class RateState(NamedTuple):
@@ -58,6 +65,7 @@ class RateState(NamedTuple):
     every cost at least 1."""
 
     entries: tuple[tuple[Instant, int], ...] = ()
+    """(instant in ns, total cost admitted at it), instants strictly increasing."""
 
     def to_wire(self) -> RateLimitState:
         """The state as a RateLimitState document."""
@@ -80,7 +88,9 @@ EMPTY = RateState()
 class RateDecision(NamedTuple):
     """Whether a request is admitted, the state after it, and when to retry if not."""
     decision: Literal["allow", "deny"]
+    """`allow` or `deny`."""
     state: RateState
+    """The state after the decision; unchanged by a denial."""
     retry_after: int | None
     """Nanoseconds from `now` until the same request would be admitted if nothing else is;
     None when admitted, and when it never can be (cost above a limit)."""
