@@ -30,8 +30,13 @@ class BillingCycle(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     month, every `intervalMonths` months counted from `anchorDate`'s month, in `timeZone`."""
 
     anchor_date: str = msgspec.field(name="anchorDate")
+    """Wire `anchorDate`: a calendar date `YYYY-MM-DD`; period 0 starts on it, later ones on its day
+    of the month or the month's last day (MS-BIL-002)."""
     time_zone: str = msgspec.field(default="UTC", name="timeZone")
+    """Wire `timeZone`: the IANA zone whose local midnight starts each period; default `UTC`
+    (MS-BIL-003)."""
     interval_months: int = msgspec.field(default=1, name="intervalMonths")
+    """Wire `intervalMonths`: the months per period, 1 to 12 (3 quarterly, 12 yearly); default 1."""
 
 
 def anchor(cycle: BillingCycle, path: str = "") -> date:

@@ -29,8 +29,12 @@ class Kind(NamedTuple):
     nothing else is wrong): MS-ERR-002."""
 
     struct: type[Any]
+    """The msgspec Struct a document of this kind decodes to."""
     value_problems: Callable[[object, set[str]], list[Problem]] | None
+    """Checks of the raw document's values beyond its schema, given the paths already reported, or
+    None."""
     semantic_problems: Callable[[Any], list[Problem]] | None
+    """Checks of the decoded Struct's meaning, run once nothing else is wrong, or None."""
 
 
 # kind -> (module, Struct, value check, semantic check), imported on first use: a command

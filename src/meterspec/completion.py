@@ -18,10 +18,15 @@ class Command:
     """What completes after one command path ("conformance run", say)."""
 
     path: tuple[str, ...]
+    """The words after `meterspec` that name the command, e.g. ("conformance", "run")."""
     help: str
-    commands: dict[str, str]  # subcommand: its help
-    options: dict[str, argparse.Action]  # option string: its action
-    choices: tuple[str, ...]  # of its positional arguments (validate's kinds)
+    """The command's one-line help, shown beside it by zsh and fish."""
+    commands: dict[str, str]
+    """Its subcommands, each with its help."""
+    options: dict[str, argparse.Action]
+    """Its option strings, each with the argparse action (whether it takes a value, its choices)."""
+    choices: tuple[str, ...]
+    """The choices of its positional arguments (validate's kinds); empty when free."""
 
 
 def commands(parser: argparse.ArgumentParser) -> list[Command]:

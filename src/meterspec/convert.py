@@ -33,6 +33,7 @@ class RawNumber:
     """A JSON number as the text that wrote it (`1e3`, `-0`, `1.0000000000000000000001`)."""
 
     text: str
+    """The number exactly as written in the JSON text, never through float."""
 
 
 def load(data: bytes | str) -> Any:

@@ -50,7 +50,9 @@ class EventDeduplicator:
     def __init__(self) -> None:
         self._seen = IntTable()
         self.duplicates = 0
+        """How many identical repeats were dropped so far."""
         self.conflicts = 0
+        """How many repeats with another payload were rejected so far (`event-conflict`)."""
 
     def __len__(self) -> int:
         return len(self._seen)

@@ -32,8 +32,12 @@ class Measured(NamedTuple):
     """One measurement taken from one event, before it is written as a MeterRecord."""
 
     unit: str
+    """The unit of the measurement that matched."""
     quantity: Decimal
+    """The exact quantity measured: the property's value or the constant."""
     source: str
+    """`property:<sourceProperty>` or `constant:<canonical quantity>`, as the record id encodes it
+    (MS-ID-002)."""
 
 
 class _Rule(NamedTuple):

@@ -39,9 +39,14 @@ class Currency:
     """One ISO 4217 currency: its alphabetic code, minor units, numeric code and name."""
 
     code: str
+    """The alphabetic ISO 4217 code, e.g. `EUR`."""
     minor_units: int
+    """The digits after the decimal point of the currency's minor unit (2 for EUR, 0 for JPY, 3 for
+    KWD)."""
     numeric: str
+    """The three-digit numeric ISO 4217 code, as text (leading zeros kept)."""
     name: str
+    """The currency's English name."""
 
 
 @cache
@@ -113,7 +118,9 @@ class Amount(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     minor units, both in canonical form (MS-MNY-004, MS-MNY-006)."""
 
     precise: str
+    """The exact amount, canonical (MS-MNY-006); never rounded."""
     rounded: str
+    """The precise amount rounded once, half to even, to the currency's minor units (MS-MNY-005)."""
 
     @classmethod
     def of(cls, precise: Decimal, currency_: Currency | str) -> Amount:
@@ -122,10 +129,12 @@ class Amount(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     @property
     def precise_value(self) -> Decimal:
+        """The precise amount as an exact Decimal."""
         return Decimal(self.precise)
 
     @property
     def rounded_value(self) -> Decimal:
+        """The rounded amount as an exact Decimal."""
         return Decimal(self.rounded)
 
 

@@ -50,13 +50,21 @@ class Bounds(NamedTuple):
     """Size bounds of a decimal kind, with the codes and rules that name their violation."""
 
     text_length: int
+    """The most characters the text may have."""
     integer_digits: int
+    """The most digits before the decimal point, after normalisation."""
     fraction_digits: int
+    """The most digits after the decimal point, after normalisation."""
     noun: str
+    """What the value is called in messages (`quantity`, `amount`)."""
     invalid_code: str
+    """The problem code for text outside the grammar."""
     out_of_range_code: str
+    """The problem code for a value outside the bounds."""
     grammar_requirement: str
+    """The requirement id of the grammar (e.g. MS-QTY-001)."""
     bounds_requirement: str
+    """The requirement id of the bounds (e.g. MS-QTY-002)."""
 
 
 QUANTITY_BOUNDS = Bounds(MAX_TEXT_LENGTH, MAX_INTEGER_DIGITS, MAX_FRACTION_DIGITS, "quantity",

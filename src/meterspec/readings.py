@@ -76,14 +76,20 @@ class Aggregator:
                                     "and applies to time-weighted-avg only", "MS-AGG-015"))
         try:
             self.windows = request_windows(request)
+            """The request's windows, resolved and checked (MS-WIN-002, MS-WIN-003)."""
         except MeterspecError as error:
             problems.extend(error.problems)
         if problems:
             raise MeterspecError(problems)
         self.request = request
+        """The request, already checked."""
         self.group_by = tuple(request.group_by or ())
+        """The dimensions grouped by, in request order."""
         self.scale = DEFAULT_SCALE if request.scale is None else request.scale
+        """The fraction digits of a time-weighted average: the request's, or 6."""
         self.weighted = request.aggregation == "time-weighted-avg"
+        """Whether the aggregation is time-weighted-avg, whose state is per group rather than per
+        window."""
         self._new_state = _WINDOW_STATES.get(request.aggregation)
         self._groups: dict[GroupKey, dict[int, WindowState]] = {}
         self._weighted: dict[GroupKey, TimeWeightedAverage] = {}
@@ -97,6 +103,7 @@ class Aggregator:
         self.needs_dimensions = bool(self.group_by) or request.aggregation == "unique-count"
         """Whether add() reads its dimensions: a caller may pass {} when not."""
         self.point_budget = point_budget
+        """The time-weighted points kept in memory before the rest are spilled to disk."""
         self._points = 0  # time-weighted points added since the last spill
         self._runs = Runs(spill_dir)
 

@@ -58,6 +58,7 @@ class RecordDeduplicator:
     def __init__(self) -> None:
         self._seen: dict[int, int] = {}
         self.duplicates = 0
+        """How many identical repeats were dropped so far."""
 
     def __len__(self) -> int:
         return len(self._seen)

@@ -39,6 +39,7 @@ class Runs:
     def __init__(self, directory: str | None = None) -> None:
         self._directory = directory
         self.paths: list[str] = []
+        """The run files written so far, in order."""
 
     def _where(self) -> str:
         if self._directory is None:

@@ -49,8 +49,12 @@ class StripeRequest:
     (form parameters as JSON, in a fixed order)."""
 
     endpoint: str
+    """The method and Stripe API path, e.g. `POST /v1/invoiceitems`."""
     idempotency_key: str
+    """The Idempotency-Key header: a digest of the request, the same on every export
+    (MS-EXP-005)."""
     body: dict[str, Any]
+    """The form parameters, as JSON values in a fixed order."""
 
     def to_builtins(self) -> dict[str, Any]:
         """The request as the JSON object of one output line (endpoint, idempotencyKey, body)."""
@@ -238,7 +242,9 @@ class Outcome:
     """What follows one sent request: its next state and, to retry, when."""
 
     state: State
+    """The request's next report state (MS-EXP-008)."""
     next_attempt_at: Instant | None = None
+    """For `failed-retryable`, when to send it again, ns since the epoch; else None."""
 
 
 def retry_delay(attempt: int) -> int:

@@ -53,7 +53,9 @@ class Verified(msgspec.Struct, frozen=True):
     (MS-WH-006) and the timestamp of the attempt, in Unix seconds."""
 
     id: str
+    """The `webhook-id` of the delivery: what the consumer deduplicates on (MS-WH-006)."""
     timestamp: int
+    """The `webhook-timestamp` of the attempt, Unix seconds."""
 
 
 class AttemptOutcome(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -61,8 +63,11 @@ class AttemptOutcome(msgspec.Struct, frozen=True, omit_defaults=True):
     `next_attempt_at`, or `dead-letter` (with `endpoint_disabled` after a 410 Gone)."""
 
     state: Literal["delivered", "retry", "dead-letter"]
+    """`delivered`, `retry` or `dead-letter` (MS-WH-007, MS-WH-008)."""
     next_attempt_at: Instant | None = None
+    """For `retry`, when the next attempt starts, ns since the epoch; else None."""
     endpoint_disabled: bool = False
+    """Whether the endpoint answered 410 Gone and is disabled until re-enabled."""
 
 
 # ------------------------------------------------------------------ secrets and signatures

@@ -35,9 +35,12 @@ class Windows:
 
     def __init__(self, spans: list[Span]) -> None:
         self.spans = sorted(set(spans))
+        """The distinct windows as (start, end) ns pairs, sorted."""
         self.bounds = sorted({instant for span in self.spans for instant in span})
+        """Every window bound, sorted and distinct: they cut time into segments."""
         self.ranges = [(bisect_left(self.bounds, start), bisect_left(self.bounds, end))
                        for start, end in self.spans]
+        """Per window, [first, last) of the segments it spans."""
         depth = [0] * len(self.bounds)
         for first, last in self.ranges:
             depth[first] += 1
@@ -45,11 +48,14 @@ class Windows:
         self._covered = [d > 0 for d in accumulate(depth)]
         # One segment per window: no two windows share an instant.
         self.disjoint = all(last - first == 1 for first, last in self.ranges)
+        """Whether each window is one segment (no two windows share an instant)."""
         self.start, self.end = self.bounds[0], self.bounds[-1]
         # Windows of one length, end to end (UTC days, hours, minutes): a segment is a
         # division away, no search needed.
         lengths = {b - a for a, b in pairwise(self.bounds)}
         self.size = lengths.pop() if len(lengths) == 1 and all(self._covered) else None
+        """The common segment length in ns when the windows tile their range end to end, else
+        None."""
 
     def segment(self, instant: Instant) -> int | None:
         """The segment holding `instant`, None when no window contains it (MS-WIN-001)."""
