@@ -10,6 +10,8 @@
 - Links in the included files that point outside the site keep their text and lose the link.
 - The edit link of an included page opens the repository file it is read from; spec pages
   rank higher in search, so a requirement id finds its definition before its mentions.
+- In the search index, each definition's section gets the field `requirement` holding its id
+  alone (boosted in mkdocs.yml), so an exact id query finds its rule first (on_post_build).
 - A nav section whose first entry is `spec/index.md`, `reference/schemas/index.md` or
   `reference/python/index.md` lists the other pages of that folder after it, so a new spec file,
   schema page or module page needs no edit of mkdocs.yml.
@@ -17,12 +19,14 @@
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 from pathlib import Path
 from typing import Any
 
 from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
 
@@ -38,6 +42,7 @@ INDEX_MARKER = "<!-- requirement-index -->"
 SPEC_SEARCH_BOOST = 4  # a spec page's sections, against guides that cite a range of ids
 LISTED_FOLDERS = ("spec", "reference/schemas", "reference/python")
 TITLE = re.compile(r"^# (.+)$", re.MULTILINE)
+REQUIREMENT_FIELD = "requirement"  # a search field of mkdocs.yml (plugins: search: fields)
 
 
 def included_files() -> dict[str, str]:
@@ -205,3 +210,24 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
     if INDEX_MARKER in markdown:
         markdown = markdown.replace(INDEX_MARKER, _index(uri, known))
     return _link_mentions(markdown, uri, known)
+
+
+@event_priority(-100)  # after the search plugin (priority 0) has written its index
+def on_post_build(config: MkDocsConfig, **_: Any) -> None:
+    """Each requirement's section in the search index gets the field `requirement`: its id and
+    nothing else. lunr's query lexer splits a query on hyphens whatever the configured
+    separator (it copies lunr's default before mkdocs-material sets its own), so "MS-ID-004"
+    is asked as the words "ms", "id" and "004", which every rule's title also holds in part;
+    mkdocs-material turns lunr's length normalisation off, so the title "MS-CE-004
+    Deduplication on (source, id)", with "id" twice, outranked MS-ID-004 (issue 17). In the
+    boosted field only the rule itself holds all the words of its id."""
+    path = Path(config.site_dir) / "search" / "search_index.json"
+    if not path.is_file():
+        return
+    index = json.loads(path.read_text(encoding="utf-8"))
+    pages = {ident: page.removesuffix(".md") + "/" for ident, (page, _) in requirements().items()}
+    for doc in index["docs"]:
+        page, _, anchor = doc["location"].partition("#")
+        if pages.get(anchor) == page:
+            doc[REQUIREMENT_FIELD] = anchor
+    path.write_text(json.dumps(index, separators=(",", ":")), encoding="utf-8")

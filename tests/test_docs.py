@@ -77,6 +77,19 @@ def test_every_requirement_has_an_anchor_on_its_spec_page(site: Path) -> None:
         assert not missing, f"spec/{stem}: no anchor for {missing}"
 
 
+def test_each_requirement_id_is_a_search_field_of_its_definition(site: Path) -> None:
+    """The field scripts/mkdocs_hooks.py adds so that an exact id query finds its rule first
+    (tests/test_docs_browser.py asks a browser): on each definition's section, nowhere else,
+    boosted above titles."""
+    index = json.loads((site / "search" / "search_index.json").read_text(encoding="utf-8"))
+    fields = index["config"]["fields"]
+    assert fields["requirement"]["boost"] > fields["title"]["boost"]
+    tagged = [(doc["requirement"], doc["location"]) for doc in index["docs"]
+              if "requirement" in doc]
+    assert sorted(tagged) == sorted((ident, f"spec/{stem}/#{ident}")
+                                    for stem, ids in _defined().items() for ident in ids)
+
+
 def test_requirement_mentions_link_to_their_definitions(site: Path) -> None:
     """An id in prose links to the page that defines it, on other pages too."""
     html = (site / "concepts" / "aggregations" / "index.html").read_text(encoding="utf-8")
