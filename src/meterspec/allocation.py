@@ -19,6 +19,7 @@ from meterspec.quantity import EXACT, parse_quantity
 __all__ = ["MAX_PARTS", "allocate", "allocation_problems", "split_minor_units"]
 
 MAX_PARTS = 10_000
+"""The most weights one allocation takes (`too-many-items` beyond, MS-MNY-009)."""
 
 
 def split_minor_units(units: int, weights: Sequence[Fraction | Decimal | int]) -> list[int]:

@@ -22,6 +22,7 @@ from meterspec.timestamps import Instant, to_datetime
 from meterspec.windows import time_zone, wall_start
 
 Period = tuple[Instant, Instant]
+"""A billing period as [start, end) in ns since the epoch (MS-BIL-002)."""
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 

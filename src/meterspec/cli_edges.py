@@ -24,6 +24,8 @@ EDGE_INPUTS: tuple[tuple[str, str], ...] = (("customers", "--customers"),)
 """Inputs of these commands beyond `file` (attribute, flag), for cli._overwritten_input."""
 
 Command = Callable[..., argparse.ArgumentParser]
+"""cli's factory of one subcommand parser (name, help, ...), passed in so this module does not
+import cli."""
 
 
 def register_edges(commands: Any, command: Command) -> None:

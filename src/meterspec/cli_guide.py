@@ -99,11 +99,14 @@ def walk(parser: argparse.ArgumentParser,
 # -------------------------------------------------------------- --help: example, exit statuses
 
 Statuses = tuple[str, ...]
+"""Exit statuses as `--help` lists them, one "code  meaning" string each."""
 STREAM_EXIT: Statuses = (
     "0  every input line was accepted",
     "1  some were rejected, each on the error report with its line number",
     "2  a usage error, an unusable document (--config, --request, ...) or an output that "
     "could not be written")
+"""The exit statuses of the pipeline commands (those with --errors) that EXIT_STATUSES does not
+list."""
 EXAMPLES = {
     ("meter",): "meterspec meter --config config.json events.ndjson > records.ndjson",
     ("aggregate",): "meterspec aggregate --request request.json records.ndjson",
@@ -124,6 +127,7 @@ EXAMPLES = {
                             "--report report.jsonl --markdown report.md",
     ("conformance", "badge"): "meterspec conformance badge report.jsonl > badge.svg",
 }
+"""Per command path, the one example its `--help` shows."""
 EXIT_STATUSES: dict[tuple[str, ...], Statuses] = {
     ("validate",): ("0  every document is valid", "1  some are not, each reported",
                     "2  a usage error or an input that cannot be read"),
@@ -137,8 +141,11 @@ EXIT_STATUSES: dict[tuple[str, ...], Statuses] = {
     ("conformance", "badge"): ("0  the badge was written",
                                "2  the report cannot be read or is not one"),
 }
+"""Per command path, its exit statuses when they are not the stream commands' or the generic
+ones."""
 GENERIC_EXIT: Statuses = ("0  success", "1  rejected input or problems found",
                           "2  a usage error or an input that cannot be read")
+"""The exit statuses of any other command that EXIT_STATUSES does not list."""
 
 
 class GuideFormatter(argparse.HelpFormatter):
@@ -300,6 +307,7 @@ LINE_KINDS = {"events": "EventPayload", "records": "MeterRecord", "readings": "M
               "QuotaChecks": "QuotaCheck", "invoices": "Invoice", "Invoices": "Invoice"}
 """How the commands' help texts name the documents of their NDJSON inputs."""
 HEAD_BYTES = 1 << 16
+"""How much of an input file is read to guess its kind, for the wrong-kind hints."""
 
 
 @cache

@@ -24,16 +24,22 @@ from meterspec.errors import MeterspecError, Problem, pointer
 from meterspec.timestamps import parse_timestamp
 
 D = TypeVar("D")
+"""The type a receiver's data decodes to."""
 
 __all__ = ["CloudEvent", "Envelope", "ReceivedEvent", "cloudevent_type",
            "domain_event_from_cloudevent", "event_from_cloudevent", "events_from_batch",
            "to_cloudevent"]
 
 SPECVERSION = "1.0"
+"""The CloudEvents version published and accepted (MS-CE-006)."""
 TYPE_PREFIX = "dev.meterspec."
+"""The reverse-DNS prefix of every CloudEvents type (MS-CE-003)."""
 CONTENT_TYPE = "application/json"
+"""The `datacontenttype` of every published event."""
 SCHEMA_BASE = "https://meterspec.dev/schemas/v1/"
+"""The `dataschema` prefix, followed by the type's schema file name (MS-CE-002)."""
 REQUIRED = ("specversion", "id", "source", "type")
+"""The context attributes a received CloudEvent must have (MS-CE-006)."""
 # CloudEvents attribute names: lower-case ASCII letters and digits.
 _ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+")
 # RFC 3986 URI-reference characters: unreserved, reserved, and %HH escapes.

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from meterspec.plans import Plan, RatedCharge
 
 T = TypeVar("T")
+"""The Struct type a decode returns."""
 
 
 class Kind(NamedTuple):
@@ -108,6 +109,8 @@ class _Structs(Mapping[str, type[Any]]):
 
 
 STRUCTS: Mapping[str, type[Any]] = _Structs()
+"""Document kind (`event`, `plan`, ...) -> its Struct; a kind's module is imported when first
+asked."""
 
 
 def _problems_of(check: Callable[[], object]) -> list[Problem]:

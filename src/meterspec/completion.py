@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from meterspec.cli_guide import subcommands, walk
 
 SHELLS = ("bash", "zsh", "fish")
+"""The shells `meterspec completion` writes a script for."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ import msgspec
 
 Aggregation = Literal[
     "sum", "count", "min", "max", "latest", "time-weighted-avg", "unique-count"]
+"""The aggregations a request may name (MS-AGG-002)."""
 WindowSize = Literal["minute", "hour", "day", "month"]
+"""The calendar periods of tumbling windows (MS-WIN-003)."""
 
 
 class _Wire(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True,

@@ -42,11 +42,17 @@ __all__ = ["EVENT_TYPES", "BillingPeriodClosed", "DomainEvent", "EventType", "In
            "value_problems"]
 
 F = TypeVar("F", bound="_InvoiceFact")
+"""An invoice fact type: InvoiceGenerated or BillingPeriodClosed."""
 PREFIX = "dev_"
+"""The prefix of every domain event id (MS-DEV-003)."""
 USAGE_RECORDED_TAG = "meterspec/usage-recorded/v1"
+"""The first field of a usage.recorded id's digest (MS-DEV-007)."""
 INVOICE_GENERATED_TAG = "meterspec/invoice-generated/v1"
+"""The first field of an invoice.generated id's digest (MS-DEV-009)."""
 BILLING_PERIOD_CLOSED_TAG = "meterspec/billing-period-closed/v1"
-QUOTA_EVENT_TAG = "meterspec/quota-event/v1"  # MS-QTA-011, computed by meterspec.quotas
+"""The first field of a billing.period.closed id's digest (MS-DEV-010)."""
+QUOTA_EVENT_TAG = "meterspec/quota-event/v1"
+"""The first field of a quota event id's digest (MS-QTA-011), which meterspec.quotas computes."""
 _INVOICE_ID = re.compile(r"inv_[0-9a-f]{32}")
 _REVISION = re.compile(r"rev_[0-9a-f]{32}")
 # MS-MNY-006: an output amount in canonical form (no exponent, so Decimal() of it is cheap).
@@ -112,6 +118,7 @@ class BillingPeriodClosed(_InvoiceFact, frozen=True):
 
 
 DomainEvent = UsageRecorded | QuotaEvent | InvoiceGenerated | BillingPeriodClosed
+"""Any domain event of the catalogue (MS-DEV-001)."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +157,9 @@ EVENT_TYPES: dict[str, EventType] = {t.name: t for t in (
     EventType("billing.period.closed", 1, "billing-period-closed", BillingPeriodClosed,
               "domain-event-billing-period-closed.schema.json", lambda e: e.period.end),
 )}
+"""The catalogue: type name -> its EventType (MS-DEV-001)."""
 KINDS = {t.kind: t.struct for t in EVENT_TYPES.values()}
+"""Codec kind -> the Struct of its domain events."""
 
 
 def event_type(name: object, path: str = "/type") -> EventType:

@@ -25,15 +25,22 @@ Identity = tuple[str, str, str]
 """(workspaceID, universeID, id): MS-ING-001."""
 
 DIGEST_TAG = "meterspec/event/v1"
+"""The first field of an event digest (MS-ING-002)."""
 RESERVED_PREFIX = "meterspec."
+"""The namespace of event types reserved for corrections (MS-ING-012)."""
 RETRACT = "meterspec.retract"
+"""The event type of a retraction (MS-ING-014)."""
 AMEND = "meterspec.amend"
+"""The event type of an amendment (MS-ING-015)."""
 TARGET = "meterspec.target"
+"""The property naming the id of the event a correction corrects (MS-ING-012)."""
 CORRECTION_TYPES = frozenset({RETRACT, AMEND})
+"""The event types of corrections."""
 RECOMMENDED_RETENTION = 35 * NANOS_PER_DAY
 """MS-ING-009: 35 days in nanoseconds (Stripe accepts events 35 days back, Metronome 34)."""
 
 Outcome = Literal["accepted", "duplicate", "conflict", "late-beyond-retention", "rejected"]
+"""What ingestion made of one event (MS-ING-003)."""
 
 
 # ------------------------------------------------------------------ digest (MS-ING-002)
@@ -175,6 +182,7 @@ class SeenState:
 
 
 EMPTY = SeenState()
+"""The seen state before anything was ingested."""
 
 
 def state_problems(document: IngestionState) -> list[Problem]:

@@ -64,6 +64,7 @@ __all__ = ["Invoice", "InvoiceBuilder", "InvoiceLine", "InvoiceRequest", "LineUs
            "request_problems", "revision"]
 
 MAX_PERIODS = 120
+"""The most periods one request may bill per subscription (MS-BIL-004)."""
 
 
 class _Wire(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True,

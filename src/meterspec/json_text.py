@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 from meterspec.errors import MeterspecError, Problem, pointer
 
 MAX_DEPTH = 64
+"""The deepest nesting of objects and arrays a document may have (MS-ERR-008)."""
 # Integers this long (or longer) are out of every bound the contracts have (MS-ERR-011), so they
 # become a stand-in beyond all of them instead of being converted digit by digit.
 _MAX_INTEGER_DIGITS = 30
