@@ -20,6 +20,7 @@ from meterspec.timestamps import format_timestamp, parse_timestamp
 __all__ = ["COLUMNS", "MAPPING", "csv_text", "rows"]
 
 MAPPING = "meterspec/ledger/v1"
+"""The version of the ledger mapping, part of every row's entry id."""
 COLUMNS = ("entry_id", "document_type", "document_id", "invoice_id", "revision",
            "workspace_id", "universe_id", "subject", "period_start", "period_end",
            "service_start", "service_end", "plan_id", "plan_version", "line", "charge_id",
@@ -28,6 +29,7 @@ COLUMNS = ("entry_id", "document_type", "document_id", "invoice_id", "revision",
 """MS-EXP-011: the columns, in this order, in every row of this mapping version."""
 
 Row = dict[str, str | None]
+"""One ledger row: column name -> value, None for an empty cell (MS-EXP-011)."""
 
 
 def _canonical(timestamp: str) -> str:

@@ -9,11 +9,17 @@ from typing import Protocol
 
 from meterspec.errors import MeterspecError
 
-MAX_LINE_BYTES = 1_048_576  # without its "\n" and an optional "\r" before it
+MAX_LINE_BYTES = 1_048_576
+"""The most bytes of one NDJSON line, without its line feed and an optional carriage return before
+it (1 MiB, MS-ERR-012)."""
 MAX_DOCUMENT_BYTES = 67_108_864
+"""The most bytes of a whole-document input (64 MiB, MS-ERR-012)."""
 BOM = b"\xef\xbb\xbf"
+"""The UTF-8 byte order mark, skipped at the start of an input."""
 LINE_CHUNK_BYTES = 1 << 16
+"""How many bytes a line reader reads at a time."""
 DOCUMENT_CHUNK_BYTES = 1 << 20
+"""How many bytes a document reader reads at a time."""
 
 
 class Readable(Protocol):

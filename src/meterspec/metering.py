@@ -25,6 +25,7 @@ from meterspec.quantity import format_quantity, parse_quantity
 from meterspec.timestamps import Instant, format_timestamp, parse_timestamp
 
 Predicate = Callable[[Mapping[str, str]], bool]
+"""A compiled filter: whether an event's properties match (MS-MET-005)."""
 _IDENTITY_FIELDS = ("id", "workspaceID", "universeID", "type", "subject")
 
 

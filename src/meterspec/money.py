@@ -23,8 +23,11 @@ from meterspec.errors import MeterspecError
 from meterspec.quantity import EXACT, ZERO, Bounds, format_quantity, parse_bounded
 
 MAX_AMOUNT_TEXT_LENGTH = 100
+"""The most characters of an amount's text (MS-MNY-002)."""
 MAX_AMOUNT_INTEGER_DIGITS = 30
+"""The most integer digits of an amount (MS-MNY-002)."""
 MAX_AMOUNT_FRACTION_DIGITS = 30
+"""The most fraction digits of an amount (MS-MNY-002)."""
 
 _CODE = re.compile(r"[A-Z]{3}")
 
@@ -89,6 +92,7 @@ def _as_currency(value: Currency | str) -> Currency:
 AMOUNT_BOUNDS = Bounds(MAX_AMOUNT_TEXT_LENGTH, MAX_AMOUNT_INTEGER_DIGITS,
                        MAX_AMOUNT_FRACTION_DIGITS, "amount", "invalid-amount",
                        "amount-out-of-range", "MS-MNY-002", "MS-MNY-002")
+"""The bounds, codes and rules of amounts, for meterspec.quantity's parser."""
 
 
 def parse_money(text: object, path: str = "") -> Decimal:

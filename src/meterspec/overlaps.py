@@ -13,6 +13,8 @@ from typing import cast
 from meterspec.aggregations import UniqueCount, WindowState
 
 Result = tuple[Decimal | None, int]
+"""One window's (result, recordCount); the result is None when the aggregation has none for an empty
+window."""
 
 
 def window_results(states: Mapping[int, WindowState], ranges: Sequence[tuple[int, int]],

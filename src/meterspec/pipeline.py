@@ -26,6 +26,7 @@ from meterspec.readings import Aggregator
 from meterspec.timestamps import Instant, parse_timestamp
 
 Feeder = Callable[[bytes], None]
+"""Takes one input line; raises MeterspecError when it is rejected."""
 
 
 def event_feeder(meter: Meter, aggregator: Aggregator,

@@ -22,8 +22,11 @@ from meterspec.schema import schema_problems
 from meterspec.timestamps import Instant, parse_timestamp
 
 Model = Literal["per-unit", "graduated", "volume", "package", "flat"]
+"""The pricing models of a charge (MS-PRC-004)."""
 TIERED: frozenset[str] = frozenset({"graduated", "volume"})
+"""The models priced by a tier list."""
 T = TypeVar("T")
+"""The type of a value parsed from a plan's text."""
 
 
 class _Wire(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):

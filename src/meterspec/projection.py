@@ -36,7 +36,10 @@ from meterspec.timestamps import format_timestamp, parse_timestamp
 __all__ = ["PROJECTION_SCALE", "Projection", "project"]
 
 PROJECTION_SCALE = 6
+"""Fraction digits of a projected quantity, rounded once half to even (MS-PRJ-002)."""
 GROWING: frozenset[str] = frozenset({"sum", "count"})
+"""Aggregations whose quantity is extrapolated to the whole period; the others keep their value so
+far (MS-PRJ-002)."""
 
 
 class _Wire(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True,

@@ -38,7 +38,10 @@ COUNTERS: frozenset[str] = frozenset({"sum", "count"})
 """Aggregations whose quantity grows with the time covered (MS-PRO-004); the others are
 levels (MS-PRO-003), as in MS-PRJ-002."""
 ODD_DIGITS = 30
+"""Fraction digits of a prorated precise amount whose exact value has no finite decimal form
+(rounded to odd, MS-PRO-005)."""
 ALLOWANCE_DIGITS = 20
+"""Fraction digits of a prorated included quantity, rounded half to even (MS-PRO-004)."""
 
 
 def exact_decimal(value: Fraction) -> Decimal | None:

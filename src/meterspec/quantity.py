@@ -14,9 +14,14 @@ from typing import NamedTuple
 from meterspec.errors import MeterspecError
 
 MAX_TEXT_LENGTH = 64
+"""The most characters of a quantity's text (MS-QTY-002)."""
 MAX_INTEGER_DIGITS = 30
+"""The most integer digits of a quantity (MS-QTY-002)."""
 MAX_FRACTION_DIGITS = 20
-MAX_EXPONENT_DIGITS = 4  # MS-QTY-002: read into a machine integer before anything is computed
+"""The most fraction digits of a quantity (MS-QTY-002)."""
+MAX_EXPONENT_DIGITS = 4
+"""The most digits of an exponent, which is read into a machine integer before anything is computed
+(MS-QTY-002)."""
 
 # MS-QTY-001: optional minus, digits, optional fraction, optional exponent. Nothing else.
 _GRAMMAR = re.compile(r"-?([0-9]+)(?:\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?")
@@ -29,7 +34,10 @@ EXACT = decimal.Context(
     traps=[decimal.Inexact, decimal.Rounded, decimal.InvalidOperation, decimal.Overflow,
            decimal.DivisionByZero],
 )
+"""The Decimal context of all arithmetic: any result that would be rounded raises instead
+(MS-QTY-003)."""
 ZERO = Decimal(0)
+"""The quantity 0."""
 
 
 # The fast path: a plain decimal within the bounds by its shape alone (at most 30 integer and
@@ -69,6 +77,7 @@ class Bounds(NamedTuple):
 
 QUANTITY_BOUNDS = Bounds(MAX_TEXT_LENGTH, MAX_INTEGER_DIGITS, MAX_FRACTION_DIGITS, "quantity",
                          "invalid-quantity", "quantity-out-of-range", "MS-QTY-001", "MS-QTY-002")
+"""The bounds, codes and rules of quantities."""
 
 
 def parse_bounded(text: object, path: str, bounds: Bounds) -> Decimal:

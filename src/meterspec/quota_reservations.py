@@ -38,7 +38,9 @@ from meterspec.timestamps import NANOS_PER_SECOND, Instant, format_timestamp, pa
 __all__ = ["Commit", "QuotaState", "Reservation", "commit", "release", "reserve"]
 
 DEFAULT_TTL_SECONDS = 300
+"""How long a hold lives when the caller does not say (MS-QTA-017)."""
 MAX_TTL_SECONDS = 86_400
+"""The longest a hold may live (a day)."""
 
 
 class Reservation(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

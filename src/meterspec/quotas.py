@@ -17,14 +17,22 @@ from meterspec.timestamps import NANOS_PER_SECOND, Instant, format_timestamp, pa
 from meterspec.windows import period_boundaries, time_zone
 
 Mode = Literal["HARD", "SOFT", "DISABLED"]
+"""How a policy enforces its limit (MS-QTA-001)."""
 Verdict = Literal["allow", "allow-with-warning", "deny"]
+"""A decision's answer (MS-QTA-012)."""
 Reason = Literal["within-limit", "warning-threshold", "limit-reached", "limit-exceeded",
                  "grace-expired", "stale-usage", "disabled"]
+"""Why a decision answered as it did, checked in MS-QTA-012's order."""
 QuotaEventType = Literal["quota.warning", "quota.exceeded"]
+"""The quota event types (MS-QTA-010)."""
 HUNDRED = Decimal(100)
-MAX_STALENESS_SECONDS = 31_622_400  # 366 days
-MAX_GRACE_PERIOD_HOURS = 8_784  # 366 days
+"""100, for percentages."""
+MAX_STALENESS_SECONDS = 31_622_400
+"""The largest `maxStalenessSeconds` (366 days)."""
+MAX_GRACE_PERIOD_HOURS = 8_784
+"""The largest `gracePeriodHours` (366 days)."""
 NANOS_PER_HOUR = 3_600 * NANOS_PER_SECOND
+"""Nanoseconds in an hour of elapsed time."""
 
 
 class QuotaPeriod(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
