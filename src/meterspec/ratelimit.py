@@ -23,8 +23,10 @@ from meterspec.timestamps import (
 )
 
 RateWindow = Literal["second", "minute", "hour"]
+"""The sliding window lengths of a limit (MS-RATE-001)."""
 WINDOW_NANOS: dict[str, int] = {"second": NANOS_PER_SECOND, "minute": 60 * NANOS_PER_SECOND,
                                 "hour": 3600 * NANOS_PER_SECOND}
+"""Each window length in ns."""
 MAX_COUNT = 2**53 - 1
 """Limits and costs are integers up to 2^53 - 1, exact in every JSON implementation."""
 
@@ -83,6 +85,7 @@ class RateState(NamedTuple):
 
 
 EMPTY = RateState()
+"""The state before any request was admitted."""
 
 
 class RateDecision(NamedTuple):

@@ -38,11 +38,14 @@ from meterspec.timestamps import Instant, format_timestamp, parse_timestamp
 from meterspec.windows import request_windows
 
 DEFAULT_SCALE = 6
+"""Fraction digits of a time-weighted average when the request gives no scale (MS-AGG-015)."""
 _ENCODER = msgspec.json.Encoder()
 _MAX_CELLS = 4096  # segments a group keeps as lists; more windows than this keep states
 POINT_BUDGET = 1 << 18
 """Time-weighted points held in memory (about 200 bytes each) before the rest go to disk."""
 GroupKey = tuple[str, str, str, str, tuple[str | None, ...]]
+"""(workspaceID, universeID, subject, unit, groupBy values): the records that aggregate together
+(MS-AGG-004)."""
 
 _WINDOW_STATES: dict[str, Callable[[AggregationRequest], WindowState]] = {
     "sum": lambda _: Sum(),

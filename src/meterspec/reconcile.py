@@ -103,6 +103,7 @@ def _mismatch(path: str, message: str, requirement: str) -> MeterspecError:
 
 
 LineKey = tuple[str, Window | None, PlanRef | None]
+"""What pairs a closed line with its rebuilt one: (chargeID, servicePeriod, plan)."""
 
 
 def line_key(line: InvoiceLine) -> LineKey:

@@ -37,6 +37,7 @@ KINDS = {
     "stripe-request": "stripe-request",
     "ledger-row": "ledger-row",
 }
+"""`meterspec validate`'s kind -> its schema's name in schemas/."""
 _BASE = "https://meterspec.dev/schemas/v1/"
 
 

@@ -23,14 +23,13 @@ from urllib.parse import unquote, urldefrag, urljoin
 
 from meterspec.errors import Problem
 
-# One problem as a check finds it: (path, code, requirement or None for the document's own,
-# message template, value shown in the message). Messages are formatted only for the problems
-# that are kept, once the whole document has been walked.
 Raw = tuple[str, str, "str | None", str, object]
-# A compiled (sub)schema: appends the problems of `instance`, found at JSON Pointer `path`.
+"""One problem as a check finds it: (path, code, requirement or None for the document's own,
+message template, value shown in the message); messages are formatted only for the problems kept,
+once the whole document was walked."""
 Check = Callable[[Any, str, list[Raw]], None]
+"""A compiled (sub)schema: appends the problems of an instance found at a JSON Pointer."""
 
-# Keyword -> code when the failing subschema does not name its own (MS-ERR-006).
 KEYWORD_CODES = {
     "required": "missing-field",
     "additionalProperties": "unknown-field",
@@ -43,11 +42,12 @@ KEYWORD_CODES = {
     "maximum": "out-of-range",
     "maxLength": "out-of-range",
 }
-# Keywords about a document's structure keep their own code even inside a subschema that names
-# a code for its value rules (a quantity given as a JSON number is wrong-type, not
-# invalid-quantity: MS-ERR-002).
+"""Keyword -> problem code, when the failing subschema does not name its own (MS-ERR-006)."""
 STRUCTURAL = frozenset({"type", "required", "additionalProperties", "minItems", "maxItems",
                         "uniqueItems"})
+"""Keywords about a document's structure, which keep their own code even inside a subschema that
+names a code for its value rules (a quantity given as a JSON number is wrong-type, not
+invalid-quantity: MS-ERR-002)."""
 # Keywords that never find a problem by themselves (`then` and `else` belong to `if`).
 _ANNOTATIONS = frozenset({"$schema", "$id", "$defs", "$comment", "title", "description",
                           "default", "examples", "then", "else"})

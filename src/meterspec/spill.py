@@ -27,9 +27,10 @@ _FRAME = struct.Struct("<I")
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder().decode
 
-# One entry of a run: a group key, then its points as parallel lists (instants, quantities as
-# exact decimal strings, counts). Quantities travel as text: msgpack integers stop at 64 bits.
 Entry = tuple[Any, list[int], list[str], list[int]]
+"""One entry of a run: a group key, then its points as parallel lists (instants, quantities as
+exact decimal strings, counts); quantities travel as text because msgpack integers stop at 64
+bits."""
 
 
 class Runs:

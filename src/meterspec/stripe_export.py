@@ -27,20 +27,30 @@ __all__ = ["MAPPING", "MAX_ATTEMPTS", "Objects", "Outcome", "StripeRequest", "af
            "customer_problems", "export_document", "retry_delay", "stripe_exponent"]
 
 MAPPING = "meterspec/stripe/v1"
+"""The version of the Stripe mapping, part of every idempotency key (MS-EXP-005)."""
 INVOICE_ITEMS = "POST /v1/invoiceitems"
+"""The endpoint of invoice items (MS-EXP-004)."""
 METER_EVENTS = "POST /v1/billing/meter_events"
+"""The endpoint of meter events (MS-EXP-006)."""
 Objects = Literal["invoice-items", "meter-events"]
+"""What an export creates: invoice items or meter events."""
 
-# Stripe's minor units where they are not 2 (docs.stripe.com/currencies, this mapping's table).
 ZERO_DECIMAL = frozenset({"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF",
                           "UGX", "VND", "VUV", "XAF", "XOF", "XPF"})
-THREE_DECIMAL = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})  # last digit must be 0
-MAX_SAFE_INTEGER = 2**53 - 1  # read exactly by every JSON parser (the reason of MS-CNV-001)
-MAX_METER_DIGITS = 15  # Stripe rejects meter event values with more significant digits
+"""Currencies Stripe prices in whole units, zero decimals (docs.stripe.com/currencies; this
+mapping's table of minor units where they are not 2)."""
+THREE_DECIMAL = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
+"""Currencies with three decimals at Stripe, whose last digit must be 0."""
+MAX_SAFE_INTEGER = 2**53 - 1
+"""2^53 - 1, the largest integer every JSON parser reads exactly (the reason of MS-CNV-001)."""
+MAX_METER_DIGITS = 15
+"""The most significant digits Stripe accepts in a meter event value."""
 
 MAX_ATTEMPTS = 8
+"""The most attempts of one request (MS-EXP-008)."""
 FIRST_DELAY_SECONDS, MAX_DELAY_SECONDS = 30, 3_600
-KEY_LIFETIME_SECONDS = 86_400  # Stripe keeps an idempotency key at least 24 hours
+KEY_LIFETIME_SECONDS = 86_400
+"""How long Stripe keeps an idempotency key, at least: no retry after it (MS-EXP-008)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +245,7 @@ def export_document(document: Invoice | Adjustment, customers: Mapping[str, str]
 # ------------------------------------------------------------------ the report (MS-EXP-008)
 
 State = Literal["done", "failed-retryable", "failed-permanent"]
+"""The report states after an attempt (MS-EXP-008)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,6 @@ from meterspec.timestamps import Instant, parse_timestamp
 __all__ = ["Cancellation", "PlanChange", "Segment", "Subscription", "billed_span",
            "has_lifecycle", "lifecycle_problems", "segments", "terms"]
 
-MAX_CHANGES = 1_000
-
 
 class _Wire(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     pass
@@ -94,6 +92,7 @@ class Segment(NamedTuple):
 
 
 Terms = tuple[object, ...]
+"""What a subscription's segments depend on, hashable (see terms())."""
 
 
 def has_lifecycle(subscription: Subscription) -> bool:

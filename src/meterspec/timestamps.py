@@ -19,8 +19,11 @@ Instant = int
 MS-TIME-003."""
 
 NANOS_PER_SECOND = 1_000_000_000
+"""Nanoseconds in a second: instants are integer ns since 1970-01-01T00:00:00Z (MS-TIME-003)."""
 NANOS_PER_DAY = 86_400 * NANOS_PER_SECOND
+"""Nanoseconds in a UTC day."""
 MAX_TEXT_LENGTH = 64
+"""The most characters of a timestamp's text (MS-TIME-001)."""
 
 _RFC3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}"
@@ -29,7 +32,9 @@ _RFC3339 = re.compile(
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MIN_INSTANT = (date(1, 1, 1).toordinal() - _EPOCH_ORDINAL) * NANOS_PER_DAY
+"""0001-01-01T00:00:00Z in ns, the earliest instant (MS-TIME-001)."""
 MAX_INSTANT = (date(9999, 12, 31).toordinal() + 1 - _EPOCH_ORDINAL) * NANOS_PER_DAY - 1
+"""9999-12-31T23:59:59.999999999Z in ns, the latest instant."""
 
 
 # The fast path: most timestamps are `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, and events of a batch

@@ -33,14 +33,21 @@ __all__ = ["DEFAULT_TOLERANCE_SECONDS", "MAX_ATTEMPTS", "AttemptOutcome", "Verif
            "verify"]
 
 SECRET_PREFIX = "whsec_"
+"""The prefix of a webhook secret's text (MS-WH-002)."""
 MIN_KEY_BYTES, MAX_KEY_BYTES = 24, 64  # Standard Webhooks: 192 to 512 bits
 DEFAULT_TOLERANCE_SECONDS = 300
+"""How far a delivery's timestamp may be from the verifier's clock by default (MS-WH-005)."""
 MAX_TOLERANCE_SECONDS = 3600
-MAX_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second MS-TIME-001 allows
+"""The largest tolerance a verifier may set."""
+MAX_TIMESTAMP = 253_402_300_799
+"""9999-12-31T23:59:59Z in Unix seconds, the last second MS-TIME-001 allows."""
 MAX_ATTEMPTS = 10
+"""The most attempts of one delivery (MS-WH-007)."""
 FIRST_DELAY_SECONDS, BACKOFF_FACTOR, MAX_DELAY_SECONDS = 60, 3, 86_400
 MAX_JITTER_PERMILLE = 200
+"""The retry delay's jitter bound: plus or minus 200 permille (MS-WH-007)."""
 HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+"""The headers of a delivery (MS-WH-001)."""
 # webhook-id: visible ASCII without "." (the signed content is id.timestamp.body: an id with a
 # dot could be re-split into another id, timestamp and body under the same signature).
 _ID = re.compile(r"[!-\-/-~]+")

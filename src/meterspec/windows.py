@@ -23,8 +23,10 @@ from meterspec.timestamps import (
 )
 
 MAX_WINDOWS = 100_000
+"""The most windows one request may have (`too-many-items`)."""
 _ZONE_PART = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*")
 Span = tuple[Instant, Instant]
+"""A window as [start, end) in ns since the epoch."""
 
 
 class Windows:
