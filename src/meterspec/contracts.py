@@ -28,11 +28,10 @@ class EventPayload(_Wire, frozen=True):
     id: str
     """The event's id, unique within its workspace and universe; a retry repeats it (MS-EVT-002)."""
     workspace_id: str = msgspec.field(name="workspaceID")
-    """Wire `workspaceID`: the tenant; nothing computed for one workspace sees another's events
-    (MS-EVT-002)."""
+    """Wire `workspaceID`: one of two independent isolation axes; nothing computed for one
+    (workspace, universe) pair is affected by another's events (MS-EVT-002)."""
     universe_id: str = msgspec.field(name="universeID")
-    """Wire `universeID`: the isolation axis beside the workspace (e.g. live and test data)
-    (MS-EVT-002)."""
+    """Wire `universeID`: the other isolation axis, independent of the workspace (MS-EVT-002)."""
     type: str
     """The kind of usage; a measurement with `eventTypes` matches only the listed types
     (MS-MET-003)."""
