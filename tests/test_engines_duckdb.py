@@ -407,6 +407,60 @@ def test_aggregate_counts_each_record_identity_once(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ several inputs, Parquet
 
 
+@pytest.mark.parametrize("odd", [
+    _e("bad-utf8", subject="s\udcff"),  # DuckDB's reader refuses the file: read the slow way
+    _e("enc-surrogate", subject="s\udced\udca0\udc80"),
+    b"{" + b'"pad":"' + b"x" * 1_048_600 + b'"}',  # read, measured, too long: the slow way
+    b"\xef\xbb",  # a file that starts like a byte-order mark
+])
+def test_a_file_with_one_odd_line_is_read_as_the_reference_reads_it(odd: bytes,
+                                                                     tmp_path: Path) -> None:
+    """Each way a file can fail the fast read alone, between good lines: the same readings,
+    report and line numbers as the reference."""
+    good = [_e(f"g{i}", props=f'{{"q":"{i}","region":"eu"}}') for i in range(4)]
+    rows = [odd, *good] if odd.startswith(b"\xef") else [*good[:2], odd, *good[2:]]
+    events = lines(tmp_path / "e.ndjson", rows)
+    config = write(tmp_path / "c.json", CONFIG)
+    request = write(tmp_path / "r.json", tumbling("sum", "day", "UTC", "2024-03-10T00:00:00Z",
+                                                  "2024-03-11T00:00:00Z"))
+    status, out, err = assert_same("run", [events], "--config", config, "--request", request)
+    assert status == 1 and b'"quantity":"6"' in out and err.count(b'"line":') == 1
+
+
+def test_a_directory_of_parquet_files_numbers_rows_in_file_name_order(tmp_path: Path) -> None:
+    """Rows are numbered file by file in name order, then row order (each file's row count
+    from its metadata): the bad rows' line numbers are those of the reference reading the
+    files' rows concatenated in that order."""
+    con = duckdb.connect()
+    con.execute("CREATE TABLE ev (id VARCHAR, workspaceID VARCHAR, universeID VARCHAR, "
+                "type VARCHAR, subject VARCHAR, time VARCHAR, "
+                "properties MAP(VARCHAR, VARCHAR))")
+    directory = tmp_path / "events"
+    (directory / "nested").mkdir(parents=True)
+    files = {"b.parquet": [("b1", T, "2"), ("b-bad", "2024-02-30T00:00:00Z", "1")],
+             "a.parquet": [("a1", T, "1"), ("a-bad", T, "x"), ("a3", T, "3")],
+             "nested/c.parquet": [("c1", T, "5")]}
+    for name, rows in files.items():
+        con.execute("DELETE FROM ev")
+        for ident, time, quantity in rows:
+            con.execute("INSERT INTO ev VALUES (?, 'w', 'u', 't', 's', ?, MAP {'q': ?})",
+                        [ident, time, quantity])
+        con.execute(f"COPY ev TO '{directory / name}' (FORMAT parquet)")
+    in_order = [row for name in ("a.parquet", "b.parquet", "nested/c.parquet")
+                for row in files[name]]
+    as_ndjson = lines(tmp_path / "all.ndjson", [
+        _e(ident, time, f'{{"q":"{quantity}"}}') for ident, time, quantity in in_order])
+    config = write(tmp_path / "c.json", CONFIG)
+    request = write(tmp_path / "r.json", tumbling("sum", "day", "UTC", "2024-03-10T00:00:00Z",
+                                                  "2024-03-11T00:00:00Z"))
+    reference = call(["run", "--config", config, "--request", request, as_ndjson])
+    engine = call(["run", "--engine", "duckdb", "--config", config, "--request", request,
+                   directory])
+    assert engine == reference, engine[2].decode()
+    assert b'"line":2}' in reference[2] and b'"line":5}' in reference[2]
+    assert b'"quantity":"11"' in reference[1]
+
+
 def test_several_inputs_number_on_and_parquet_round_trips(tmp_path: Path) -> None:
     """Two NDJSON inputs are numbered as one concatenated file (the reference reads the
     concatenation); the same events as Parquet (sources.py's layout) give the same readings;

@@ -14,6 +14,7 @@ status 2, never a rounded result.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -53,7 +54,10 @@ def main(argv: list[str]) -> int:
     if refusal is not None:
         cli._say(f"meterspec: {refusal}")
         return cli.EXIT_USAGE
-    args.run = _runner([args.file, *args.more])
+    paths = [args.file, *args.more]
+    if os.path.isdir(args.file):  # a Parquet directory, read by the engine; meterspec.cli
+        args.file = os.devnull    # opens its one input as a file
+    args.run = _runner(paths)
     return cli._main(args)
 
 

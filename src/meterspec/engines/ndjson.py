@@ -14,6 +14,7 @@ numbers do not move) and handed to `flag`, which describes it with the reference
 from __future__ import annotations
 
 import codecs
+import mmap
 import os
 import shutil
 from collections.abc import Callable
@@ -47,6 +48,19 @@ def prepare(path: str, workdir: str, flag: Flag, first: int = 1) -> Prepared:
     with open(path, "rb") as source, open(copy, "wb") as out:
         count = _copy_plain(source, out, flag, first)
     return Prepared(copy, count)
+
+
+def looks_plain(path: str) -> bool:
+    """A first look for an engine whose line reader validates UTF-8 and measures lines
+    itself: no byte-order mark (nor its first byte) at the start, no CR, no NUL (memchr over
+    a mapping, no copy). The engine still checks the rest, and calls `prepare` when anything
+    is off."""
+    with open(path, "rb") as file:
+        if os.fstat(file.fileno()).st_size == 0:
+            return True
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return (data[:1] != BOM[:1] and data.find(b"\r") < 0
+                    and data.find(b"\x00") < 0)
 
 
 def spool(source: BinaryIO, workdir: str) -> str:

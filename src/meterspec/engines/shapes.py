@@ -20,12 +20,14 @@ described by the reference (meterspec.engines.flagged), whose answer wins.
 
 from __future__ import annotations
 
+from meterspec.quantity import MAX_FRACTION_DIGITS, MAX_INTEGER_DIGITS
+
 TIMESTAMP = (r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9}0*)?"
              r"([Zz]|[+-][0-9]{2}:[0-9]{2})")
 TIMESTAMP_MAX_LENGTH = 64
 UTC_TIMESTAMP = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z"
 """The common case of TIMESTAMP: UTC, upper-case, at most nine fraction digits."""
-QUANTITY = r"-?[0-9]{1,30}(\.[0-9]{1,20})?"
+QUANTITY = rf"-?[0-9]{{1,{MAX_INTEGER_DIGITS}}}(\.[0-9]{{1,{MAX_FRACTION_DIGITS}}})?"
 PLAIN = r"-?[0-9]+(\.[0-9]+)?"
 """QUANTITY without its digit counts (a backend counts them itself: cheaper than counted
 repetition in some regex engines)."""

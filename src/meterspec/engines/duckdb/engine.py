@@ -21,13 +21,13 @@ import duckdb
 import msgspec
 
 from meterspec.contracts import AggregationRequest, MeteringConfig
-from meterspec.engines import fallback
+from meterspec.engines import fallback, ndjson
 from meterspec.engines.compiler import compile_plan
 from meterspec.engines.duckdb import aggregate, output, records, repeats, twa
 from meterspec.engines.duckdb.screen import LINE_READER, Screen
 from meterspec.engines.duckdb.sql import MACROS
 from meterspec.engines.flagged import Measured, describe_event, describe_record
-from meterspec.engines.ndjson import prepare
+from meterspec.engines.ndjson import Flag
 from meterspec.engines.numbers import Digits, representation, twa_bounds
 from meterspec.engines.plan import Plan
 from meterspec.engines.result import Result
@@ -210,12 +210,10 @@ class DuckDBEngine:
                         out.write(text + b"\n")
             source = NdjsonFile(path)
         if isinstance(source, NdjsonFile):
-            prepared = prepare(source.path, self.workdir, flag, first)
-            con.execute(f"CREATE OR REPLACE TEMP TABLE raw AS SELECT line FROM {LINE_READER}",
-                        [prepared.path])
+            lines = self._lines(source.path, first, flag)
             con.execute(screen.ndjson(first))
             con.execute("DROP TABLE raw")
-            return first + prepared.lines
+            return first + lines
         if isinstance(source, ParquetFiles):
             path = source.path
             if os.path.isdir(path):
@@ -223,14 +221,54 @@ class DuckDBEngine:
             relation = f"read_parquet('{_path(path)}', filename = true, file_row_number = true)"
             columns = self._layout(f"SELECT * EXCLUDE (filename, file_row_number) FROM "
                                    f"{relation}", screen.events, source.path)
-            number = f"{first - 1} + row_number() OVER (ORDER BY filename, file_row_number)"
+            relation, number, rows = self._numbered(path, relation, first)
         else:
             relation = _identifier(source.name)
             columns = self._layout(f"SELECT * FROM {relation}", screen.events, source.name)
             number = f"rowid + {first}"
+            rows = None
         before = _scalar(con, "SELECT count(*) FROM ev")
         con.execute(screen.typed(relation, number, columns))
-        return first + _scalar(con, "SELECT count(*) FROM ev") - before
+        read = _scalar(con, "SELECT count(*) FROM ev") - before
+        if rows is not None and read != rows:  # never a row lost or doubled silently
+            raise RuntimeError(f"{path}: read {read} rows, its metadata says {rows}")
+        return first + read
+
+    def _lines(self, path: str, first: int, flag: Flag) -> int:
+        """Table `raw`: the file's lines, read by DuckDB as they are when the file is plain
+        (meterspec.engines.ndjson: DuckDB's reader refuses invalid UTF-8 itself, and the
+        longest line is measured), else from a plain copy (ndjson.prepare). Returns the
+        number of lines."""
+        create = f"CREATE OR REPLACE TEMP TABLE raw AS SELECT line FROM {LINE_READER}"
+        if ndjson.looks_plain(path):
+            try:
+                self.con.execute(create, [path])
+            except duckdb.InvalidInputException:
+                pass
+            else:
+                if _scalar(self.con, "SELECT max(strlen(line)) FROM raw") <= \
+                        ndjson.MAX_LINE_BYTES:
+                    return _scalar(self.con, "SELECT count(*) FROM raw")
+        prepared = ndjson.prepare(path, self.workdir, flag, first)
+        self.con.execute(create, [prepared.path])
+        return prepared.lines
+
+    def _numbered(self, path: str, relation: str, first: int) -> tuple[str, str, int]:
+        """Parquet rows numbered from `first` in file-name order, then row order in a file
+        (no sort: each file's first number comes from its metadata's row count). Returns
+        the relation, the SQL of a row's number and the number of rows."""
+        files = self.con.execute("SELECT file_name, num_rows FROM parquet_file_metadata(?) "
+                                 "ORDER BY file_name", [path]).fetchall()
+        rows = sum(int(count) for _, count in files)
+        if len(files) <= 1:
+            return relation, f"{first} + file_row_number", rows
+        self.con.execute("CREATE OR REPLACE TEMP TABLE pfiles (filename VARCHAR, base BIGINT)")
+        base = first
+        for name, count in files:
+            self.con.execute("INSERT INTO pfiles VALUES (?, ?)", [name, base])
+            base += int(count)
+        return (f"(SELECT r.*, f.base FROM {relation} r JOIN pfiles f ON f.filename = "
+                "r.filename)", "base + file_row_number", rows)
 
     def _layout(self, query: str, events: bool, name: str) -> set[str]:
         """The columns of a typed input, or LayoutError naming what differs."""

@@ -3,7 +3,10 @@ counts once, the first row of it in row order.
 
 `seen` are the rows that are identities seen: for events, every accepted event row and every
 flagged one the reference decoded with a valid identity and time (table `fseen`), whatever
-their measurements; for records, every accepted record. Table `later` holds each later row of
+their measurements; for records, every accepted record. `firsts` holds each repeated identity's
+first row; it is found among the rows whose 64-bit hash of the identity repeats (grouping
+fixed-width hashes costs less than grouping the strings; the strings then decide, so a
+collision costs time, never a wrong answer). Table `later` holds each later row of
 a repeated identity with `same`: true for a duplicate (the first's content: by value, so any
 spelling of one time, quantity or member order is one content), false for a conflict.
 """
@@ -44,8 +47,10 @@ def statements(plan: Plan) -> list[str]:
         shown = "NULL AS type, NULL AS s, NULL AS t, NULL AS p"
     return [
         f"CREATE OR REPLACE TEMP VIEW seen AS {seen}",
+        "CREATE OR REPLACE TEMP TABLE hashes AS SELECT hash(w, u, id) AS h FROM seen "
+        "GROUP BY h HAVING count(*) > 1",
         "CREATE OR REPLACE TEMP TABLE firsts AS SELECT w, u, id, min(n) AS first FROM seen "
-        "GROUP BY w, u, id HAVING count(*) > 1",
+        "WHERE hash(w, u, id) IN (SELECT h FROM hashes) GROUP BY w, u, id HAVING count(*) > 1",
         f"CREATE OR REPLACE TEMP TABLE later AS SELECT r.n, {content.format('r')} = "
         f"{content.format('f')} AS same, r.w, r.u, r.id, {shown} FROM seen r JOIN firsts i "
         "ON r.w = i.w AND r.u = i.u AND r.id = i.id AND r.n > i.first JOIN seen f "

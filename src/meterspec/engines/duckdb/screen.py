@@ -94,29 +94,33 @@ class Screen:
 
     def typed(self, relation: str, number: str, columns: set[str]) -> str:
         """INSERT the rows of a typed relation (sources.py's layout); `number` is the SQL of
-        a row's number."""
+        a row's number. A flagged row's document (to_json of its columns) is built for that
+        row alone."""
         if self.events:
             fields = ("id, workspaceID AS w, universeID AS u, type, subject AS s, time AS tt, "
                       + ("properties AS pm" if "properties" in columns
                          else "NULL::MAP(VARCHAR, VARCHAR) AS pm"))
             shown = EVENT_COLUMNS
+            alias = {"workspaceID": "w", "universeID": "u", "subject": "s", "time": "tt",
+                     "properties": "pm"}
         else:
             fields = ("id, workspaceID AS w, universeID AS u, subject AS s, recordedAt AS tt, "
-                      "measurement.quantity AS q, measurement.unit AS unit, dimensions AS pm, "
-                      "sourceEventID AS sev, "
+                      "measurement AS msr, measurement.quantity AS q, measurement.unit AS "
+                      "unit, dimensions AS pm, sourceEventID AS sev, "
                       + ("meteredAt AS ma" if "meteredAt" in columns else "NULL AS ma"))
             shown = RECORD_COLUMNS
-        document = "to_json(struct_pack(" + ", ".join(
-            f'"{name}" := {name}' for name in shown if name in columns) + "))"
-        source = (f"SELECT {number} AS n, {document} AS line, {fields}, to_json(pm)::VARCHAR "
-                  f"AS p FROM {relation}")
+            alias = {"workspaceID": "w", "universeID": "u", "subject": "s",
+                     "recordedAt": "tt", "measurement": "msr", "dimensions": "pm",
+                     "sourceEventID": "sev", "meteredAt": "ma"}
+        document = "chr(0) || to_json(struct_pack(" + ", ".join(
+            f'"{name}" := {alias.get(name, name)}' for name in shown if name in columns) + "))"
+        p = "to_json(pm)::VARCHAR" if self.keep_object else "NULL"
+        source = f"SELECT {number} AS n, {fields}, {p} AS p FROM {relation}"
         values = [f"pm[{literal(name)}]" for name in self.needed]
         shape = "pm IS NULL OR list_count(map_values(pm)) = cardinality(pm)"
         if not self.events:
-            shape = f"measurement_present AND pm IS NOT NULL AND ({shape})"
-            source = source.replace(" AS p FROM", " AS p, measurement IS NOT NULL AS "
-                                    "measurement_present FROM")
-        return self._insert(source, values, shape, "chr(0) || line")
+            shape = f"msr IS NOT NULL AND pm IS NOT NULL AND ({shape})"
+        return self._insert(source, values, shape, document)
 
     # -------------------------------------------------------------- shared
 
