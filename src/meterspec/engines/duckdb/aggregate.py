@@ -13,6 +13,8 @@ from meterspec.engines.duckdb.sql import big, decimal, layered, limbs, quantity_
 from meterspec.engines.numbers import Representation, Units
 from meterspec.engines.plan import Aggregation
 
+_INT64 = 2**63 - 1
+
 
 def group_keys(aggregation: Aggregation) -> list[str]:
     """The columns of a group key (MS-AGG-004): tenant, subject, unit, groupBy values."""
@@ -25,8 +27,14 @@ def segment_source(aggregation: Aggregation, table: str, where: str = "true") ->
     windows = aggregation.windows
     if windows.size is not None:
         start = big(windows.start)
-        return (f"SELECT *, ((t - {start}) // {big(windows.size)})::BIGINT AS j FROM "
-                f"{table} WHERE t >= {start} AND t < {big(windows.end)} AND {where}")
+        fits = (windows.start >= -_INT64 and windows.end <= _INT64
+                and windows.end - windows.start <= _INT64)
+        if fits:  # every kept t, and t - start, fit a BIGINT (rows are filtered before the cast)
+            segment = f"(t::BIGINT - {windows.start}) // {windows.size}"
+        else:
+            segment = f"((t - {start}) // {big(windows.size)})::BIGINT"
+        return (f"SELECT *, {segment} AS j FROM {table} WHERE t >= {start} AND "
+                f"t < {big(windows.end)} AND {where}")
     return (f"SELECT r.*, g.j FROM (SELECT * FROM {table} WHERE {where}) r ASOF JOIN segs g "
             f"ON r.t >= g.lo WHERE r.t < {big(windows.end)} AND g.covered")
 

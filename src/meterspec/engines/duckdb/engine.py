@@ -124,10 +124,10 @@ class DuckDBEngine:
         self._load(records.load_staged(plan), staged, "staged")
         con.execute(repeats.create_staged())
         self._load(repeats.load_staged(), seen, "seen")
-        statements = records.create(plan, screen, repeats=dedupe)
-        con.execute(statements[0])
+        con.execute(records.create_all(plan, screen))
         duplicates = self._repeats(plan, problems) if dedupe else 0
-        con.execute(statements[1])
+        con.execute(records.create_kept(dedupe and _scalar(con, "SELECT count(*) FROM later")
+                                        > 0))
         found = sorted(problems.items())
         target = os.path.join(self.workdir, "output.ndjson")
         if plan.aggregation is None:

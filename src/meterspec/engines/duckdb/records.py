@@ -50,10 +50,8 @@ def load_staged(plan: Plan) -> str:
     return f"INSERT INTO staged SELECT {select} FROM {STAGED}"
 
 
-def create(plan: Plan, screen: Screen, repeats: bool) -> list[str]:
-    """The views `recs_all` (the records of the accepted rows of `ev`, then the staged ones)
-    and `recs` (without the later rows of repeated identities, table `later`, when
-    `repeats`)."""
+def create_all(plan: Plan, screen: Screen) -> str:
+    """The view `recs_all`: the records of the accepted rows of `ev`, then the staged ones."""
     needed = screen.needed
     names = ", ".join(_columns(plan))
     parts = []
@@ -75,6 +73,11 @@ def create(plan: Plan, screen: Screen, repeats: bool) -> list[str]:
             parts.append(f"SELECT {select} FROM ev WHERE ok AND {screen.matches(rule.index)}")
     parts.append(f"SELECT {names} FROM staged")
     body = " UNION ALL ".join(f"SELECT * FROM ({part})" for part in parts)
+    return f"CREATE OR REPLACE TEMP VIEW recs_all ({names}) AS {body}"
+
+
+def create_kept(repeats: bool) -> str:
+    """The view `recs`: `recs_all` without the later rows of repeated identities (table
+    `later`) when there are any."""
     kept = " WHERE n NOT IN (SELECT n FROM later)" if repeats else ""
-    return [f"CREATE OR REPLACE TEMP VIEW recs_all ({names}) AS {body}",
-            f"CREATE OR REPLACE TEMP VIEW recs AS SELECT * FROM recs_all{kept}"]
+    return f"CREATE OR REPLACE TEMP VIEW recs AS SELECT * FROM recs_all{kept}"
