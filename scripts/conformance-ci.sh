@@ -3,7 +3,8 @@
 # badge: what action.yml runs, usable as it is in any other CI or in the Docker image.
 #
 #   METERSPEC_ADAPTER  the adapter's command line (conformance/ADAPTERS.md), or
-#   METERSPEC_URL      the implementation's HTTP base URL (with METERSPEC_API_KEY if it needs one)
+#   METERSPEC_URL      the implementation's HTTP base URL, with METERSPEC_API_KEY (an admin
+#                      key of a tenant that holds nothing else: conformance/ADAPTERS.md)
 #   METERSPEC_ARGS     more arguments for `meterspec conformance run`, split on spaces
 #                      (e.g. "--area aggregation --allow-skips")
 #   METERSPEC_OUT      the folder for report.jsonl, report.md and badge.svg (conformance-report)
@@ -17,8 +18,8 @@ out="${METERSPEC_OUT:-conformance-report}"
 if [[ -n "${METERSPEC_ADAPTER:-}" ]]; then
     target=(--impl "$METERSPEC_ADAPTER")
 elif [[ -n "${METERSPEC_URL:-}" ]]; then
+    # No --api-key: the harness reads METERSPEC_API_KEY itself, and ps shows a command line.
     target=(--http "$METERSPEC_URL")
-    if [[ -n "${METERSPEC_API_KEY:-}" ]]; then target+=(--api-key "$METERSPEC_API_KEY"); fi
 else
     echo "meterspec conformance: give an adapter command (adapter) or an HTTP URL (url)" >&2
     exit 2
@@ -26,6 +27,8 @@ fi
 extra=()
 if [[ -n "${METERSPEC_ARGS:-}" ]]; then read -r -a extra <<< "$METERSPEC_ARGS"; fi
 mkdir -p "$out"
+# An earlier run's files must not pass for this one's (a harness that cannot start writes none).
+rm -f "$out/report.jsonl" "$out/report.md" "$out/badge.svg"
 status=0
 "$meterspec" conformance run "${target[@]}" --report "$out/report.jsonl" \
     --markdown "$out/report.md" "${extra[@]}" || status=$?

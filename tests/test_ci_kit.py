@@ -11,13 +11,17 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree
 
+import httpx
 import pytest
 import yaml  # type: ignore[import-untyped]  # PyYAML comes with mkdocs ([dev])
+from server_helpers import Server, create_key, free_port, start
 
 from meterspec.cli import main
+from meterspec.conformance import http_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 CI_SCRIPT = ROOT / "scripts" / "conformance-ci.sh"
@@ -25,10 +29,10 @@ METERSPEC = Path(sys.executable).with_name("meterspec")
 SVG = "{http://www.w3.org/2000/svg}"
 
 
-def _ci(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _ci(env: dict[str, str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("METERSPEC", "GITHUB"))}
     return subprocess.run(["bash", str(CI_SCRIPT)], env={**clean, **env}, cwd=cwd,
-                          capture_output=True, text=True, check=False, timeout=300)
+                          capture_output=True, text=True, check=False, timeout=timeout)
 
 
 def _fake_meterspec(folder: Path) -> Path:
@@ -53,8 +57,10 @@ def test_the_script_passes_an_adapter_or_a_url_through(tmp_path: Path) -> None:
     calls.unlink()
     done = _ci({**env, "METERSPEC_URL": "https://meter.example.com", "METERSPEC_API_KEY": "k1"},
                tmp_path)
+    # The key stays in the environment, where the harness reads it: not on a command line
+    # that any user of the machine can list (ps, /proc/PID/cmdline).
     assert calls.read_text().split("----\n")[0] == (
-        "conformance\nrun\n--http\nhttps://meter.example.com\n--api-key\nk1\n--report\n"
+        "conformance\nrun\n--http\nhttps://meter.example.com\n--report\n"
         "out/report.jsonl\n--markdown\nout/report.md\n")
 
 
@@ -82,6 +88,104 @@ def test_the_script_runs_the_node_adapter_and_writes_reports_and_badge(tmp_path:
     texts = [t.text for t in ElementTree.parse(out / "badge.svg").iter(f"{SVG}text")]
     assert texts == [f"meterspec suite {lines[-1]['suite']['version']}",
                      f"{tally['passed']}/{tally['total']} passed"]
+
+
+# ------------------------------------------------------------------ the HTTP form, for real
+
+# Chosen by hand from the case files so that each of the profile's operations passes once or
+# twice and each kind of case the binding cannot express is skipped once (ADAPTERS.md, "No
+# adapter: the HTTP profile"): ing-001 two new events and ing-003 a conflict (ingest, one
+# tenant, empty state), id-001 (meter), id-013 (aggregate); ing-005 has events of three
+# tenants, ing-006 a starting seen state, cor-016 is apply-corrections: not claimed.
+HTTP_CASES = {"ing-001": "passed", "ing-003": "passed", "id-001": "passed", "id-013": "passed",
+              "ing-005": "skipped", "ing-006": "skipped", "cor-016": "skipped"}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+    """`meterspec serve` on loopback with an admin key of its own tenant, for this module."""
+    folder = tmp_path_factory.mktemp("served")
+    store = f"duckdb:{folder / 'served.duckdb'}"
+    key = create_key(store, "ci", "prod", "admin")
+    server = start(store, folder)
+    yield server, key
+    server.stop()
+
+
+def test_the_script_runs_a_served_implementation_and_writes_reports_and_badge(
+        served: tuple[Server, str], tmp_path: Path) -> None:
+    """What action.yml does with `url:` and `api-key:`; no --allow-skips in args: a --http
+    run does not claim what the binding cannot express, so those skips do not fail it."""
+    server, key = served
+    summary = tmp_path / "summary.md"
+    args = " ".join(f"--case {case}" for case in HTTP_CASES)
+    done = _ci({"METERSPEC": str(METERSPEC), "METERSPEC_URL": server.url,
+                "METERSPEC_API_KEY": key, "METERSPEC_ARGS": args,
+                "GITHUB_STEP_SUMMARY": str(summary)}, tmp_path, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stdout.endswith("PASS: 4 of 7 cases passed (57.1%); 3 not claimed by the "
+                                "implementation, allowed by --allow-skips\n")
+    out = tmp_path / "conformance-report"
+    lines = [json.loads(line) for line in (out / "report.jsonl").read_text().splitlines()]
+    assert {line["id"]: line["result"] for line in lines[:-1]} == HTTP_CASES
+    assert {line["id"] for line in lines[:-1] if line.get("claimed") is False} == {
+        case for case, result in HTTP_CASES.items() if result == "skipped"}
+    last = lines[-1]
+    assert last["summary"] == {"passed": 4, "failed": 0, "skipped": 3, "errored": 0,
+                               "total": 7}
+    assert (last["notClaimed"], last["allowSkips"]) == (3, True)
+    assert last["implementation"]["name"] == f"HTTP binding at {server.url}"
+    markdown = (out / "report.md").read_text()
+    assert "4 of 7 cases passed (57.1%); 3 not claimed by the implementation, allowed by " \
+        "--allow-skips. Verdict: PASS." in markdown
+    assert "| **total** | 4 | 0 | 3 | 0 | 57.1% |" in markdown
+    assert summary.read_text() == markdown
+    badge = ElementTree.parse(out / "badge.svg").getroot()
+    assert [t.text for t in badge.iter(f"{SVG}text")] == [
+        f"meterspec suite {last['suite']['version']}", "4/7 passed"]
+    assert [r.get("fill") for r in badge.iter(f"{SVG}rect")][2] == "#1565c0"  # claimed: all
+
+
+def test_a_url_where_nothing_listens_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """No traceback, no wait, and no report of an earlier run left to be uploaded as this
+    one's (nor its badge, nor its summary)."""
+    url = f"http://127.0.0.1:{free_port()}"  # bound and closed again: nothing listens
+    out, summary = tmp_path / "conformance-report", tmp_path / "summary.md"
+    out.mkdir()
+    for name in ("report.jsonl", "report.md", "badge.svg"):
+        (out / name).write_text("from an earlier run\n")
+    done = _ci({"METERSPEC": str(METERSPEC), "METERSPEC_URL": url, "METERSPEC_API_KEY": "k",
+                "METERSPEC_ARGS": "--area ingestion", "GITHUB_STEP_SUMMARY": str(summary)},
+               tmp_path, timeout=60)
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stdout == ""
+    assert re.fullmatch(f"meterspec conformance: {re.escape(url)}: cannot reach the server: "
+                        r"[^\n]*Connection refused\n", done.stderr), done.stderr
+    assert sorted(out.iterdir()) == [] and not summary.exists()
+
+
+@pytest.mark.parametrize(("status", "body", "said"), [
+    (404, "<html>\n<body>\n  Not Found\n</body>\n</html>\n",
+     "GET /v1/key: 404 <html> <body> Not Found </body> </html>"),
+    (200, "<html>a web page</html>", "GET /v1/key: not a key document (specs/http.md)"),
+    (200, '{"scope": "admin"}', "GET /v1/key: not a key document (specs/http.md)"),
+])
+def test_a_url_that_is_not_a_meterspec_server_is_one_line(
+        status: int, body: str, said: str) -> None:
+    """A web server at the URL (a wrong port, a proxy's page): what it answered, on one line."""
+    profile = http_profile.Profile("http://web", "k", 10, transport=httpx.MockTransport(
+        lambda request: httpx.Response(status, text=body)))
+    with pytest.raises(http_profile.AnswerError) as raised:
+        profile.discover_tenant()
+    assert str(raised.value) == said
+
+
+def test_a_url_without_a_scheme_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["conformance", "run", "--http", "127.0.0.1:8080", "--api-key", "k",
+                 "--case", "ing-001"]) == 2
+    assert capsys.readouterr().err == (
+        "meterspec conformance: 127.0.0.1:8080: cannot reach the server: Request URL is "
+        "missing an 'http://' or 'https://' protocol.\n")
 
 
 # ------------------------------------------------------------------ the badge
@@ -143,7 +247,10 @@ def test_the_action_runs_the_script_and_uploads_the_reports() -> None:
     assert all("shell" in step for step in steps if "run" in step)
     run = next(step for step in steps if "conformance-ci.sh" in step.get("run", ""))
     script = CI_SCRIPT.read_text(encoding="utf-8")
-    assert set(run["env"]) <= set(re.findall(r"\$\{?(METERSPEC_[A-Z_]+)", script))
+    harness = (ROOT / "src" / "meterspec" / "conformance" / "command.py").read_text("utf-8")
+    read = {*re.findall(r"\$\{?(METERSPEC_[A-Z_]+)", script),  # by the script, or the harness
+            *re.findall(r"environ\.get\(\"(METERSPEC_[A-Z_]+)\"", harness)}
+    assert set(run["env"]) <= read
     upload = next(step for step in steps if step.get("uses", "").startswith(
         "actions/upload-artifact@"))
     assert upload["with"]["path"] == "${{ inputs.report-dir }}"

@@ -118,16 +118,20 @@ class Profile:
         """The key's workspace and universe (GET /v1/key, MS-HTTP-001)."""
         response = self.client.get("/v1/key")
         self._status(response, 200)
-        document = response.json()
-        self.tenant = (document["workspaceID"], document["universeID"])
+        try:
+            document = response.json()
+            tenant = (document["workspaceID"], document["universeID"])
+        except (ValueError, KeyError, TypeError):  # a web page, or JSON of something else
+            raise AnswerError("GET /v1/key: not a key document (specs/http.md)") from None
+        self.tenant = tenant
         if document.get("scope") != "admin":
             raise AnswerError("the profile writes meters and events: give it an admin key")
 
     @staticmethod
     def _status(response: httpx.Response, *wanted: int) -> None:
-        if response.status_code not in wanted:
+        if response.status_code not in wanted:  # on one line: an HTML page has many
             raise AnswerError(f"{response.request.method} {response.request.url.path}: "
-                         f"{response.status_code} {response.text[:500]}")
+                              f"{response.status_code} {' '.join(response.text[:500].split())}")
 
     def _put_meter(self, meter: str, config: object) -> httpx.Response:
         return self.client.put(f"/v1/meters/{meter}", content=json.dumps(config))
@@ -326,7 +330,13 @@ def run(url: str, key: str, cases: list[Case], timeout: float,
     profile = Profile(url, key, timeout)
     outcomes: list[Outcome] = []
     try:
-        profile.discover_tenant()
+        try:
+            profile.discover_tenant()
+        except httpx.TimeoutException:
+            raise AnswerError(f"no answer within {timeout:g} s (--timeout)") from None
+        except httpx.TransportError as error:  # nothing listens, no such host, no scheme
+            raise AnswerError(f"cannot reach the server: {error or type(error).__name__}"
+                              ) from None
         for case in cases:
             outcome = profile.run_case(case)
             outcomes.append(outcome)
