@@ -18,7 +18,7 @@ exactly in Python. Fills `grp` and `res` as meterspec.engines.duckdb.aggregate d
 from __future__ import annotations
 
 from meterspec.engines.duckdb.aggregate import group_keys, order_by
-from meterspec.engines.duckdb.sql import big, hugeint_units
+from meterspec.engines.duckdb.sql import big, hugeint_units, layered
 from meterspec.engines.numbers import TwaBounds
 from meterspec.engines.plan import Aggregation
 
@@ -86,25 +86,36 @@ def statements(aggregation: Aggregation, bounds: TwaBounds) -> list[str]:
         "LEFT JOIN cum f ON f.gi = g.gi AND f.j = win.first - 1 "
         "WHERE g.gi NOT IN (SELECT gi FROM big)",
         "CREATE OR REPLACE TEMP TABLE res AS SELECT gi, wi, "
-        f"ms_units_text({_rounded(aggregation.scale, bounds.fraction)}, {aggregation.scale})"
-        " AS qt, c FROM wint",
+        f"ms_units_text(v, {aggregation.scale}) AS qt, c FROM "
+        f"({layered('SELECT * FROM wint', _rounded(aggregation.scale, bounds.fraction))})",
     ]
     return out
 
 
-def _rounded(scale: int, fraction: int) -> str:
-    """round(area / len * 10**(scale - fraction)), half to even (MS-AGG-015), in integers
-    whose bounds TwaBounds guarantees."""
-    if scale >= fraction:
-        factor = big(10 ** (scale - fraction))
-        floor = f"(ms_fdiv(area, len) * {factor} + ms_fdiv((area - ms_fdiv(area, len) * len) " \
-            f"* {factor}, len))"
-        rest = f"((area - ms_fdiv(area, len) * len) * {factor} - ms_fdiv((area - " \
-            f"ms_fdiv(area, len) * len) * {factor}, len) * len)"
-        return (f"({floor} + CASE WHEN 2 * {rest} > len OR (2 * {rest} = len AND "
-                f"{floor} % 2 <> 0) THEN 1 ELSE 0 END)")
-    divisor = f"(len * {big(10 ** (fraction - scale))})"
-    floor = f"ms_fdiv(area, {divisor})"
-    rest = f"(area - {floor} * {divisor})"
-    return (f"({floor} + CASE WHEN {rest} > {divisor} - {rest} OR ({rest} = {divisor} - "
-            f"{rest} AND {floor} % 2 <> 0) THEN 1 ELSE 0 END)")
+def _rounded(scale: int, fraction: int) -> list[list[str]]:
+    """Layers computing v = round(area / len * 10**(scale - fraction)), half to even
+    (MS-AGG-015), in integers whose bounds TwaBounds guarantees: a floor quotient q and its
+    remainder 0 <= r < d, each 128-bit division done once (they are the costly part)."""
+    if scale < fraction:
+        return [[f"len * {big(10 ** (fraction - scale))} AS d"], *_floor("area", "d", ""),
+                [_half_even()]]
+    factor = 10 ** (scale - fraction)
+    if factor == 1:
+        return [["len AS d"], *_floor("area", "d", ""), [_half_even()]]
+    return [*_floor("area", "len", "0"), [f"r0 * {big(factor)} AS rf"],
+            [f"q0 * {big(factor)} + rf // len AS q", "rf % len AS r", "len AS d"],
+            [_half_even()]]
+
+
+def _floor(a: str, b: str, suffix: str) -> list[list[str]]:
+    """Layers of q<suffix> = floor(a / b) and r<suffix> = a - q * b (b > 0): DuckDB's // and
+    % truncate toward zero, so a negative remainder moves both one step."""
+    q, r = f"q{suffix}", f"r{suffix}"
+    return [[f"{a} // {b} AS tq{suffix}", f"{a} % {b} AS tr{suffix}"],
+            [f"tq{suffix} - CASE WHEN tr{suffix} < 0 THEN 1 ELSE 0 END AS {q}",
+             f"tr{suffix} + CASE WHEN tr{suffix} < 0 THEN {b} ELSE 0 END AS {r}"]]
+
+
+def _half_even() -> str:
+    """q rounded up when the remainder r of d is past half, or half and q odd."""
+    return ("q + CASE WHEN 2 * r > d OR (2 * r = d AND q % 2 <> 0) THEN 1 ELSE 0 END AS v")
