@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree
@@ -186,6 +187,29 @@ def test_a_url_without_a_scheme_is_one_line(capsys: pytest.CaptureFixture[str]) 
     assert capsys.readouterr().err == (
         "meterspec conformance: 127.0.0.1:8080: cannot reach the server: Request URL is "
         "missing an 'http://' or 'https://' protocol.\n")
+
+
+def test_the_action_and_the_image_install_what_the_http_form_needs() -> None:
+    """httpx is no core dependency: a bare `pip install meterspec` cannot run --http."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"][
+        "optional-dependencies"]
+    assert any(re.match(r"httpx\b", requirement) for requirement in extras["http"])
+    action = yaml.safe_load((ROOT / "action.yml").read_text(encoding="utf-8"))
+    install = next(step["run"] for step in action["runs"]["steps"]
+                   if "pip install" in step.get("run", ""))
+    assert '"${{ github.action_path }}[http]"' in install
+    assert "/src/meterspec[http]" in (ROOT / "Dockerfile").read_text(encoding="utf-8")
+
+
+def test_http_without_httpx_is_one_line() -> None:
+    code = ("import sys; sys.modules['httpx'] = None; from meterspec.cli import main; "
+            "raise SystemExit(main(['conformance', 'run', '--http', 'http://127.0.0.1:9', "
+            "'--api-key', 'k', '--case', 'ing-001']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False, timeout=120)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == ("meterspec conformance: --http needs httpx: pip install "
+                           "'meterspec[http]'\n")
 
 
 # ------------------------------------------------------------------ the badge

@@ -242,8 +242,10 @@ def _run_http(suite: Any, cases: list[Any], args: argparse.Namespace) -> int:
     """`--http URL --api-key KEY`: the HTTP profile, reported as any run is."""
     import os
 
-    from meterspec.conformance import http_profile
-
+    try:
+        from meterspec.conformance import http_profile
+    except ImportError:  # httpx is the http extra's, not a core dependency
+        raise HarnessError("--http needs httpx: pip install 'meterspec[http]'") from None
     key = args.api_key or os.environ.get("METERSPEC_API_KEY")
     if not key:
         raise HarnessError("--http needs --api-key KEY (or METERSPEC_API_KEY)")
