@@ -2,7 +2,7 @@
 # Run the meterspec conformance suite against an implementation and write its reports and
 # badge: what action.yml runs, usable as it is in any other CI or in the Docker image.
 #
-#   METERSPEC_ADAPTER  the adapter's command line (conformance/ADAPTERS.md), or
+#   METERSPEC_ADAPTER  the adapter's command line (conformance/ADAPTERS.md), or (not both)
 #   METERSPEC_URL      the implementation's HTTP base URL, with METERSPEC_API_KEY (an admin
 #                      key of a tenant that holds nothing else: conformance/ADAPTERS.md)
 #   METERSPEC_ARGS     more arguments for `meterspec conformance run`, split on spaces
@@ -15,7 +15,11 @@
 set -euo pipefail
 meterspec="${METERSPEC:-meterspec}"
 out="${METERSPEC_OUT:-conformance-report}"
-if [[ -n "${METERSPEC_ADAPTER:-}" ]]; then
+if [[ -n "${METERSPEC_ADAPTER:-}" && -n "${METERSPEC_URL:-}" ]]; then
+    echo "meterspec conformance: give an adapter command (adapter) or an HTTP URL (url), not" \
+        "both" >&2
+    exit 2
+elif [[ -n "${METERSPEC_ADAPTER:-}" ]]; then
     target=(--impl "$METERSPEC_ADAPTER")
 elif [[ -n "${METERSPEC_URL:-}" ]]; then
     # No --api-key: the harness reads METERSPEC_API_KEY itself, and ps shows a command line.

@@ -72,6 +72,17 @@ def test_the_script_needs_an_adapter_or_a_url(tmp_path: Path) -> None:
                            "URL (url)\n")
 
 
+def test_the_script_refuses_an_adapter_and_a_url(tmp_path: Path) -> None:
+    """Both given is a mistake in the workflow: running one of them would hide it."""
+    fake, calls = _fake_meterspec(tmp_path), tmp_path / "calls"
+    done = _ci({"METERSPEC": str(fake), "CALLS": str(calls), "METERSPEC_ADAPTER": "node a.js",
+                "METERSPEC_URL": "http://127.0.0.1:8080"}, tmp_path)
+    assert (done.returncode, done.stderr) == (2, "meterspec conformance: give an adapter "
+                                                 "command (adapter) or an HTTP URL (url), not "
+                                                 "both\n")
+    assert not calls.exists()
+
+
 def test_the_script_runs_the_node_adapter_and_writes_reports_and_badge(tmp_path: Path) -> None:
     """A real adapter command over the protocol (node), else the reference in-process."""
     adapter = (f"node {ROOT / 'examples' / 'node-adapter' / 'adapter.js'}"
