@@ -66,6 +66,7 @@ class DuckDBEngine:
             self.con.execute(f"SET threads = {int(threads)}")
         self.con.execute("SET preserve_insertion_order = true")
         self.con.execute(MACROS)
+        self._deferred: list[str] = []  # per job: the typed inputs' `p`, filled when needed
         self._own_dir = workdir is None
         self.workdir = workdir if workdir is not None else tempfile.mkdtemp(prefix="meterspec-")
 
@@ -113,6 +114,7 @@ class DuckDBEngine:
         if plan.aggregation is not None:
             self._windows(plan)
         screen = Screen(plan, keep_object=plan.aggregation is None or dedupe)
+        self._deferred = []
         con.execute(screen.create())
         pending: list[tuple[int, bytes | str | None]] = []
         first = 1
@@ -227,6 +229,9 @@ class DuckDBEngine:
             columns = self._layout(f"SELECT * FROM {relation}", screen.events, source.name)
             number = f"rowid + {first}"
             rows = None
+        if screen.defer_object:
+            self._deferred.append(screen.objects(relation, number, columns,
+                                                 repeats.REPEATED_ROWS))
         before = _scalar(con, "SELECT count(*) FROM ev")
         con.execute(screen.typed(relation, number, columns))
         read = _scalar(con, "SELECT count(*) FROM ev") - before
@@ -262,12 +267,14 @@ class DuckDBEngine:
         rows = sum(int(count) for _, count in files)
         if len(files) <= 1:
             return relation, f"{first} + file_row_number", rows
-        self.con.execute("CREATE OR REPLACE TEMP TABLE pfiles (filename VARCHAR, base BIGINT)")
+        table = f"pfiles_{first}"  # one per input: a deferred query may read it later
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {table} (filename VARCHAR, "
+                         "base BIGINT)")
         base = first
         for name, count in files:
-            self.con.execute("INSERT INTO pfiles VALUES (?, ?)", [name, base])
+            self.con.execute(f"INSERT INTO {table} VALUES (?, ?)", [name, base])
             base += int(count)
-        return (f"(SELECT r.*, f.base FROM {relation} r JOIN pfiles f ON f.filename = "
+        return (f"(SELECT r.*, f.base FROM {relation} r JOIN {table} f ON f.filename = "
                 "r.filename)", "base + file_row_number", rows)
 
     def _layout(self, query: str, events: bool, name: str) -> set[str]:
@@ -318,7 +325,13 @@ class DuckDBEngine:
         dropped, counted when they repeat the first's content, rejected when they do not
         (their own problems, if any, are not reported: the reference checks identity first).
         Returns the duplicates."""
-        for statement in repeats.statements(plan):
+        statements = repeats.statements(plan)
+        for statement in statements[:3]:
+            self.con.execute(statement)
+        if self._deferred and _scalar(self.con, "SELECT count(*) FROM firsts"):
+            for query in self._deferred:
+                self.con.execute(query)
+        for statement in statements[3:]:
             self.con.execute(statement)
         shown = "type, s, t, p" if plan.input == "events" else "NULL, NULL, NULL, NULL"
         rows = self.con.execute(f"SELECT n, same, w, u, id, {shown} FROM later").fetchall()

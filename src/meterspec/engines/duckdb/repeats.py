@@ -32,8 +32,13 @@ def load_staged() -> str:
     return f"INSERT INTO fseen SELECT n, w, u, id, type, s, t::HUGEINT, p FROM {SEEN_STAGED}"
 
 
+REPEATED_ROWS = ("SELECT e.n FROM ev e JOIN firsts f ON e.w = f.w AND e.u = f.u AND "
+                 "e.id = f.id")
+"""The numbers of the screened rows of repeated identities (after the `firsts` step)."""
+
+
 def statements(plan: Plan) -> list[str]:
-    """The SQL that creates `firsts` and `later`."""
+    """The SQL that creates `firsts` (the first three statements) and `later`."""
     if plan.input == "events":
         seen = ("SELECT n, w, u, id, type, s, t, p FROM ev WHERE ok UNION ALL "
                 "SELECT n, w, u, id, type, s, t, p FROM fseen")

@@ -92,6 +92,22 @@ class Screen:
         values = [f"pv[list_position(pk, {literal(name)})]" for name in self.needed]
         return self._insert(keyed, values, f"text_ok AND ({object_ok})", "line")
 
+    @property
+    def defer_object(self) -> bool:
+        """Whether typed rows leave `p` NULL for `objects` to fill in: when only the
+        record-stream identity check reads it (readings out), which reads it for the rows of
+        repeated identities alone; converting every row's map to JSON costs more than the
+        rest of its screening."""
+        return self.keep_object and self.plan.aggregation is not None
+
+    def objects(self, relation: str, number: str, columns: set[str], rows: str) -> str:
+        """UPDATE `ev`: `p` of the typed rows numbered in `rows` (a query of numbers)."""
+        column = ("dimensions" if not self.events else
+                  "properties" if "properties" in columns else "NULL::MAP(VARCHAR, VARCHAR)")
+        return (f"UPDATE ev SET p = d.p FROM (SELECT n, to_json(pm)::VARCHAR AS p FROM ("
+                f"SELECT {number} AS n, {column} AS pm FROM {relation}) WHERE n IN ({rows})) d "
+                "WHERE ev.n = d.n")
+
     def typed(self, relation: str, number: str, columns: set[str]) -> str:
         """INSERT the rows of a typed relation (sources.py's layout); `number` is the SQL of
         a row's number. A flagged row's document (to_json of its columns) is built for that
@@ -114,7 +130,7 @@ class Screen:
                      "sourceEventID": "sev", "meteredAt": "ma"}
         document = "chr(0) || to_json(struct_pack(" + ", ".join(
             f'"{name}" := {alias.get(name, name)}' for name in shown if name in columns) + "))"
-        p = "to_json(pm)::VARCHAR" if self.keep_object else "NULL"
+        p = "to_json(pm)::VARCHAR" if self.keep_object and not self.defer_object else "NULL"
         source = f"SELECT {number} AS n, {fields}, {p} AS p FROM {relation}"
         values = [f"pm[{literal(name)}]" for name in self.needed]
         shape = "pm IS NULL OR list_count(map_values(pm)) = cardinality(pm)"
