@@ -69,16 +69,28 @@ def statements(aggregation: Aggregation, bounds: TwaBounds) -> list[str]:
             "WHERE s.a < s.b)) p JOIN segs g ON g.j = p.j")
         counted = ("SELECT s.gi, g.j, s.c FROM small s ASOF JOIN segs g ON s.t >= g.lo "
                    f"WHERE s.t >= {start}")
-    out += [
+    out.append(
         f"CREATE OR REPLACE TEMP TABLE area AS SELECT gi, j, "
-        f"sum(x * (least(b, hi) - greatest(a, lo))) AS area FROM ({pieces}) GROUP BY gi, j",
+        f"sum(x * (least(b, hi) - greatest(a, lo))) AS area FROM ({pieces}) GROUP BY gi, j")
+    counts = f"SELECT gi, j, sum(c) AS c FROM ({counted}) GROUP BY gi, j"
+    rounded = _rounded(aggregation.scale, bounds.fraction)
+    if windows.disjoint:
+        # Each window is one segment: its integral is that segment's. A window without
+        # steps has none, and output.py writes MS-AGG-013's empty reading ("0", count 0).
+        integrals = ("SELECT a.gi, win.wi, win.hi - win.lo AS len, a.area, "
+                     "coalesce(n.c, 0)::BIGINT AS c FROM area a JOIN wins win ON "
+                     f"win.first = a.j LEFT JOIN ({counts}) n ON n.gi = a.gi AND n.j = a.j")
+        out.append("CREATE OR REPLACE TEMP TABLE res AS SELECT gi, wi, "
+                   f"ms_units_text(v, {aggregation.scale}) AS qt, c FROM "
+                   f"({layered(integrals, rounded)})")
+        return out
+    out += [
         # Running totals per group over its segments: the pieces cover every segment from
         # the group's first step to the end, so the totals are dense there.
         "CREATE OR REPLACE TEMP TABLE cum AS SELECT gi, j, "
         "sum(area) OVER (PARTITION BY gi ORDER BY j) AS area, "
         "sum(coalesce(c, 0)) OVER (PARTITION BY gi ORDER BY j) AS c "
-        f"FROM area LEFT JOIN (SELECT gi, j, sum(c) AS c FROM ({counted}) GROUP BY gi, j) "
-        "USING (gi, j)",
+        f"FROM area LEFT JOIN ({counts}) USING (gi, j)",
         "CREATE OR REPLACE TEMP TABLE wint AS SELECT g.gi, win.wi, win.hi - win.lo AS len, "
         "coalesce(e.area, 0) - coalesce(f.area, 0) AS area, "
         "(coalesce(e.c, 0) - coalesce(f.c, 0))::BIGINT AS c FROM grp g CROSS JOIN wins win "
@@ -87,7 +99,7 @@ def statements(aggregation: Aggregation, bounds: TwaBounds) -> list[str]:
         "WHERE g.gi NOT IN (SELECT gi FROM big)",
         "CREATE OR REPLACE TEMP TABLE res AS SELECT gi, wi, "
         f"ms_units_text(v, {aggregation.scale}) AS qt, c FROM "
-        f"({layered('SELECT * FROM wint', _rounded(aggregation.scale, bounds.fraction))})",
+        f"({layered('SELECT * FROM wint', rounded)})",
     ]
     return out
 
