@@ -9,8 +9,10 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +24,9 @@ import yaml  # type: ignore[import-untyped]  # PyYAML comes with mkdocs ([dev])
 from server_helpers import Server, create_key, free_port, start
 
 from meterspec.cli import main
-from meterspec.conformance import http_profile
+from meterspec.conformance import http_profile, report
+from meterspec.conformance.cases import load_cases, load_suite, select
+from meterspec.conformance.data import default_root
 
 ROOT = Path(__file__).resolve().parents[1]
 CI_SCRIPT = ROOT / "scripts" / "conformance-ci.sh"
@@ -195,9 +199,8 @@ def test_a_url_that_is_not_a_meterspec_server_is_one_line(
 def test_a_url_without_a_scheme_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["conformance", "run", "--http", "127.0.0.1:8080", "--api-key", "k",
                  "--case", "ing-001"]) == 2
-    assert capsys.readouterr().err == (
-        "meterspec conformance: 127.0.0.1:8080: cannot reach the server: Request URL is "
-        "missing an 'http://' or 'https://' protocol.\n")
+    assert capsys.readouterr().err == ("meterspec conformance: --http needs an http:// or "
+                                       "https:// URL, not '127.0.0.1:8080'\n")
 
 
 def test_the_action_and_the_image_install_what_the_http_form_needs() -> None:
@@ -221,6 +224,76 @@ def test_http_without_httpx_is_one_line() -> None:
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == ("meterspec conformance: --http needs httpx: pip install "
                            "'meterspec[http]'\n")
+
+
+def test_the_http_form_keeps_the_run_s_deadline(tmp_path: Path) -> None:
+    """--deadline bounds an HTTP run as it does an adapter's (INTERPRETING.md 6): the cases not
+    run by then are skipped as not run (claimed: they fail the run), one the profile does not
+    cover keeps its own reason. A server that takes 1 s per batch, a deadline of 0.5 s: ing-001
+    is sent, ing-003 is not, cor-016 is not in the profile."""
+    def slow(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/key":
+            return httpx.Response(200, json={"workspaceID": "w", "universeID": "u",
+                                             "scope": "admin"})
+        time.sleep(1.0)
+        events = json.loads(request.content)
+        return httpx.Response(200, json={"results": [{"index": n, "outcome": "accepted"}
+                                                     for n in range(len(events))]})
+
+    chosen = {c.id: c for c in select(load_cases(load_suite(default_root())),
+                                      ids=["ing-001", "ing-003", "cor-016"])}
+    cases = [chosen["ing-001"], chosen["ing-003"], chosen["cor-016"]]  # cor-016 after the cut
+    seen: list[str] = []
+    run = http_profile.run("http://slow", "k", cases, 30, progress=lambda o: seen.append(
+        o.case.id), deadline=0.5, transport=httpx.MockTransport(slow))
+    not_run = "not run: the run's deadline (0.5 s) passed"
+    assert [(o.case.id, o.result, o.claimed, o.reason) for o in run.outcomes] == [
+        ("ing-001", "passed", True, None), ("ing-003", "skipped", True, not_run),
+        ("cor-016", "skipped", False, "not in the HTTP profile: operation 'apply-corrections' "
+         "is not in the HTTP profile")]
+    assert (run.interrupted, run.not_run, run.ok) == ("the run's deadline (0.5 s) passed", 1,
+                                                      False)
+    assert seen == ["ing-001", "ing-003", "cor-016"]
+
+
+@pytest.mark.parametrize(("timeout", "deadline", "said"), [
+    (0.5, None, "no answer within 0.5 s (--timeout)"),
+    (30, 0.5, "no answer to GET /v1/key before the run's deadline (0.5 s)")])
+def test_a_server_that_never_answers_is_left_in_bounded_time(
+        timeout: float, deadline: float | None, said: str) -> None:
+    """A port that accepts connections (the kernel's backlog) and never answers: the run
+    gives up after --timeout, or at the deadline when it is nearer, not after 30 s."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        began = time.monotonic()
+        with pytest.raises(http_profile.AnswerError) as raised:
+            http_profile.run(f"http://127.0.0.1:{silent.getsockname()[1]}", "k", [], timeout,
+                             deadline=deadline)
+    assert str(raised.value) == said
+    assert time.monotonic() - began < 10
+
+
+def test_a_deadline_before_the_key_is_known_is_a_harness_error(
+        served: tuple[Server, str], capsys: pytest.CaptureFixture[str]) -> None:
+    server, key = served
+    assert main(["conformance", "run", "--http", server.url, "--api-key", key, "--case",
+                 "ing-001", "--deadline", "0.000001"]) == 2
+    assert capsys.readouterr().err == (
+        f"meterspec conformance: {server.url}: no answer to GET /v1/key before the run's "
+        "deadline (1e-06 s)\n")
+
+
+def test_the_http_form_shows_progress_on_a_terminal(
+        served: tuple[Server, str], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    server, key = served
+    monkeypatch.setattr(report.Progress, "wanted", staticmethod(lambda out: True))
+    assert main(["conformance", "run", "--http", server.url, "--api-key", key, "--case",
+                 "ing-001", "--case", "cor-016"]) == 0
+    err = capsys.readouterr().err
+    assert "2/2 cases, 1 passed, 0 failed, 0 errored, 1 skipped" in err
+    assert err.endswith("\r\033[K")  # cleared before the tables
 
 
 # ------------------------------------------------------------------ the badge

@@ -196,10 +196,10 @@ def _build(root: Path, drift_check: bool) -> int:
 
 
 def _run(root: Path, args: argparse.Namespace) -> int:
+    if args.http is not None:  # issue 15: the HTTP profile
+        return _run_http(root, args)
     suite = load_suite(root)
     cases = select(load_cases(suite), areas=args.area, features=args.feature, ids=args.case)
-    if args.http is not None:  # issue 15: the HTTP profile
-        return _run_http(suite, cases, args)
     adapter = make_adapter(args.impl, args.timeout, max_response=args.max_response,
                            stderr_shown=args.max_stderr)
     outputs = []
@@ -238,21 +238,32 @@ def _run(root: Path, args: argparse.Namespace) -> int:
     return EXIT_OK if run.ok else EXIT_FAILED
 
 
-def _run_http(suite: Any, cases: list[Any], args: argparse.Namespace) -> int:
-    """`--http URL --api-key KEY`: the HTTP profile, reported as any run is."""
+def _run_http(root: Path, args: argparse.Namespace) -> int:
+    """`--http URL --api-key KEY`: the HTTP profile, reported as any run is. What it needs
+    is checked before the suite is loaded (seconds): a mistake is said at once."""
     import os
 
     try:
         from meterspec.conformance import http_profile
     except ImportError:  # httpx is the http extra's, not a core dependency
         raise HarnessError("--http needs httpx: pip install 'meterspec[http]'") from None
+    if not args.http.startswith(("http://", "https://")):
+        raise HarnessError(f"--http needs an http:// or https:// URL, not {args.http!r}")
     key = args.api_key or os.environ.get("METERSPEC_API_KEY")
     if not key:
         raise HarnessError("--http needs --api-key KEY (or METERSPEC_API_KEY)")
+    suite = load_suite(root)
+    cases = select(load_cases(suite), areas=args.area, features=args.feature, ids=args.case)
+    progress = report.Progress(len(cases), sys.stderr) if report.Progress.wanted(
+        sys.stderr) else None
     try:
-        outcome = http_profile.run(args.http, key, cases, args.timeout)
+        outcome = http_profile.run(args.http, key, cases, args.timeout, progress=progress,
+                                   deadline=args.deadline)
     except (http_profile.AnswerError, OSError) as error:
         raise HarnessError(f"{args.http}: {error}") from None
+    finally:
+        if progress is not None:
+            progress.clear()
     run = replace(outcome, suite=suite.identity())
     report.print_terminal(run, sys.stdout)
     try:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -36,7 +37,7 @@ import msgspec
 from meterspec import __version__
 from meterspec.conformance.cases import Case
 from meterspec.conformance.compare import json_equal, problem_set
-from meterspec.conformance.runner import Outcome, Run
+from meterspec.conformance.runner import NOT_RUN, Outcome, Run
 from meterspec.contracts import AggregationRequest, MeterRecord, Window
 from meterspec.readings import aggregate
 
@@ -56,6 +57,13 @@ def _measuring(problem: dict[str, Any]) -> bool:
     """A problem found by measuring an event (MS-MET-008), not by checking it."""
     return str(problem.get("path", "")).startswith("/properties/") and problem.get("code") in (
         "missing-source-property", "invalid-quantity", "quantity-out-of-range")
+
+
+def _not_covered(case: Case, why: str | None = None) -> Outcome:
+    """Skipped, not claimed: the case cannot be expressed over the binding (why), or its
+    operation is not in the profile."""
+    why = why or f"operation {case.operation!r} is not in the HTTP profile"
+    return Outcome(case, "skipped", reason=f"not in the HTTP profile: {why}", claimed=False)
 
 
 class NotCoveredError(Exception):
@@ -307,10 +315,9 @@ class Profile:
                 actual = self.aggregate(case.input, case.expected)
                 wanted = self.expected_aggregate(case.expected)
             else:
-                raise NotCoveredError(f"operation {case.operation!r} is not in the HTTP profile")
+                return _not_covered(case)
         except NotCoveredError as why:
-            return Outcome(case, "skipped", reason=f"not in the HTTP profile: {why}",
-                           claimed=False)
+            return _not_covered(case, str(why))
         except (AnswerError, httpx.HTTPError, ValueError, KeyError, TypeError) as error:
             return Outcome(case, "errored", reason=f"{type(error).__name__}: {error}")
         if "error" in wanted and "error" in actual:
@@ -325,25 +332,57 @@ class Profile:
 
 
 def run(url: str, key: str, cases: list[Case], timeout: float,
-        progress: Callable[[Outcome], None] | None = None) -> Run:
-    """Every case through the binding; the implementation named after the URL."""
-    profile = Profile(url, key, timeout)
+        progress: Callable[[Outcome], None] | None = None, deadline: float | None = None,
+        transport: httpx.BaseTransport | None = None) -> Run:
+    """Every case through the binding; the implementation named after the URL. With a
+    `deadline` (seconds, --deadline) the run stops when it passes, as an adapter's does
+    (INTERPRETING.md 6): no request waits beyond it, and the cases not answered by then are
+    skipped as not run."""
+    until = None if deadline is None else time.monotonic() + deadline
+    profile = Profile(url, key, timeout, transport=transport)
     outcomes: list[Outcome] = []
+
+    def record(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        if progress is not None:
+            progress(outcome)
+
+    def remaining() -> float:
+        """Seconds left for a request: --timeout, or less when the deadline is nearer."""
+        left = timeout if until is None else min(timeout, until - time.monotonic())
+        profile.client.timeout = httpx.Timeout(max(left, 1e-6))
+        return left
+
     try:
         try:
+            if remaining() <= 0:
+                raise httpx.TimeoutException("no time left")
             profile.discover_tenant()
         except httpx.TimeoutException:
+            if until is not None and time.monotonic() >= until:
+                raise AnswerError("no answer to GET /v1/key before the run's deadline "
+                                  f"({deadline:g} s)") from None
             raise AnswerError(f"no answer within {timeout:g} s (--timeout)") from None
         except httpx.TransportError as error:  # nothing listens, no such host, no scheme
             raise AnswerError(f"cannot reach the server: {error or type(error).__name__}"
                               ) from None
         for case in cases:
+            if remaining() <= 0:
+                break
             outcome = profile.run_case(case)
-            outcomes.append(outcome)
-            if progress is not None:
-                progress(outcome)
+            if outcome.result == "errored" and until is not None \
+                    and time.monotonic() >= until:
+                break  # cut short by the deadline: not run
+            record(outcome)
     finally:
         profile.close()
     implementation = {"name": f"HTTP binding at {url}", "version": __version__,
                       "language": "http", "operations": list(OPERATIONS)}
-    return Run(implementation, outcomes, allow_skips=True)
+    if len(outcomes) == len(cases):
+        return Run(implementation, outcomes, allow_skips=True)
+    for case in cases[len(outcomes):]:
+        record(Outcome(case, "skipped", reason=NOT_RUN.format(deadline)) if case.operation
+               in OPERATIONS else _not_covered(case))
+    count = sum(1 for o in outcomes if o.reason == NOT_RUN.format(deadline))
+    return Run(implementation, outcomes, f"the run's deadline ({deadline:g} s) passed", count,
+               allow_skips=True)
