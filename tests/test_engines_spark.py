@@ -191,6 +191,55 @@ def test_records_repeats_conflicts_and_crlf(engine: SparkEngine, tmp_path: Path)
     assert all(r.duplicates == 1 for r in results)
 
 
+# ------------------------------------------------------------------ the compiled plan (Spark SQL)
+
+
+@pytest.fixture(scope="module")
+def compiled(engine: SparkEngine) -> SparkEngine:
+    """The same session with every job the rule allows run as Spark SQL, whatever its size."""
+    return SparkEngine(session=engine.session, workdir=engine.workdir, partitions=2,
+                       sql_from_bytes=0)
+
+
+def test_the_compiled_plan_equals_the_reference(compiled: SparkEngine, tmp_path: Path) -> None:
+    """Spark SQL's screen, metering, identities, exact numbers (Units and limbs, sums past 38
+    digits, years 0001 and 9999), overlapping windows over a DST change and reading lines,
+    for events and records in one batch: the reference's bytes and report."""
+    rows: list[Any] = [*day_events(), *HOSTILE, day_events()[2],
+                       event("e1", "2024-03-10T09:00:00Z", q="1")]
+    events = lines(tmp_path / "e.ndjson", rows)
+    quantities = [BIG, BIG, "-" + BIG, TINY, "-0.5", "0"]
+    bounded = lines(tmp_path / "b.ndjson", [
+        event(f"b{i}", t, subject=f"s{i % 2}", q=q) for i, (q, t) in enumerate(zip(
+            quantities * 2, ["0001-01-01T00:00:00Z", "2024-01-01T00:00:00.5+01:00",
+                             "9999-12-31T23:59:59.999999999Z"] * 4, strict=True))])
+    records = lines(tmp_path / "r.ndjson", [
+        record("r1", "2024-03-10T08:00:00Z", "1.50", dimensions={"a": "1", "b": "2"}),
+        record("r1", "2024-03-10T09:00:00+01:00", "1.5", dimensions={"b": "2", "a": "1"}),
+        record("r1", "2024-03-10T08:00:00Z", "1.6", dimensions={"a": "1", "b": "2"}),
+        record("r2", "2024-03-10T08:30:00Z", "2", dimensions={"a": "x\u00e9"}),
+        record("r3", "2024-03-10T08:00:00Z", "x"), b"not json", b""])
+    spans = {"windows": [
+        {"start": "0001-01-01T00:00:00Z", "end": "9999-12-31T23:59:59.999999999Z"},
+        {"start": "1960-01-01T00:00:00Z", "end": "2024-06-01T00:00:00Z"}]}
+    dst = tumbling("sum", "day", "America/New_York", "2024-03-08T05:00:00Z",
+                   "2024-03-14T04:00:00Z", groupBy=["region", "tier"])
+    meter = {"measurements": [{"unit": "u", "sourceProperty": "q"}]}
+    hours = tumbling("sum", "hour", "UTC", "2024-03-10T07:00:00Z", "2024-03-10T10:00:00Z",
+                     groupBy=["a"])
+    jobs: list[Job_] = [
+        ("run", [events], CONFIG, dst),
+        ("run", [events], CONFIG, {**dst, "aggregation": "unique-count", "dimension": "tier"}),
+        ("run", [events], CONFIG, {**dst, "aggregation": "latest", "groupBy": []}),
+        ("run", [bounded], meter, {**spans, "aggregation": "sum"}),
+        ("run", [bounded], meter, {**spans, "aggregation": "min"}),
+        ("aggregate", [records], None, {**hours, "aggregation": "count"}),
+        ("aggregate", [records], None, {**hours, "aggregation": "max"}),
+    ]
+    results = assert_batch(compiled, tmp_path, jobs)
+    assert results[0].duplicates == 1 and len(results[0].problems) > 30
+
+
 # ------------------------------------------------------------------ the command line
 
 

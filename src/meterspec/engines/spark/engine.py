@@ -1,17 +1,21 @@
-"""The Spark backend: jobs (events or records in, readings or records out) run as one Spark
-job over a SparkSession, on local[N] or a cluster.
+"""The Spark backend: jobs (events or records in, readings or records out) run over a
+SparkSession, on local[N] or a cluster, by one of two paths chosen per job by one rule
+(in_jvm):
 
-The plan's stages map onto Spark's distributed steps (meterspec.engines.spark.tasks does the
-per-row and per-group work in Python workers): the inputs are read by Spark in splits, each
-line screened and metered where it lies; the identities of each job meet by key (one
-shuffle), the records of each group meet by key (another), and each group's readings come
-back sorted by key (MS-AGG-017) to the driver, which writes them in order. Several jobs run in
-one Spark job (batch()), so many small ones pay Spark's fixed costs once.
+- the compiled plan in Spark SQL (meterspec.engines.spark.pipeline, screen, records,
+  readings): the Plan the DuckDB backend renders, rendered as Spark SQL expressions, so the
+  per-row and per-group work (screening, metering, identities, exact sums, min, max,
+  latest, counts, SHA-256 ids, the line text) runs in the JVM, no Python on the hot path;
+  rows Spark flags are described by the reference on the driver;
+- the reference's own Python on Spark's workers (meterspec.engines.spark.tasks): for
+  time-weighted averages, for meter jobs whose meteredAt the reference rejects, and for
+  inputs under SQL_FROM_BYTES, where Spark's planning of a compiled job (seconds) costs more
+  than the reference's work.
 
-The driver keeps what must be exact and in order: the windows and documents (checked by
-the reference, meterspec.engines.compiler), lines the engine must not split itself
-(meterspec.engines.ndjson: byte-order marks, CR, NUL, invalid UTF-8, over-long lines, which
-it describes with the reference), and the error report in row order.
+Several jobs run together (batch()): the compiled ones as one set of Spark actions, the
+others as one Spark job. The driver keeps what must be exact and in order: the windows and
+documents (checked by the reference, meterspec.engines.compiler), lines the engine must not
+split itself (meterspec.engines.ndjson), and the error report in row order.
 """
 
 from __future__ import annotations
@@ -27,50 +31,25 @@ from meterspec.contracts import AggregationRequest, MeteringConfig
 from meterspec.engines.compiler import compile_plan
 from meterspec.engines.ndjson import prepare
 from meterspec.engines.result import Result
-from meterspec.engines.sources import (
-    EVENT_COLUMNS,
-    OPTIONAL_COLUMNS,
-    RECORD_COLUMNS,
-    Documents,
-    NdjsonFile,
-    ParquetFiles,
-    Source,
-    Table,
-)
-from meterspec.engines.spark import tasks
+from meterspec.engines.sources import Documents, NdjsonFile, ParquetFiles, Source, Table
+from meterspec.engines.spark import pipeline, tasks
+from meterspec.engines.spark.pipeline import Compiled, layout
+from meterspec.engines.spark.pipeline import SourceError as SourceError
 from meterspec.engines.spark.session import start
 from meterspec.engines.spark.tasks import Job
 from meterspec.engines.streams import event_conflict, record_conflict
 from meterspec.errors import MeterspecError
+from meterspec.metering import Meter
+from meterspec.timestamps import format_timestamp, parse_timestamp
 
 if TYPE_CHECKING:
     from pyspark import RDD
     from pyspark.sql import SparkSession
 
 
-class SourceError(ValueError):
-    """An input the Spark engine cannot read: a typed input of another layout."""
-
-
-SPARK_TYPES = {"VARCHAR": "string", "MAP(VARCHAR, VARCHAR)": "map<string,string>",
-               "STRUCT(quantity VARCHAR, unit VARCHAR)": "struct<quantity:string,unit:string>"}
-
-
-def layout(found: dict[str, str], records: bool, name: str) -> list[str]:
-    """The columns of a typed input (Spark's type names), or SourceError naming what
-    differs from the layout of meterspec.engines.sources."""
-    expected = {column: SPARK_TYPES[kind] for column, kind in
-                (RECORD_COLUMNS if records else EVENT_COLUMNS).items()}
-    wrong = [f"{column} is {found[column]}, not {kind}" for column, kind in expected.items()
-             if column in found and found[column] != kind]
-    missing = [c for c in expected if c not in found and c not in OPTIONAL_COLUMNS]
-    extra = [c for c in found if c not in expected]
-    if wrong or missing or extra:
-        parts = wrong + [f"missing {', '.join(missing)}"] * bool(missing) \
-            + [f"unknown {', '.join(extra)}"] * bool(extra)
-        raise SourceError(f"{name} is not in the {'record' if records else 'event'} layout "
-                          f"(docs/engines.md): {'; '.join(parts)}")
-    return [c for c in expected if c in found]
+SQL_FROM_BYTES = 4 * 1024 * 1024
+"""Jobs with less input than this (one Spark split) run on the Python workers: planning a
+compiled job costs Spark seconds, more than the reference takes for such an input."""
 
 
 class SparkEngine:
@@ -78,13 +57,15 @@ class SparkEngine:
     local[threads]; meterspec.engines.spark.session). Temporary files go to `workdir` (a new
     temporary directory unless given; on a cluster it must be a path every node sees),
     which close() removes if it made it; close() leaves the session running, shutdown() stops
-    it if this engine started it."""
+    it if this engine started it. `sql_from_bytes` is in_jvm's input size (0: every job it
+    allows runs in Spark SQL)."""
 
     def __init__(self, master: str | None = None, threads: int | None = None,
                  session: SparkSession | None = None, workdir: str | None = None,
-                 partitions: int | None = None) -> None:
+                 partitions: int | None = None, sql_from_bytes: int = SQL_FROM_BYTES) -> None:
         from pyspark import SparkContext
 
+        self.sql_from_bytes = sql_from_bytes
         self._own_session = session is None and SparkContext._active_spark_context is None
         self._own_dir = workdir is None
         self.workdir = workdir if workdir is not None else tempfile.mkdtemp(prefix="meterspec-")
@@ -148,11 +129,29 @@ class SparkEngine:
 
     def batch(self, work: Sequence[tuple[Job, Sequence[Source]]]) -> list[Result]:
         """Several jobs in one Spark job; one Result each, in order. Every job's documents
-        are checked first (MeterspecError for the first unusable one)."""
+        are checked first (MeterspecError for the first unusable one). Jobs the JVM runs
+        (in_jvm) go through Spark SQL together; the others through the reference's Python
+        on Spark's workers, together."""
+        compiled = [_compiled(job, sources, self.sql_from_bytes) for job, sources in work]
+        results: list[Result | None] = [None] * len(work)
+        in_sql = [i for i, c in enumerate(compiled) if c is not None]
+        if in_sql:
+            done = pipeline.run(self.session, self.workdir,
+                                [c for c in compiled if c is not None])
+            for index, result in zip(in_sql, done, strict=True):
+                results[index] = result
+        rest = [i for i, c in enumerate(compiled) if c is None]
+        if rest:
+            done = self._python_batch([work[i] for i in rest])
+            for index, result in zip(rest, done, strict=True):
+                results[index] = result
+        return [result for result in results if result is not None]
+
+    def _python_batch(self, work: Sequence[tuple[Job, Sequence[Source]]]) -> list[Result]:
+        """Jobs run by the reference's own Python on Spark's workers (meterspec.engines.spark.
+        tasks): time-weighted averages, and meter jobs whose meteredAt the reference
+        rejects."""
         jobs = [job for job, _ in work]
-        for job in jobs:
-            compile_plan("records" if job.kind == "aggregate" else "events", job.config,
-                         job.request)
         flagged: list[tasks.Row] = []
         rows = self._rows(work, flagged)
         if flagged:
@@ -175,7 +174,7 @@ class SparkEngine:
         results = []
         outputs = []
         for index in range(len(jobs)):
-            path = os.path.join(self.workdir, f"output-{index}.ndjson")
+            path = os.path.join(self.workdir, f"python-output-{index}.ndjson")
             outputs.append(open(path, "wb"))  # noqa: SIM115 (closed below)
             results.append(Result(path, 0, sorted(problems[index].items()), duplicates[index]))
         try:
@@ -296,3 +295,49 @@ class SparkEngine:
         finally:
             gone.unpersist()
 
+
+
+def in_jvm(job: Job, sources: Sequence[Source], from_bytes: int = SQL_FROM_BYTES) -> bool:
+    """The one rule of what Spark SQL computes: every job with at least `from_bytes` of
+    input (a Parquet input or a table counts as large) except a time-weighted average (its
+    steps, carry-in and exact integral stay the reference's, on Python workers) and a meter
+    job whose meteredAt the reference rejects (every row's problem is the reference's)."""
+    if job.request is not None and job.request.aggregation == "time-weighted-avg":
+        return False
+    if job.kind == "meter" and job.metered_at is not None and _stamp(job.metered_at) is None:
+        return False
+    return _size(sources) >= from_bytes
+
+
+def _size(sources: Sequence[Source]) -> float:
+    total: float = 0
+    for source in sources:
+        if isinstance(source, Documents):
+            total += sum(len(text) for text in source.texts)
+        elif isinstance(source, NdjsonFile):
+            total += os.path.getsize(source.path)
+        else:
+            total = float("inf")
+    return total
+
+
+def _stamp(metered_at: str | None) -> str | None:
+    """A meter job's meteredAt, canonical, or None (absent or rejected)."""
+    if metered_at is None:
+        return None
+    try:
+        return format_timestamp(parse_timestamp(metered_at, "/meteredAt"))
+    except MeterspecError:
+        return None
+
+
+def _compiled(job: Job, sources: Sequence[Source], from_bytes: int) -> Compiled | None:
+    """A job's plan for Spark SQL, or None when the Python workers run it (in_jvm). Raises
+    MeterspecError for an unusable config or request."""
+    plan = compile_plan("records" if job.kind == "aggregate" else "events", job.config,
+                        job.request if job.kind != "meter" else None)
+    if not in_jvm(job, sources, from_bytes):
+        return None
+    meter = Meter(job.config) if job.config is not None else None
+    return Compiled(plan, meter, sources, job.dedupe, _stamp(job.metered_at),
+                    job.kind == "meter")

@@ -1,5 +1,7 @@
-"""What Spark's Python workers run, stage by stage of the plan (meterspec.engines.plan),
-for several jobs at once: every row, record and group carries its job's index.
+"""What Spark's Python workers run for the jobs Spark SQL does not (meterspec.engines.spark.
+engine.in_jvm: time-weighted averages, small inputs, a rejected meteredAt), stage by stage of
+the plan (meterspec.engines.plan), for several jobs at once: every row, record and group
+carries its job's index.
 
 - screen and meter: each line goes through the reference's own steps
   (meterspec.engines.flagged), so a bad row gets the reference's problems and a good one its
