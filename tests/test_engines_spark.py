@@ -194,6 +194,25 @@ def test_records_repeats_conflicts_and_crlf(engine: SparkEngine, tmp_path: Path)
 # ------------------------------------------------------------------ the compiled plan (Spark SQL)
 
 
+def test_the_compiled_plan_is_opt_in(tmp_path: Path) -> None:
+    """Without sql_from_bytes no job runs in Spark SQL (the Python workers are the proven and
+    cheaper path); with it, a job with enough input does, a smaller one and a time-weighted
+    average do not."""
+    from meterspec.engines.spark.engine import in_jvm
+    from meterspec.engines.spark.tasks import Job
+
+    config = decode_config(json.dumps(CONFIG).encode())
+    span = ("sum", "day", "UTC", "2024-03-10T00:00:00Z", "2024-03-11T00:00:00Z")
+    sums = Job("run", config, decode_request(json.dumps(tumbling(*span)).encode()))
+    twa = Job("run", config, decode_request(json.dumps(
+        tumbling("time-weighted-avg", *span[1:])).encode()))
+    source = [NdjsonFile(str(lines(tmp_path / "e.ndjson", day_events())))]
+    size = os.path.getsize(source[0].path)
+    assert not in_jvm(sums, source)
+    assert in_jvm(sums, source, size) and not in_jvm(sums, source, size + 1)
+    assert not in_jvm(twa, source, 0)
+
+
 @pytest.fixture(scope="module")
 def compiled(engine: SparkEngine) -> SparkEngine:
     """The same session with every job the rule allows run as Spark SQL, whatever its size."""

@@ -9,8 +9,9 @@ SparkSession, on local[N] or a cluster, by one of two paths chosen per job by on
   rows Spark flags are described by the reference on the driver;
 - the reference's own Python on Spark's workers (meterspec.engines.spark.tasks): for
   time-weighted averages, for meter jobs whose meteredAt the reference rejects, and for
-  inputs under SQL_FROM_BYTES, where Spark's planning of a compiled job (seconds) costs more
-  than the reference's work.
+  every job unless `sql_from_bytes` asks for the compiled plan (SparkEngine): today the
+  compiled plan costs more CPU than these workers (236 s against 64.5 s for 1M events,
+  benchmarks/README.md), so it is opt-in until it is faster.
 
 Several jobs run together (batch()): the compiled ones as one set of Spark actions, the
 others as one Spark job. The driver keeps what must be exact and in order: the windows and
@@ -47,9 +48,10 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 
-SQL_FROM_BYTES = 4 * 1024 * 1024
-"""Jobs with less input than this (one Spark split) run on the Python workers: planning a
-compiled job costs Spark seconds, more than the reference takes for such an input."""
+SQL_FROM_BYTES: int | None = None
+"""The default of SparkEngine's `sql_from_bytes`: None, the compiled plan only when asked for
+(see the module). A size in bytes runs the jobs with at least that much input in Spark SQL;
+below one Spark split (4 MiB) planning a compiled job costs more than the reference's work."""
 
 
 class SparkEngine:
@@ -57,12 +59,13 @@ class SparkEngine:
     local[threads]; meterspec.engines.spark.session). Temporary files go to `workdir` (a new
     temporary directory unless given; on a cluster it must be a path every node sees),
     which close() removes if it made it; close() leaves the session running, shutdown() stops
-    it if this engine started it. `sql_from_bytes` is in_jvm's input size (0: every job it
-    allows runs in Spark SQL)."""
+    it if this engine started it. `sql_from_bytes` is in_jvm's input size (None: no job runs
+    in Spark SQL; 0: every job it allows does)."""
 
     def __init__(self, master: str | None = None, threads: int | None = None,
                  session: SparkSession | None = None, workdir: str | None = None,
-                 partitions: int | None = None, sql_from_bytes: int = SQL_FROM_BYTES) -> None:
+                 partitions: int | None = None,
+                 sql_from_bytes: int | None = SQL_FROM_BYTES) -> None:
         from pyspark import SparkContext
 
         self.sql_from_bytes = sql_from_bytes
@@ -297,11 +300,15 @@ class SparkEngine:
 
 
 
-def in_jvm(job: Job, sources: Sequence[Source], from_bytes: int = SQL_FROM_BYTES) -> bool:
+def in_jvm(job: Job, sources: Sequence[Source],
+           from_bytes: int | None = SQL_FROM_BYTES) -> bool:
     """The one rule of what Spark SQL computes: every job with at least `from_bytes` of
     input (a Parquet input or a table counts as large) except a time-weighted average (its
     steps, carry-in and exact integral stay the reference's, on Python workers) and a meter
-    job whose meteredAt the reference rejects (every row's problem is the reference's)."""
+    job whose meteredAt the reference rejects (every row's problem is the reference's).
+    None: no job."""
+    if from_bytes is None:
+        return False
     if job.request is not None and job.request.aggregation == "time-weighted-avg":
         return False
     if job.kind == "meter" and job.metered_at is not None and _stamp(job.metered_at) is None:
@@ -331,7 +338,7 @@ def _stamp(metered_at: str | None) -> str | None:
         return None
 
 
-def _compiled(job: Job, sources: Sequence[Source], from_bytes: int) -> Compiled | None:
+def _compiled(job: Job, sources: Sequence[Source], from_bytes: int | None) -> Compiled | None:
     """A job's plan for Spark SQL, or None when the Python workers run it (in_jvm). Raises
     MeterspecError for an unusable config or request."""
     plan = compile_plan("records" if job.kind == "aggregate" else "events", job.config,
