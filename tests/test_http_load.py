@@ -23,11 +23,14 @@ def test_a_short_load_run_stores_each_distinct_event_once() -> None:
 
 def test_a_kill_9_under_load_then_resending_stores_each_event_once() -> None:
     """--kill-after: the batches in flight at the kill get no answer; after a restart they
-    are sent again, and the store ends with each distinct id once, each accepted once."""
+    are sent again, and the store ends with each distinct id once, each accepted at most
+    once (an event stored just before the kill, whose answer was lost, is a duplicate when
+    re-sent: stored, never seen accepted)."""
     result = http_load.run(argparse.Namespace(
         store="duckdb", workers=1, seconds=6.0, clients=2, batch=100, duplicates=0.3,
         kill_after=2.0))
     assert result["checks"] == {name: True for name in result["checks"]}
     assert result["unanswered_batches"] >= 1  # the kill came while clients were sending
     assert result["resent_events"] == 100 * result["unanswered_batches"]
-    assert result["accepted"] + result["resent_accepted"] == result["distinct_stored"]
+    lost_answers = result["distinct_stored"] - result["accepted"] - result["resent_accepted"]
+    assert 0 <= lost_answers <= result["resent_events"]
