@@ -244,8 +244,6 @@ def condition(node: Condition, value: dict[str, str]) -> str:
     if isinstance(node, OneOf):
         items = ", ".join(literal(v) for v in node.values)
         expression = value[node.property]
-        if not items:
-            return "true" if node.negated else "false"
         if node.negated:
             return f"coalesce(NOT ({expression} IN ({items})), true)"
         return f"coalesce({expression} IN ({items}), false)"
