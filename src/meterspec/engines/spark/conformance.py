@@ -1,35 +1,29 @@
 """The Spark engine behind the conformance protocol (conformance/INTERPRETING.md 3):
 `meterspec conformance run --impl python:meterspec.engines.spark`.
 
-It answers `meter` and `aggregate` as the DuckDB adapter does (meterspec.engines.duckdb.
-conformance), through Spark. `answers()` runs many cases as one Spark job (the engine's
-batch()), which is how the tests run a whole area in seconds; `handle()` is one case.
+It answers `meter` and `aggregate` (meterspec.engines.cases) through Spark. `answers()` runs
+many cases as one Spark job (the engine's batch()), which is how the tests run a whole area
+in seconds; `handle()` is one case.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
-from msgspec.structs import replace
-
-from meterspec import __version__
-from meterspec.codec import decode_config, decode_request
-from meterspec.engines.result import Result
+from meterspec.engines.cases import Body, CaseJob, answer, case_job, error
+from meterspec.engines.cases import implementation as describe
 from meterspec.engines.sources import Documents
 from meterspec.engines.spark.engine import SparkEngine
 from meterspec.engines.spark.tasks import Job
-from meterspec.errors import MeterspecError, Problem
+from meterspec.errors import MeterspecError
 
-OPERATIONS = ("meter", "aggregate")
 _ENGINE: list[SparkEngine] = []
 
 
-def implementation() -> dict[str, Any]:
+def implementation() -> Body:
     """What the engine says about itself in answer to `start`."""
-    return {"name": "meterspec-spark", "version": __version__, "language": "python+spark",
-            "operations": list(OPERATIONS)}
+    return describe("meterspec-spark", "python+spark")
 
 
 def _engine() -> SparkEngine:
@@ -39,78 +33,37 @@ def _engine() -> SparkEngine:
     return _ENGINE[0]
 
 
-def handle(case: dict[str, Any]) -> dict[str, Any]:
+def handle(case: dict[str, Any]) -> Body:
     """The response body (without seq) for one case."""
     return answers([case])[0]
 
 
 def answers(cases: Sequence[dict[str, Any]], engine: SparkEngine | None = None
-            ) -> list[dict[str, Any]]:
+            ) -> list[Body]:
     """The response bodies of many cases, the runnable ones in one Spark job."""
-    bodies: list[dict[str, Any] | None] = []
-    work: list[tuple[Job, list[Documents]]] = []
+    bodies: list[Body | None] = []
+    jobs: list[CaseJob] = []
     placed: list[int] = []
     for index, case in enumerate(cases):
         try:
-            job = _job(case)
-        except MeterspecError as error:
-            bodies.append(_error(error.problems))
+            job = case_job(case, "Spark")
+        except MeterspecError as found:
+            bodies.append(error(found.problems))
             continue
         if isinstance(job, dict):
             bodies.append(job)
             continue
         bodies.append(None)
-        work.append(job)
+        jobs.append(job)
         placed.append(index)
-    if work:
+    if jobs:
+        work: list[tuple[Job, list[Documents]]] = [
+            (Job(job.operation, job.config, job.request, False, job.metered_at),
+             [job.documents]) for job in jobs]
         try:
             results = (engine or _engine()).batch(work)
-        except Exception as error:  # counted against the score by the runner
-            return [body or {"errored": repr(error)} for body in bodies]
-        for index, (job_of, _), result in zip(placed, work, results, strict=True):
-            bodies[index] = _answer(job_of, result)
+        except Exception as failure:  # counted against the score by the runner
+            return [body or {"errored": repr(failure)} for body in bodies]
+        for index, job, result in zip(placed, jobs, results, strict=True):
+            bodies[index] = answer(job, result)
     return [body for body in bodies if body is not None]
-
-
-def _job(case: dict[str, Any]) -> tuple[Job, list[Documents]] | dict[str, Any]:
-    """A case as a job and its documents, or its answer when it needs no job."""
-    operation = case.get("operation")
-    if operation not in OPERATIONS:
-        return {"skipped": f"operation {operation!r} is not run by the Spark engine"}
-    case_input = case.get("input")
-    if not isinstance(case_input, dict):
-        return {"errored": "case input is not a JSON object"}
-    if operation == "meter":
-        config = decode_config(_json(case_input.get("config")))  # the config's problems first
-        if "eventText" in case_input:
-            text = case_input["eventText"]
-            if not isinstance(text, str):
-                return {"errored": "eventText is not a string"}
-            document = text.encode("utf-8", "surrogatepass")
-        else:
-            document = _json(case_input.get("event"))
-        stamp = case_input.get("meteredAt")
-        return Job("meter", config, None, False, stamp), [Documents((document,))]
-    request = decode_request(_json(case_input.get("request")))  # the request's first
-    items = case_input.get("records")
-    if not isinstance(items, list):
-        return {"errored": "records is not a JSON array"}
-    documents = Documents(tuple(_json(item) for item in items))
-    return Job("aggregate", None, request, False), [documents]
-
-
-def _answer(job: Job, result: Result) -> dict[str, Any]:
-    if job.kind == "meter" and result.problems:
-        return _error(result.problems[0][1].problems)
-    if result.problems:
-        return _error([replace(problem, path=f"/records/{number - 1}{problem.path}")
-                       for number, error in result.problems for problem in error.problems])
-    return {"output": [json.loads(line) for line in result.lines()]}
-
-
-def _error(problems: tuple[Problem, ...] | list[Problem]) -> dict[str, Any]:
-    return {"error": [{"code": p.code, "path": p.path} for p in problems]}
-
-
-def _json(value: object) -> bytes:
-    return json.dumps(value, ensure_ascii=False).encode()
