@@ -22,6 +22,7 @@ stages are, in order:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -83,6 +84,22 @@ def condition_properties(condition: Condition | None) -> list[str]:
             names += [n for n in condition_properties(part) if n not in names]
         return names
     return [condition.property]
+
+
+def condition_sql(node: Condition, value: dict[str, str], literal: Callable[[str], str]) -> str:
+    """A condition tree as an SQL boolean that is never NULL (MS-MET-005), in the SQL both
+    backends share; `value` maps a property name to the SQL of its value (NULL when absent)
+    and `literal` is the dialect's string literal."""
+    if isinstance(node, Equals):
+        return f"coalesce({value[node.property]} = {literal(node.value)}, false)"
+    if isinstance(node, OneOf):
+        items = ", ".join(literal(v) for v in node.values)
+        found = f"{value[node.property]} IN ({items})"
+        return f"coalesce(NOT ({found}), true)" if node.negated else f"coalesce({found}, false)"
+    if isinstance(node, Exists):
+        return f"({value[node.property]} IS {'NOT ' if node.present else ''}NULL)"
+    joiner = " AND " if isinstance(node, Every) else " OR "
+    return "(" + joiner.join(condition_sql(part, value, literal) for part in node.parts) + ")"
 
 
 # ------------------------------------------------------------------ metering (MS-MET)

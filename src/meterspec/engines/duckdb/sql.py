@@ -11,7 +11,7 @@ from __future__ import annotations
 import msgspec
 
 from meterspec.engines.numbers import INT64_DIGITS, LIMB, LIMB_DIGITS, UNIT_DIGITS
-from meterspec.engines.plan import Condition, Equals, Every, Exists, OneOf, Some
+from meterspec.engines.plan import Condition, condition_sql
 from meterspec.engines.shapes import QUANTITY, TIMESTAMP, TIMESTAMP_MAX_LENGTH, UTC_TIMESTAMP
 from meterspec.timestamps import MAX_INSTANT, MIN_INSTANT
 
@@ -220,21 +220,8 @@ def limbs(prefix: str) -> list[str]:
 
 
 def condition(node: Condition, value: dict[str, str]) -> str:
-    """A condition tree as a SQL boolean that is never NULL (MS-MET-005); `value` maps a
-    property name to the SQL of its value (NULL when absent)."""
-    if isinstance(node, Equals):
-        return f"coalesce({value[node.property]} = {literal(node.value)}, false)"
-    if isinstance(node, OneOf):
-        items = ", ".join(literal(v) for v in node.values)
-        expression = value[node.property]
-        if node.negated:
-            return f"coalesce({expression} NOT IN ({items}), true)"
-        return f"coalesce({expression} IN ({items}), false)"
-    if isinstance(node, Exists):
-        return f"({value[node.property]} IS {'NOT ' if node.present else ''}NULL)"
-    joiner = " AND " if isinstance(node, Every) else " OR "
-    assert isinstance(node, Every | Some)
-    return "(" + joiner.join(condition(part, value) for part in node.parts) + ")"
+    """A condition tree in this dialect (meterspec.engines.plan.condition_sql)."""
+    return condition_sql(node, value, literal)
 
 
 MACROS += _instant_macro()

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import msgspec
 
 from meterspec.engines.numbers import LIMB_DIGITS, UNIT_DIGITS
-from meterspec.engines.plan import Condition, Equals, Every, Exists, OneOf, Some
+from meterspec.engines.plan import Condition, condition_sql
 from meterspec.engines.shapes import PLAIN, TIMESTAMP, TIMESTAMP_MAX_LENGTH
 from meterspec.quantity import MAX_FRACTION_DIGITS, MAX_INTEGER_DIGITS
 from meterspec.timestamps import MAX_INSTANT, MIN_INSTANT
@@ -237,18 +237,5 @@ def before(sec: str, ns: str, instant: int) -> str:
 # ------------------------------------------------------------------ conditions (MS-MET-005)
 
 def condition(node: Condition, value: dict[str, str]) -> str:
-    """A condition tree as a SQL boolean that is never NULL; `value` maps a property name
-    to the SQL of its value (NULL when absent)."""
-    if isinstance(node, Equals):
-        return f"coalesce({value[node.property]} = {literal(node.value)}, false)"
-    if isinstance(node, OneOf):
-        items = ", ".join(literal(v) for v in node.values)
-        expression = value[node.property]
-        if node.negated:
-            return f"coalesce(NOT ({expression} IN ({items})), true)"
-        return f"coalesce({expression} IN ({items}), false)"
-    if isinstance(node, Exists):
-        return f"({value[node.property]} IS {'NOT ' if node.present else ''}NULL)"
-    joiner = " AND " if isinstance(node, Every) else " OR "
-    assert isinstance(node, Every | Some)
-    return "(" + joiner.join(condition(part, value) for part in node.parts) + ")"
+    """A condition tree in this dialect (meterspec.engines.plan.condition_sql)."""
+    return condition_sql(node, value, literal)
