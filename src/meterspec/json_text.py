@@ -61,7 +61,7 @@ def load(data: bytes | str, *, numbers: Callable[[str], Any] | None = None) -> A
                               parse_float=numbers or _number, parse_constant=_constant)
     except (ValueError, RecursionError) as error:
         raise _invalid(str(error)[:200]) from None
-    if _SURROGATE_ESCAPE.search(raw) and _has_surrogate(document):
+    if _SURROGATE_ESCAPE.search(raw) and has_lone_surrogate(document):
         raise _invalid("a \\u escape names a lone surrogate, which is no Unicode character")
     if repeated:
         raise MeterspecError([
@@ -199,7 +199,9 @@ def _scan(raw: bytes) -> _Scan:
     return _Scan(None, repeated)
 
 
-def _has_surrogate(value: Any) -> bool:
+def has_lone_surrogate(value: Any) -> bool:
+    """Whether a decoded value holds, in a string or a member name, a lone surrogate (which
+    only a \\u escape can give, and UTF-8 cannot carry)."""
     stack = [value]
     while stack:
         item = stack.pop()

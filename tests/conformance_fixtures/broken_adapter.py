@@ -1702,7 +1702,7 @@ def _without_surrogates(value: Any) -> Any:
        "make it, instead of invalid-json (MS-ERR-007)")
 def _lone_surrogates_replaced() -> None:
     original = json_text.load
-    json_text._has_surrogate = lambda value: False
+    json_text.has_lone_surrogate = lambda value: False
 
     def load(data: bytes | str, **options: Any) -> Any:
         return _without_surrogates(original(data, **options))

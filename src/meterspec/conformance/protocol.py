@@ -30,6 +30,7 @@ from jsonschema.exceptions import best_match
 
 from meterspec.conformance import adapter as reference
 from meterspec.conformance.data import HarnessError, validator
+from meterspec.json_text import has_lone_surrogate
 
 START: dict[str, Any] = {"cmd": "start", "version": 1}
 STOP: dict[str, Any] = {"cmd": "stop"}
@@ -178,7 +179,7 @@ def parse_response(raw: bytes) -> Any:
     except (ValueError, RecursionError) as error:
         raise ProtocolError(f"response is not valid JSON ({shorten(str(error))}): "
                             f"{excerpt(raw)}") from None
-    if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(message):
+    if _SURROGATE_ESCAPE.search(raw) and has_lone_surrogate(message):
         raise ProtocolError("response is not valid JSON: a \\u escape names a lone surrogate "
                             f"(MS-ERR-007): {excerpt(raw)}")
     return message
@@ -211,23 +212,6 @@ def _finite(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"number {text[:40]} is out of range")
     return value
-
-
-def _has_lone_surrogate(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
 
 
 # --- stderr -----------------------------------------------------------------------------------
