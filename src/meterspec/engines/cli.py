@@ -176,13 +176,13 @@ def _on_spark(args: argparse.Namespace, streams: Any, paths: list[str], config: 
         from meterspec.engines.ndjson import spool
         from meterspec.engines.sources import source_for
         from meterspec.engines.spark.engine import SourceError, SparkEngine
-        from meterspec.engines.spark.session import JavaMissingError
+        from meterspec.engines.spark.session import JavaMissingError, SparkStartError, jvm_error
     except ImportError as error:
         raise EngineError("--engine spark needs pyspark: pip install 'meterspec[spark]' "
                           f"({error})") from None
     try:
         engine = SparkEngine(master=args.master, threads=args.threads)
-    except JavaMissingError as error:
+    except (JavaMissingError, SparkStartError) as error:
         raise EngineError(str(error)) from None
     except ImportError as error:
         raise EngineError("--engine spark needs pyspark: pip install 'meterspec[spark]' "
@@ -201,8 +201,7 @@ def _on_spark(args: argparse.Namespace, streams: Any, paths: list[str], config: 
             if isinstance(error, MeterspecError):
                 raise
             raise EngineError("the Spark engine stopped: "
-                              f"{(str(error).strip().splitlines() or [repr(error)])[0]}") \
-                from None
+                              f"{jvm_error(error, engine.workdir)}") from None
         finally:
             engine.shutdown()
         for number, problem in result.problems:

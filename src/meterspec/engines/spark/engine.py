@@ -21,6 +21,7 @@ split itself (meterspec.engines.ndjson), and the error report in row order.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -36,7 +37,7 @@ from meterspec.engines.sources import Documents, NdjsonFile, ParquetFiles, Sourc
 from meterspec.engines.spark import pipeline, tasks
 from meterspec.engines.spark.pipeline import Compiled, layout
 from meterspec.engines.spark.pipeline import SourceError as SourceError
-from meterspec.engines.spark.session import start
+from meterspec.engines.spark.session import JavaMissingError, SparkStartError, jvm_error, start
 from meterspec.engines.spark.tasks import Job
 from meterspec.engines.streams import event_conflict, record_conflict
 from meterspec.errors import MeterspecError
@@ -72,8 +73,16 @@ class SparkEngine:
         self._own_session = session is None and SparkContext._active_spark_context is None
         self._own_dir = workdir is None
         self.workdir = workdir if workdir is not None else tempfile.mkdtemp(prefix="meterspec-")
-        self.session = session if session is not None else start(
-            master, threads, self.workdir, partitions)
+        try:
+            self.session = session if session is not None else start(
+                master, threads, self.workdir, partitions)
+        except JavaMissingError:
+            self.close()
+            raise
+        except Exception as error:  # the JVM refused its settings: its own line
+            message = jvm_error(error, self.workdir)
+            self.close()
+            raise SparkStartError(f"Spark did not start: {message}") from None
         self.context = self.session.sparkContext
         self.partitions = partitions or self.context.defaultParallelism
 
@@ -89,8 +98,11 @@ class SparkEngine:
 
         if not self._own_session:
             return
+        from py4j.protocol import Py4JError
+
         gateway = SparkContext._gateway
-        self.session.stop()
+        with contextlib.suppress(Py4JError, OSError):  # a JVM that died has nothing to stop
+            self.session.stop()
         proc = getattr(gateway, "proc", None)
         if proc is None:
             return
@@ -154,14 +166,18 @@ class SparkEngine:
         """Jobs run by the reference's own Python on Spark's workers (meterspec.engines.spark.
         tasks): time-weighted averages, and meter jobs whose meteredAt the reference
         rejects."""
+        from pyspark import StorageLevel
+
         jobs = [job for job, _ in work]
         flagged: list[tasks.Row] = []
         rows = self._rows(work, flagged)
         if flagged:
             rows = rows.union(self.context.parallelize(flagged, self.partitions))
         shared = self.context.broadcast(jobs)
+        # Read by three actions (problems, repeats, lines): kept, on disk where the heap
+        # is short, never recomputed (MEMORY_ONLY would parse every line again).
         described = rows.mapPartitions(
-            lambda part: tasks.describe(shared.value, part)).persist()
+            lambda part: tasks.describe(shared.value, part)).persist(StorageLevel.MEMORY_AND_DISK)
         try:
             return self._finish(jobs, shared, described)
         finally:
@@ -245,6 +261,11 @@ class SparkEngine:
             lambda pair: (job_index, first + pair[1], pair[0]))
         return rows, count
 
+    def _width(self, rdd: RDD[Any]) -> int:
+        """Partitions for a stage keyed by identity or group: the input's (one per split, so
+        growing with it), at least the engine's."""
+        return max(rdd.getNumPartitions(), self.partitions)
+
     def _lines_of(self, path: str, job_index: int, first: int) -> RDD[tasks.Row]:
         lines: RDD[Any] = self.context.textFile(path, self.partitions, use_unicode=False)
         return lines.zipWithIndex().map(
@@ -261,7 +282,7 @@ class SparkEngine:
         if not any(job.dedupe for job in jobs):
             return dropped, duplicates
         later = (described.filter(lambda t: t[0] == tasks.SEEN).map(tasks.identity_rows)
-                 .reduceByKey(lambda a, b: a + b, self.partitions, tasks.group_partition)
+                 .reduceByKey(lambda a, b: a + b, self._width(described), tasks.group_partition)
                  .flatMap(tasks.repeats)
                  .collect())
         for job_index, number, same, identity, content in later:
@@ -281,21 +302,28 @@ class SparkEngine:
 
     def _lines(self, jobs: list[Job], shared: Any, described: RDD[Any],
                dropped: set[tuple[int, int]]) -> Iterator[tuple[int, bytes]]:
-        """Each job's output lines, job by job, in the reference's order."""
+        """Each job's output lines, job by job, in the reference's order. Groups and sorted
+        lines are spread over as many partitions as the input has (_width), so what one task
+        holds, and hands the driver, stays bounded as the input grows."""
+        from pyspark import StorageLevel
+
+        width = self._width(described)
         gone = self.context.broadcast(dropped)
         kept = described.filter(lambda t: (t[1], t[2]) not in gone.value)
         records = kept.filter(lambda t: t[0] == tasks.LINE).map(
             lambda t: ((t[1], t[2]), t[3]))  # meter: by row (its records in rule order)
         groups = (kept.filter(lambda t: t[0] == tasks.RECORD)
                   .map(lambda t: tasks.group_rows(shared.value, t))
-                  .partitionBy(self.partitions, tasks.group_partition)
+                  .partitionBy(width, tasks.group_partition)
                   .mapPartitions(lambda part: tasks.readings(shared.value, part)))
-        ordered: RDD[tuple[tuple[int, Any], bytes]] = records.union(groups).sortByKey(
-            True, self.partitions)
+        # sortByKey reads its input three times (count, sample, sort): aggregated once, kept.
+        lines = records.union(groups).persist(StorageLevel.MEMORY_AND_DISK)
+        ordered: RDD[tuple[tuple[int, Any], bytes]] = lines.sortByKey(True, width)
         try:
             for (job_index, _), text in ordered.toLocalIterator():
                 yield job_index, text
         finally:
+            lines.unpersist()
             gone.unpersist()
 
 

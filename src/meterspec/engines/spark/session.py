@@ -10,7 +10,9 @@ meterspec; on a cluster, meterspec must be installed on the executors (docs/engi
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,6 +36,10 @@ appender.console.layout.pattern = spark: %p %c{1}: %m%n
 
 class JavaMissingError(OSError):
     """No usable Java for Spark: one line, said before anything starts."""
+
+
+class SparkStartError(OSError):
+    """Spark's JVM refused to start (too little memory, a bad master URL): its one line."""
 
 
 def check_java() -> str:
@@ -84,7 +90,40 @@ def start(master: str | None, threads: int | None, workdir: str,
         with open(os.path.join(workdir, "spark.log"), "ab") as log:
             gateway = launch_gateway(  # type: ignore[no-untyped-call]
                 conf, popen_kwargs={"stdout": log, "stderr": log})
-        SparkContext(conf=conf, gateway=gateway)
+        context = SparkContext(conf=conf, gateway=gateway)
+        # pyspark's accumulator thread prints a traceback to standard error (the report)
+        # when the JVM dies mid-job; the command says what happened in one line instead.
+        server = getattr(context, "_accumulatorServer", None)
+        if server is not None:
+            server.handle_error = lambda request, address: None
     session = SparkSession.builder.config(conf=conf).getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+def jvm_error(error: Exception, workdir: str) -> str:
+    """One line for a Spark failure: the JVM's own exception (`java.lang.OutOfMemoryError:
+    Java heap space`), from the error while the JVM lives, else from its log (spark.log in
+    `workdir`) once it has died; else the error's first line."""
+    from py4j.protocol import Py4JJavaError
+
+    if isinstance(error, Py4JJavaError):
+        with contextlib.suppress(Exception):  # the JVM is gone: its log says why
+            return _first_line(str(error.java_exception.toString()))
+    try:
+        with open(os.path.join(workdir, "spark.log"), encoding="utf-8",
+                  errors="replace") as log:
+            for line in log:
+                if JVM_EXCEPTION.match(line):
+                    return line.strip()
+    except OSError:
+        pass
+    return _first_line(str(error)) or type(error).__name__
+
+
+JVM_EXCEPTION = re.compile(r"(java|scala|org\.apache\.spark)\.[\w.$]*(Error|Exception): ")
+"""A line of the JVM's log that names its exception, as Java prints one."""
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
