@@ -47,7 +47,7 @@ from meterspec.engines.result import Result
 from meterspec.engines.sources import NdjsonFile, ParquetFiles, Table
 from meterspec.engines.spark import conformance
 from meterspec.engines.spark.engine import SparkEngine
-from meterspec.engines.spark.session import JavaMissingError
+from meterspec.engines.spark.session import JavaMissingError, jvm_error
 from meterspec.engines.spark.tasks import Job
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -347,6 +347,43 @@ def test_without_java_one_line_and_exit_2(tmp_path: Path) -> None:
         check=False)
     assert result.returncode == 2 and not result.stdout
     assert result.stderr.decode().count("\n") == 1 and b"needs java 17" in result.stderr.lower()
+
+
+
+def test_a_jvm_that_refuses_its_settings_is_one_line(tmp_path: Path) -> None:
+    """Spark's JVM refusing to start (here: less heap than Spark's minimum, set the way a
+    user sets it) is one line quoting the JVM's own exception, exit 2, its temporary
+    directory removed; no traceback."""
+    config = write(tmp_path / "c.json", CONFIG)
+    request = write(tmp_path / "r.json", tumbling("sum", "day", "UTC", "2024-03-10T00:00:00Z",
+                                                  "2024-03-11T00:00:00Z"))
+    events = lines(tmp_path / "e.ndjson", [HOSTILE[0]])
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = dict(os.environ, TMPDIR=str(temp),
+               PYSPARK_SUBMIT_ARGS="--driver-memory 400m pyspark-shell")
+    result = subprocess.run(
+        [sys.executable, "-m", "meterspec", "run", "--engine", "spark", "--config", str(config),
+         "--request", str(request), str(events)], capture_output=True, env=env, timeout=120,
+        check=False)
+    assert result.returncode == 2 and not result.stdout
+    assert result.stderr.count(b"\n") == 1, result.stderr
+    assert b"did not start" in result.stderr and b"INVALID_DRIVER_MEMORY" in result.stderr
+    assert not list(temp.iterdir())
+
+
+def test_a_dead_jvm_is_named_by_its_log(tmp_path: Path) -> None:
+    """Once the JVM has died, its error is read from its log (spark.log), the first line
+    naming a Java exception; without one, the Python error's first line."""
+    (tmp_path / "spark.log").write_text(
+        'Setting default log level to "WARN".\n'
+        "spark: ERROR Executor: Exception in task 0.0 in stage 10.0 (TID 491)\n"
+        "java.lang.OutOfMemoryError: Java heap space\n"
+        "\tat java.base/java.nio.HeapByteBuffer.<init>(HeapByteBuffer.java:64)\n"
+        "org.apache.spark.SparkException: Job aborted due to stage failure\n")
+    refused = ConnectionRefusedError(111, "Connection refused")
+    assert jvm_error(refused, str(tmp_path)) == "java.lang.OutOfMemoryError: Java heap space"
+    assert jvm_error(RuntimeError("\n first\nsecond"), str(tmp_path / "none")) == "first"
 
 
 # ------------------------------------------------------------------ the conformance suite
