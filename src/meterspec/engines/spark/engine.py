@@ -10,8 +10,8 @@ SparkSession, on local[N] or a cluster, by one of two paths chosen per job by on
 - the reference's own Python on Spark's workers (meterspec.engines.spark.tasks): for
   time-weighted averages, for meter jobs whose meteredAt the reference rejects, and for
   every job unless `sql_from_bytes` asks for the compiled plan (SparkEngine): today the
-  compiled plan costs more CPU than these workers (236 s against 64.5 s for 1M events,
-  benchmarks/README.md), so it is opt-in until it is faster.
+  compiled plan costs more than these workers (1M events: 236 s of CPU and 283 s wall
+  against 133 s and 75 s, benchmarks/README.md), so it is opt-in until it is faster.
 
 Several jobs run together (batch()): the compiled ones as one set of Spark actions, the
 others as one Spark job. The driver keeps what must be exact and in order: the windows and
