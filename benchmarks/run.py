@@ -4,9 +4,10 @@ Every figure is a child process measured by the same wait4: `meterspec run` / `m
 invoice`, and DuckDB's query in a child of its own (benchmarks/duckdb_events.py, or this script
 with --duckdb-invoice), so both sides include interpreter start-up. CPU time (user + sys of the
 child and of the children it waited for) is the steady figure, peak memory (the largest single
-process's max RSS) stands beside it; a Spark command's CPU also counts its Python workers, which
-nothing waits for, read from /proc (cpu_of_tree). Results must be identical, and `--jobs N` output byte for
-byte that of `--jobs 1`; that is the only thing that fails the script. No timing is asserted.
+process's max RSS) stands beside it; a Spark command's CPU also counts its Python workers,
+which nothing waits for, read from /proc (cpu_of_tree). Results must be identical, and
+`--jobs N` output byte for byte that of `--jobs 1`; that is the only thing that fails the
+script. No timing is asserted.
 
     .venv/bin/pip install -e '.[bench]' && .venv/bin/python benchmarks/run.py --job all
 
