@@ -35,10 +35,16 @@ def answer(seq: object, **body: object) -> None:
 
 def spawn(daemon: bool) -> None:
     """A child in a session of its own (out of the adapter's process group), which sleeps
-    holding stdout and stderr open, or, as a daemon, with its stdio on /dev/null."""
+    holding stdout and stderr open, or, as a daemon, with its stdio on /dev/null. Returns
+    once the child has recorded its pid (else a harness quick to kill could beat it)."""
+    ready, recorded = os.pipe()
     pid = os.fork()
     if pid:
+        os.close(recorded)
+        os.read(ready, 1)
+        os.close(ready)
         return
+    os.close(ready)
     os.setsid()
     if daemon:
         null = os.open(os.devnull, os.O_RDWR)
@@ -46,6 +52,8 @@ def spawn(daemon: bool) -> None:
             os.dup2(null, fd)
     with open(MODE["pids"], "a") as pids:
         pids.write(f"{os.getpid()}\n")
+    os.write(recorded, b"x")
+    os.close(recorded)
     time.sleep(FOREVER)
     os._exit(0)
 
