@@ -84,3 +84,12 @@ def order_problems(keyed: Iterable[tuple[str, Any]], duplicate: str, disorder: s
             problems.append(Problem("not-canonical", path, disorder, requirement))
         previous = key
     return problems
+
+
+def first_line(error: BaseException | str) -> str:
+    """The first non-blank line of a library's error (or of a text), stripped: the edges
+    (stores, engines) quote it in their one-line messages; an error without one gives its
+    type's name."""
+    text = error if isinstance(error, str) else str(error)
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    return line or ("" if isinstance(error, str) else type(error).__name__)

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from meterspec.errors import MeterspecError
+from meterspec.errors import MeterspecError, first_line
 
 AVAILABLE = ("duckdb", "spark")
 
@@ -159,8 +159,7 @@ def run_on_engine(args: argparse.Namespace, streams: Any, paths: list[str]) -> i
         except LayoutError as error:
             raise EngineError(str(error)) from None
         except duckdb.Error as error:
-            raise EngineError(f"the DuckDB engine stopped: {str(error).splitlines()[0]}") \
-                from None
+            raise EngineError(f"the DuckDB engine stopped: {first_line(error)}") from None
         for number, problem in result.problems:
             streams.report.reject(problem, number)
         streams.report.duplicates = result.duplicates

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import suppress
 from typing import Any
 
+from meterspec.errors import first_line
 from meterspec.store.base import CHUNK_ROWS, Store, StoreError
 from meterspec.store.batch import Batch
 from meterspec.store.schema import Dialect
@@ -47,7 +48,7 @@ class DuckDBStore(Store):
             self._con = duckdb.connect(path, read_only=read_only,
                                        config={"preserve_insertion_order": True})
         except duckdb.Error as error:
-            text = _first_line(error)
+            text = first_line(error)
             if "lock" in text.lower():
                 raise StoreError(f"cannot open {self.url}: another process has it open "
                                  f"(DuckDB lets one process write a file at a time): {text}"
@@ -60,7 +61,7 @@ class DuckDBStore(Store):
         try:
             self._con.close()
         except self._error as error:
-            raise StoreError(f"cannot close {self.url}: {_first_line(error)}") from None
+            raise StoreError(f"cannot close {self.url}: {first_line(error)}") from None
 
     def _run(self, sql: str, *args: Any) -> Any:
         try:
@@ -222,12 +223,9 @@ class DuckDBStore(Store):
         return int(str(self._query(f"SELECT count(*) FROM read_parquet('{quoted}')")[0][0]))
 
 
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
-
 
 def _store_error(url: str, error: BaseException) -> StoreError:
-    text = _first_line(error)
+    text = first_line(error)
     lowered = text.lower()
     if "file too large" in lowered or "no space" in lowered or "disk" in lowered:
         return StoreError(f"cannot write {url}: the disk is full or the file size limit is "

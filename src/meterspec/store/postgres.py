@@ -23,6 +23,7 @@ from contextlib import suppress
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from meterspec.errors import first_line
 from meterspec.store.base import CHUNK_ROWS, Store, StoreError
 from meterspec.store.batch import Batch
 from meterspec.store.schema import Dialect
@@ -71,7 +72,7 @@ class PostgresStore(Store):
             self._con = self._pg.connect(conninfo, autocommit=True,
                                          application_name="meterspec")
         except self._pg.Error as error:
-            raise StoreError(f"cannot connect to {_shown(url)}: {_first_line(error)}") from None
+            raise StoreError(f"cannot connect to {_shown(url)}: {first_line(error)}") from None
         self._lock_key = hash_key(self.schema)
         self._run(f"SET search_path TO {self.schema}")
 
@@ -288,13 +289,10 @@ def _shown(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
-
 
 def _store_error(url: str, error: BaseException) -> StoreError:
     state = getattr(error, "sqlstate", None) or ""
-    text = _first_line(error)
+    text = first_line(error)
     if state == "25006":
         return StoreError(f"cannot write {_shown(url)}: the database is read-only ({text})")
     if state.startswith("53"):

@@ -18,6 +18,8 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
+from meterspec.errors import first_line
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
@@ -109,7 +111,7 @@ def jvm_error(error: Exception, workdir: str) -> str:
 
     if isinstance(error, Py4JJavaError):
         with contextlib.suppress(Exception):  # the JVM is gone: its log says why
-            return _first_line(str(error.java_exception.toString()))
+            return first_line(str(error.java_exception.toString()))
     try:
         with open(os.path.join(workdir, "spark.log"), encoding="utf-8",
                   errors="replace") as log:
@@ -118,12 +120,8 @@ def jvm_error(error: Exception, workdir: str) -> str:
                     return line.strip()
     except OSError:
         pass
-    return _first_line(str(error)) or type(error).__name__
+    return first_line(error)
 
 
 JVM_EXCEPTION = re.compile(r"(java|scala|org\.apache\.spark)\.[\w.$]*(Error|Exception): ")
 """A line of the JVM's log that names its exception, as Java prints one."""
-
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
